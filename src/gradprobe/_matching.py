@@ -1,0 +1,153 @@
+"""Match a gradient structure to a parameter structure and flatten it.
+
+The gradient must mirror the parameters. Dict entries are found under the parameter's own key
+or, following the deeplearning.ai convention, under ``"d" + key`` (``dW1`` for ``W1``). Extra dict
+entries that match no parameter (``dZ3``, ``dA2`` ...) are ignored and named in the report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from ._errors import InvalidArgument, InvalidValue
+from ._params import Leaf, Params, _framework_hint
+
+
+def _gradient_keys(key: Any) -> tuple[Any, ...]:
+    return (key, "d" + key) if isinstance(key, str) else (key,)
+
+
+def _lookup(node: Any, key: Any, where: str, argument: str) -> tuple[Any, Any]:
+    """Find the gradient entry for parameter `key` inside the gradient node `node`."""
+    if isinstance(key, int):
+        if not isinstance(node, (list, tuple)):
+            raise InvalidArgument(
+                f"`{argument}` returned {type(node).__name__} at `{where or 'top level'}` where the parameters have "
+                "a list/tuple; return the same structure as `params`.",
+                argument=argument,
+            )
+        return node[key], key
+    if not isinstance(node, Mapping):
+        raise InvalidArgument(
+            f"`{argument}` returned {type(node).__name__} at `{where or 'top level'}` where the parameters have a dict; "
+            "return the same structure as `params`.",
+            argument=argument,
+        )
+    for candidate in _gradient_keys(key):
+        if candidate in node:
+            return node[candidate], candidate
+    expected = " or ".join(f"`{k}`" for k in _gradient_keys(key))
+    raise InvalidArgument(
+        f"`{argument}` returned no gradient for parameter `{_join(where, key)}`: expected key "
+        f"{expected}, got keys {sorted(map(str, node))}. Return a gradient for every parameter.",
+        argument=argument,
+    )
+
+
+def _join(where: str, key: Any) -> str:
+    return f"{where}.{key}" if where else str(key)
+
+
+def _check_lengths(node: Any, expected: int, where: str, argument: str) -> None:
+    if isinstance(node, (list, tuple)) and len(node) != expected:
+        raise InvalidArgument(
+            f"`{argument}` returned {len(node)} entries at `{where or 'top level'}` where the "
+            f"parameters have {expected}; return one gradient per parameter.",
+            argument=argument,
+        )
+
+
+def _leaf_gradient(value: Any, leaf: Leaf, argument: str) -> np.ndarray:
+    hint = _framework_hint(value)
+    if hint is not None:
+        raise InvalidArgument(f"`{argument}` entry for `{leaf.name}` is {hint}.", argument=argument)
+    if value is None:
+        raise InvalidArgument(
+            f"`{argument}` returned None for parameter `{leaf.name}`; return its gradient (zeros if "
+            "the loss truly does not depend on it).",
+            argument=argument,
+        )
+    try:
+        array = np.asarray(value)
+    except Exception as error:  # ragged lists and other oddities
+        raise InvalidArgument(
+            f"`{argument}` entry for `{leaf.name}` cannot be read as an array ({error}).",
+            argument=argument,
+        ) from None
+    if np.iscomplexobj(array):
+        raise InvalidArgument(
+            f"`{argument}` entry for `{leaf.name}` is complex; complex gradients are not yet supported.",
+            argument=argument,
+        )
+    if array.dtype == bool or not np.issubdtype(array.dtype, np.number):
+        raise InvalidArgument(
+            f"`{argument}` entry for `{leaf.name}` has dtype {array.dtype}; return a float array.",
+            argument=argument,
+        )
+    if array.shape != leaf.shape and not (leaf.shape == () and array.size == 1):
+        transposed = array.shape == leaf.shape[::-1] and len(leaf.shape) == 2
+        hint = " (transposed?)" if transposed else ""
+        raise InvalidArgument(
+            f"`{argument}` entry for `{leaf.name}` has shape {array.shape} but the parameter has shape "
+            f"{leaf.shape}{hint}; return a gradient of the parameter's shape.",
+            argument=argument,
+        )
+    flat = np.asarray(array, dtype=np.float64).ravel()
+    if not np.all(np.isfinite(flat)):
+        raise InvalidValue(
+            f"`{argument}` returned NaN or inf for `{leaf.name}` at the starting point; fix the "
+            "gradient's formula (or its overflow) first.",
+            argument=argument,
+        )
+    return flat
+
+
+def flatten_gradient(params: Params, gradient: Any, *, argument: str = "grad") -> tuple[np.ndarray, tuple[str, ...]]:
+    """Flatten `gradient` in the order of `params`.
+
+    Returns the flat float64 gradient and the names of gradient entries that match no parameter.
+    """
+    flat = np.empty(params.size)
+    used: set[tuple[Any, ...]] = set()
+    for leaf in params.leaves:
+        node, real_path, where = gradient, (), ""
+        for depth, key in enumerate(leaf.path):
+            if isinstance(key, int):
+                siblings = _sibling_count(params, leaf.path[:depth])
+                _check_lengths(node, siblings, where, argument)
+            node, found = _lookup(node, key, where, argument)
+            real_path += (found,)
+            where = _join(where, found)
+        if not leaf.path and isinstance(node, (Mapping, list, tuple)) and not _is_array_like(node):
+            raise InvalidArgument(
+                f"`{argument}` returned a {type(node).__name__} but `params` is a single "
+                "array/float; return one gradient array of the same shape.",
+                argument=argument,
+            )
+        flat[leaf.slice] = _leaf_gradient(node, leaf, argument)
+        used.update(real_path[:i] for i in range(len(real_path) + 1))
+    return flat, tuple(_unused(gradient, (), used))
+
+
+def _is_array_like(node: Any) -> bool:
+    return isinstance(node, (list, tuple)) and all(isinstance(x, (int, float)) for x in node)
+
+
+def _sibling_count(params: Params, prefix: tuple[Any, ...]) -> int:
+    n = len(prefix)
+    return len({leaf.path[n] for leaf in params.leaves if leaf.path[:n] == prefix and len(leaf.path) > n})
+
+
+def _unused(node: Any, path: tuple[Any, ...], used: set[tuple[Any, ...]]):
+    """Names of dict entries in the gradient that no parameter claimed."""
+    if not isinstance(node, Mapping):
+        return
+    for key, value in node.items():
+        child = path + (key,)
+        if child not in used:
+            yield ".".join(str(p) for p in child)
+        else:
+            yield from _unused(value, child, used)

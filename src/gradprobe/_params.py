@@ -1,0 +1,221 @@
+"""A read-only flat view over the user's parameter structure.
+
+`Params` walks a float, an array, or nested dicts/lists/tuples of arrays once, records each
+leaf's name, shape, dtype and offset in one flat float64 vector, and builds fresh copies of the
+structure from flat vectors. It never writes to the user's objects: the loss always receives
+new arrays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ._errors import InvalidArgument, InvalidValue
+
+_SUPPORTED_FLOATS = (np.float16, np.float32, np.float64)
+_FRAMEWORK_HINTS = {
+    "torch": "a torch tensor: use `gp.torch.check(fn, *inputs)` or convert with `.detach().cpu().numpy()`",
+    "jax": "a JAX array: use `gp.jax.check(fn, *args)` or convert with `np.asarray(x)`",
+    "jaxlib": "a JAX array: use `gp.jax.check(fn, *args)` or convert with `np.asarray(x)`",
+}
+
+
+@dataclass(frozen=True)
+class Leaf:
+    """One tensor of the structure: where it lives and how to rebuild it."""
+
+    name: str
+    path: tuple[Any, ...]
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    offset: int
+    kind: str  # "array", "float" (a Python number) or "scalar" (a numpy scalar)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def slice(self) -> slice:
+        return slice(self.offset, self.offset + self.size)
+
+    def index(self, flat_position: int) -> tuple[int, ...]:
+        """The element's index inside this tensor, from its position in the flat vector."""
+        return tuple(int(i) for i in np.unravel_index(flat_position - self.offset, self.shape))
+
+
+def _name(path: tuple[Any, ...], root: str) -> str:
+    return ".".join(str(part) for part in path) if path else root
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, np.ndarray):
+        return f"an array of dtype {value.dtype} and shape {value.shape}"
+    return f"a {type(value).__name__}"
+
+
+def _framework_hint(value: Any) -> str | None:
+    return _FRAMEWORK_HINTS.get(type(value).__module__.split(".")[0])
+
+
+def _as_leaf_array(value: Any, name: str, argument: str) -> tuple[np.ndarray, str]:
+    """Validate one parameter leaf and return it as an array with its kind."""
+    hint = _framework_hint(value)
+    if hint is not None:
+        raise InvalidArgument(f"`{argument}` entry `{name}` is {hint}.", argument=argument)
+    if isinstance(value, bool) or isinstance(value, np.bool_):
+        raise InvalidArgument(
+            f"`{argument}` entry `{name}` is a bool; gradients need floating-point parameters. "
+            "Pass a float instead.",
+            argument=argument,
+        )
+    if isinstance(value, np.generic):  # before float: np.float64 is a float subclass
+        kind = "scalar"
+    elif isinstance(value, (int, float)):
+        return np.asarray(float(value), dtype=np.float64), "float"
+    elif isinstance(value, np.ndarray):
+        kind = "array"
+    else:
+        raise InvalidArgument(
+            f"`{argument}` entry `{name}` is {_describe(value)}; expected a float, a numpy array, "
+            "or a dict/list/tuple of them.",
+            argument=argument,
+        )
+    array = np.asarray(value)
+    if np.iscomplexobj(array):
+        raise InvalidArgument(
+            f"`{argument}` entry `{name}` is complex ({array.dtype}); complex parameters are not yet "
+            "supported. Split it into real and imaginary parts, or check a real-valued loss of "
+            "the real parameters.",
+            argument=argument,
+        )
+    if array.dtype.type not in _SUPPORTED_FLOATS:
+        raise InvalidArgument(
+            f"`{argument}` entry `{name}` has dtype {array.dtype}; gradients need floating-point "
+            f"parameters (float16, float32 or float64). Convert it with `.astype(np.float64)`.",
+            argument=argument,
+        )
+    if array.size == 0:
+        raise InvalidValue(
+            f"`{argument}` entry `{name}` is empty (shape {array.shape}); there is nothing to check. "
+            "Remove it from the structure.",
+            argument=argument,
+        )
+    if not np.all(np.isfinite(array)):
+        raise InvalidValue(
+            f"`{argument}` entry `{name}` holds NaN or inf; check the gradient at a finite point.",
+            argument=argument,
+        )
+    return array, kind
+
+
+def _walk(tree: Any, path: tuple[Any, ...] = ()):
+    """Yield (path, leaf) pairs in a fixed order: dict insertion order, list/tuple order."""
+    if isinstance(tree, Mapping):
+        for key, value in tree.items():
+            yield from _walk(value, path + (key,))
+    elif isinstance(tree, (list, tuple)):
+        for i, value in enumerate(tree):
+            yield from _walk(value, path + (i,))
+    else:
+        yield path, tree
+
+
+class Params:
+    """Flat view over a parameter structure.
+
+    Parameters
+    ----------
+    tree : float, numpy array, or nested dict/list/tuple of them
+        The user's parameters. They are read once and never modified.
+    root : str
+        The name given to a bare (non-container) parameter.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> p = Params({"W": np.ones((2, 3)), "b": 0.5})
+    >>> [leaf.name for leaf in p.leaves], p.size
+    (['W', 'b'], 7)
+    >>> p.build(np.arange(7.0))["b"]
+    6.0
+    """
+
+    def __init__(self, tree: Any, *, argument: str = "params", root: str = "params") -> None:
+        self.argument = argument
+        self._tree = tree
+        leaves: list[Leaf] = []
+        chunks: list[np.ndarray] = []
+        offset = 0
+        for path, value in _walk(tree):
+            name = _name(path, root)
+            array, kind = _as_leaf_array(value, name, argument)
+            leaves.append(Leaf(name, path, array.shape, array.dtype, offset, kind))
+            chunks.append(np.asarray(array, dtype=np.float64).ravel())
+            offset += array.size
+        if not leaves:
+            raise InvalidValue(
+                f"`{argument}` holds no arrays; pass a float, an array or a dict of arrays.",
+                argument=argument,
+            )
+        self.leaves: tuple[Leaf, ...] = tuple(leaves)
+        # float64 holds float16/32/64 values exactly, so this copy loses nothing.
+        self.values: np.ndarray = np.concatenate(chunks)
+        self.values.setflags(write=False)
+
+    @property
+    def size(self) -> int:
+        return int(self.values.size)
+
+    def leaf_of(self, flat_position: int) -> Leaf:
+        offsets = [leaf.offset for leaf in self.leaves]
+        return self.leaves[int(np.searchsorted(offsets, flat_position, side="right")) - 1]
+
+    def element_dtypes(self) -> list[tuple[slice, np.dtype]]:
+        return [(leaf.slice, leaf.dtype) for leaf in self.leaves]
+
+    def round_to_dtypes(self, flat: np.ndarray) -> np.ndarray:
+        """Round a flat float64 vector to each leaf's dtype (the values the loss will really see)."""
+        rounded = np.array(flat, dtype=np.float64)
+        for leaf in self.leaves:
+            if leaf.dtype != np.float64:
+                rounded[leaf.slice] = rounded[leaf.slice].astype(leaf.dtype)
+        return rounded
+
+    def build(self, flat: np.ndarray, *, dtype: Any = None) -> Any:
+        """A fresh copy of the user's structure holding the values of `flat`.
+
+        `dtype` overrides every leaf's dtype (used to re-evaluate a loss in float64 or complex).
+        """
+        new_leaves = {}
+        for leaf in self.leaves:
+            target = np.dtype(dtype) if dtype is not None else leaf.dtype
+            values = np.asarray(flat[leaf.slice]).astype(target).reshape(leaf.shape)
+            if leaf.kind == "float" and dtype is None:
+                new_leaves[leaf.path] = float(values)
+            elif leaf.kind in ("float", "scalar"):
+                new_leaves[leaf.path] = values[()]
+            else:
+                new_leaves[leaf.path] = values
+        return _rebuild(self._tree, (), new_leaves)
+
+    def copy(self) -> Any:
+        """A fresh copy of the user's structure at its original values."""
+        return self.build(self.values)
+
+
+def _rebuild(tree: Any, path: tuple[Any, ...], leaves: dict[tuple[Any, ...], Any]) -> Any:
+    if isinstance(tree, Mapping):
+        return {key: _rebuild(value, path + (key,), leaves) for key, value in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        items = [_rebuild(value, path + (i,), leaves) for i, value in enumerate(tree)]
+        if isinstance(tree, list):
+            return items
+        if hasattr(tree, "_fields"):  # namedtuple
+            return type(tree)(*items)
+        return type(tree)(items)
+    return leaves[path]

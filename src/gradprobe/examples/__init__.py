@@ -1,0 +1,1 @@
+"""Worked examples. `deeplearning_ai` reproduces the seed assignment."""

@@ -1,0 +1,18 @@
+import numpy as np
+import pytest
+
+
+@pytest.fixture
+def quadratic():
+    """loss = sum(c * x**3) + x.W.x over a dict, with its exact gradient."""
+    rng = np.random.default_rng(0)
+    params = {"x": rng.standard_normal(4), "W": rng.standard_normal((4, 4))}
+
+    def loss(p):
+        return float(np.sum(p["x"] ** 3) + p["x"] @ p["W"] @ p["x"])
+
+    def grad(p):
+        x, W = p["x"], p["W"]
+        return {"x": 3 * x**2 + (W + W.T) @ x, "W": np.outer(x, x)}
+
+    return loss, grad, params
