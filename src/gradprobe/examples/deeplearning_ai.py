@@ -49,7 +49,7 @@ def backward_propagation(x, theta):
 def gradient_check(x, theta, epsilon=1e-7):
     """The course's 1-D check: central difference, one relative difference, threshold 1e-7.
 
-    >>> gradient_check(2, 4)
+    >>> print(gradient_check(2, 4))
     The gradient is correct!
     2.919335883291695e-10
     """
