@@ -81,6 +81,15 @@ def test_functions_must_be_callable(argument):
         ("seed", -3, "`seed` must be a non-negative int"),
         ("shadow", "yes", "`shadow` must be True or False"),
         ("batch_size", 0, "`batch_size` must be a positive int"),
+        ("budget", 1.5, r"`budget` must be an int number of loss evaluations .* got 1.5"),
+        ("budget", 5, "`budget` of 5 evaluations is too small"),
+        ("budget", "soon", "`budget` string 'soon' is not a duration"),
+        ("budget", "0s", "`budget` must be a positive duration"),
+        ("executor", "threads", "`executor` must be a concurrent.futures.Executor"),
+        ("vectorized", "yes", "`vectorized` must be True or False"),
+        ("progress", "yes", "`progress` must be True, False or None"),
+        ("confidence", 1.0, r"`confidence` must be a probability in \(0, 1\)"),
+        ("probes", 0, "`probes` must be a positive int"),
     ],
 )
 def test_option_validation(option, value, message):

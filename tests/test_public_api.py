@@ -1,3 +1,5 @@
+import pytest
+
 import gradprobe as gp
 
 
@@ -13,7 +15,10 @@ def test_public_surface_is_pinned():
             "TensorReport",
             "UserFunctionError",
             "__version__",
+            "assert_gradients",
             "check",
+            "check_jacobian",
+            "check_vjp",
         ]
     )
     for name in gp.__all__:
@@ -33,3 +38,35 @@ def test_importing_gradprobe_imports_no_optional_dependency():
     code = "import sys, gradprobe; print(sorted(m for m in ('torch', 'jax', 'rich', 'matplotlib', 'dask', 'pandas') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_framework_adapters_are_lazy_attributes():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, gradprobe as gp; assert 'torch' not in sys.modules; "
+        "print(callable(gp.torch.check), callable(gp.torch.check_module), 'torch' in sys.modules, 'torch' in dir(gp))"
+    )
+    pytest.importorskip("torch")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["True", "True", "True", "True"]
+
+
+def test_missing_framework_gives_the_install_hint():
+    import subprocess
+    import sys
+
+    # Hide jax from the import system in a child process, as on a machine without it.
+    code = (
+        "import sys; sys.modules['jax'] = None; import importlib.util as u; u.find_spec = lambda name, *a: None\n"
+        "import gradprobe as gp\n"
+        "try:\n    gp.jax\nexcept ImportError as e:\n    print(e)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "pip install gradprobe[jax]" in out
+
+
+def test_unknown_attribute_is_an_attribute_error():
+    with pytest.raises(AttributeError, match="no attribute 'tensorflow'"):
+        gp.tensorflow  # noqa: B018

@@ -1,5 +1,6 @@
 """gradprobe: is a gradient right, and if not, where and how is it wrong?"""
 
+from ._assert import assert_gradients as assert_gradients
 from ._check import check as check
 from ._errors import (
     GradientMismatch as GradientMismatch,
@@ -9,6 +10,7 @@ from ._errors import (
     UserFunctionError as UserFunctionError,
 )
 from ._report import Element as Element, Report as Report, TensorReport as TensorReport
+from ._vjp import check_jacobian as check_jacobian, check_vjp as check_vjp
 
 __version__ = "0.1.0"
 
@@ -22,5 +24,31 @@ __all__ = [
     "TensorReport",
     "UserFunctionError",
     "__version__",
+    "assert_gradients",
     "check",
+    "check_jacobian",
+    "check_vjp",
 ]
+
+# Framework adapters, imported on first use so that `import gradprobe` never imports a framework.
+_ADAPTERS = {"torch": ("torch", "PyTorch"), "jax": ("jax", "JAX")}
+
+
+def __getattr__(name: str):
+    if name not in _ADAPTERS:
+        raise AttributeError(f"module 'gradprobe' has no attribute {name!r}")
+    import importlib
+    import importlib.util
+
+    framework, label = _ADAPTERS[name]
+    if importlib.util.find_spec(framework) is None:
+        raise ModuleNotFoundError(
+            f"gradprobe.{name} needs {label}, which is not installed: pip install gradprobe[{name}]", name=framework
+        )
+    adapter = importlib.import_module(f"gradprobe.adapters.{name}")
+    globals()[name] = adapter
+    return adapter
+
+
+def __dir__() -> list[str]:
+    return sorted([*__all__, *_ADAPTERS])

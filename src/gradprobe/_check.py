@@ -3,39 +3,60 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
 
 from . import _differences as fd
 from ._diagnosis import diagnose
-from ._errors import InvalidArgument, UserFunctionError
+from ._errors import GradprobeError, InvalidArgument, UserFunctionError
 from ._matching import flatten_gradient
-from ._noise import estimate_noise
+from ._noise import SPACING_RATIO, estimate_noise, noise_from_samples
 from ._objective import Objective, require_callable
-from ._options import Options, validate_options
+from ._executor import require_sendable
+from ._options import Options, reported_options, validate_options
+from ._oracle import Oracle, as_oracle, exact_estimates
 from ._params import Params
-from ._probes import coordinate_points, round_at
-from ._report import Element, Report, TensorReport
+from ._progress import Progress
+from ._probes import Ladder, coordinate_points, min_steps, round_at
+from ._report import Coverage, Element, Report, TensorReport
+from ._strategies import DIRECTIONAL_NOISE_TABLES, choose_strategy, expected_evaluations, needs_strategies, run_strategy
 from ._verdict import (
     ELEMENT_STATUSES,
     FAIL,
     KINK,
+    NOISE,
+    NONFINITE,
     PASS,
     analytic_floor,
-    combine_levels,
     judge,
     overall_status,
     relative_difference,
     resolution,
+    safe_norm,
     tensor_status,
+    undetectable,
 )
 
 WORST_KEPT = 5
-# When the first probe of an element is not a clean pass, probe it again with a step this much
-# smaller (truncation dominated: a kink or strong curvature inside the step) or larger (noise).
-REFINE_SMALLER, REFINE_LARGER = 1 / 16, 8.0
+# Difference tables (eight evaluations each) behind the noise estimate; twice as many for a loss
+# of few parameters, whose rounding errors are the least random along a line.
+NOISE_TABLES, FEW_PARAMETERS = 3, 16
+# A tensor in which at least this fraction of the elements saw a kink is probed below the kinks' scale.
+KINKED_FRACTION = 0.05
+# The narrowest noise table moves each parameter by at least this many ulps.
+SPACING_ULPS = 32
+# Taylor test: the largest move (a fraction of each parameter's scale) and how many steps.
+TAYLOR_MOVE, TAYLOR_STEPS = 0.05, 8
+# Probes needed before their own noise measure (median of their fourth-order combinations) counts.
+PROBE_NOISE_MINIMUM = 8
+# A probe with this fraction of its values exactly equal to the loss at the point (and not all) sees a staircase.
+STAIRCASE_FLAT = 0.25
+# A probe that saw no change at all is retried with steps this much larger, at most this often.
+FLAT_GROWTH, FLAT_RETRIES = 64.0, 3
 COMPLEX_STEP = 1e-20
 
 
@@ -59,6 +80,13 @@ def check(
     seed: int = 0,
     shadow: bool = False,
     batch_size: int | None = None,
+    oracle: Callable[[Any, Any], Any] | None = None,
+    budget: int | str | timedelta | None = None,
+    executor: Executor | None = None,
+    vectorized: bool = False,
+    progress: bool | None = None,
+    confidence: float = 0.999,
+    probes: int | None = None,
 ) -> Report:
     """Check `grad` against numerical derivatives of `loss` at `params`.
 
@@ -72,8 +100,13 @@ def check(
         ignored and listed in `Report.ignored`.
     params : float, array, or nested dict/list/tuple of arrays
         The point to check at. Never modified.
-    strategy : {"auto", "full"}
-        "full" probes every coordinate; "auto" currently does the same.
+    strategy : {"auto", "full", "directional", "sample"}
+        "full" probes every coordinate (exact per-element answers, 4+ evaluations each).
+        "directional" probes each tensor along random directions (a few evaluations per tensor,
+        with a stated detection guarantee) and names the wrong elements of a failing tensor by
+        group testing, in O(k log n) evaluations for k wrong elements. "sample" probes a random
+        sample of coordinates per tensor. "auto" is "full" up to 1000 parameters (when `budget`
+        allows it) and "directional" above. `Report.strategy` says which ran.
     method : {"auto", "richardson", "central", "complex"}
         Finite-difference estimate. "auto" is "richardson"; "complex" needs a loss that accepts
         complex parameters and is exact to rounding.
@@ -87,6 +120,30 @@ def check(
         formula from precision loss.
     batch_size : int, optional
         The batch size m, so that a factor of m or 1/m is named as such in the diagnosis.
+    oracle : callable, optional
+        ``oracle(params, tangent) -> float``: the exact derivative of `loss` along `tangent`
+        (forward-mode AD or a hand-written JVP; `tangent` has the structure of `params`). It
+        replaces finite differences, leaving only rounding in the error bars.
+    budget : int, str or datetime.timedelta, optional
+        A cap on the work: an int number of loss evaluations (deterministic), or a duration
+        ("30s", "5min", a timedelta). What the budget left out is listed in `Report.coverage`;
+        tensors it left unchecked are inconclusive.
+    executor : concurrent.futures.Executor, optional
+        Evaluate the loss on its workers: a ``ProcessPoolExecutor``, or a Dask cluster's
+        ``Client(...).get_executor()``. The loss must pickle. Results are identical to a serial run.
+    vectorized : bool
+        `loss` accepts parameters whose every leaf has a leading batch axis and returns one value
+        per parameter set; many points are then evaluated in one call. `grad` is called as usual.
+    progress : bool, optional
+        Show a progress bar (rich or tqdm, when installed) for checks longer than about a second.
+        By default only when standard error is a terminal; False turns it off.
+    confidence : float
+        For the randomized strategies: `Report.guarantee` states the error size caught with at
+        least this probability. With ``probes=None``, raising it adds random directions.
+    probes : int, optional
+        Random directions per tensor ("directional") or sampled elements per tensor ("sample");
+        by default as many directions as reach a resolution of 1e-6 at `confidence` (1 to 4),
+        and 32 sampled elements.
 
     Returns
     -------
@@ -102,21 +159,30 @@ def check(
     '2.00x'
     """
     options = validate_options(
-        strategy=strategy, method=method, rtol=rtol, seed=seed, shadow=shadow, batch_size=batch_size
-    )
+        strategy=strategy, method=method, rtol=rtol, seed=seed, shadow=shadow, batch_size=batch_size,
+        budget=budget, executor=executor, vectorized=vectorized, progress=progress, confidence=confidence,
+        probes=probes,
+    )  # fmt: skip
     require_callable(loss, "loss")
     require_callable(grad, "grad")
     user_params = Params(params)
+    exact = as_oracle(oracle, user_params, method)
     analytic, ignored = _analytic_gradient(grad, user_params)
     probed = Params(user_params.build(user_params.values, dtype=np.float64)) if options.shadow else user_params
-    return _Checker(Objective(loss, probed), user_params, analytic, options).run(grad, ignored)
+    require_sendable(loss, probed, options.executor)
+    objective = Objective(loss, probed, executor=options.executor, vectorized=options.vectorized)
+    checker = _Checker(objective, user_params, analytic, options, oracle=exact)
+    with Progress(options.progress, total=expected_evaluations(options, probed.size)) as bar:
+        objective.on_evaluation = lambda count: bar.advance(count, objective.probing)
+        checker.progress = bar
+        return checker.run(grad, ignored)
 
 
 def _analytic_gradient(grad: Callable[[Any], Any], params: Params) -> tuple[np.ndarray, tuple[str, ...]]:
     try:
         tree = grad(params.copy())
-    except (KeyboardInterrupt, SystemExit, MemoryError):
-        raise
+    except (KeyboardInterrupt, SystemExit, MemoryError, GradprobeError):
+        raise  # a GradprobeError already names its argument (e.g. `jac` from check_jacobian)
     except Exception as error:
         raise UserFunctionError(f"`grad` raised {type(error).__name__}: {error}", argument="grad") from error
     return flatten_gradient(params, tree, argument="grad")
@@ -125,14 +191,18 @@ def _analytic_gradient(grad: Callable[[Any], Any], params: Params) -> tuple[np.n
 class _Checker:
     """One run of the pipeline; holds what the stages share."""
 
-    def __init__(self, objective: Objective, user_params: Params, analytic: np.ndarray, options: Options) -> None:
+    def __init__(
+        self, objective: Objective, user_params: Params, analytic: np.ndarray, options: Options, oracle: Oracle | None = None
+    ) -> None:
         self.objective = objective
+        self.oracle = oracle
         self.params = objective.params
         self.user_params = user_params
         self.analytic = analytic
         self.options = options
         self.rng = np.random.default_rng(options.seed)
         self.notes: list[str] = []
+        self.progress = Progress(False)  # check() replaces it with the visible one
         # Rounding of the analytic gradient: the parameters' own precision.
         self.eps = np.empty(user_params.size)
         for leaf in user_params.leaves:
@@ -141,25 +211,38 @@ class _Checker:
     def run(self, grad: Callable[[Any], Any], ignored: tuple[str, ...]) -> Report:
         f0 = self.objective.initial()
         spread = self._gradient_spread(grad)
-        sigma = self._noise(f0)
-        if self.options.method == "complex":
+        strategy = choose_strategy(self.options, self.params.size)
+        # Large models: one table (8 evaluations) is most of what a directional verdict costs.
+        sigma = self._noise(f0, tables=DIRECTIONAL_NOISE_TABLES) if strategy == "directional" else self._noise(f0)
+        if self.oracle is None and needs_strategies(self.options, strategy):
+            return run_strategy(self, strategy, f0, sigma, spread, ignored)
+        setup = self.objective.nfev
+        self.progress.describe("every coordinate")
+        if self.oracle is not None:
+            elements = self._exact(spread)
+        elif self.options.method == "complex":
             elements = self._complex(f0)
         else:
             elements = self._finite_differences(f0, sigma, spread)
         tensors = self._tensor_reports(f0, elements)
         e = elements.estimates
+        nfev = self.objective.nfev + (self.oracle.nfev if self.oracle is not None else 0)
         return Report(
             status=overall_status([t.status for t in tensors.values()]),  # type: ignore[arg-type]
             difference=relative_difference(self.analytic, e.numeric),
-            resolution=resolution(e.error, elements.floor, e.numeric, float(np.linalg.norm(self.analytic))),
-            nfev=self.objective.nfev,
+            resolution=resolution(
+                undetectable(e, elements.codes, elements.floor), e.numeric, safe_norm(self.analytic)
+            ),
+            nfev=nfev,
             tensors=tensors,
             ignored=ignored,
             notes=tuple(self.notes),
-            method=self.options.method,
+            method="forward" if self.oracle is not None else self.options.method,
             strategy="full",
             seed=self.options.seed,
-            noise=sigma,
+            noise=self.sigma,
+            options=reported_options(self.options),
+            coverage=Coverage(evaluations={"setup": setup, "coordinates": nfev - setup}),
         )
 
     # -- noise and non-determinism -------------------------------------------------------------
@@ -174,85 +257,249 @@ class _Checker:
             )
         return spread
 
-    def _noise(self, f0: float) -> float:
+    def _noise(self, f0: float, tables: int | None = None) -> float:
+        """The loss's noise: ECnoise along random directions, or the spread of repeated calls."""
+        if tables is None:
+            tables = 2 * NOISE_TABLES if self.params.size <= FEW_PARAMETERS else NOISE_TABLES
         repeats = self.objective.evaluate([(np.array([], dtype=int), np.array([]))] * 2)
         repeat_spread = float(np.max(np.abs(repeats - f0)))
         eps = max(float(np.finfo(leaf.dtype).eps) for leaf in self.params.leaves)
-        direction = self.rng.choice([-1.0, 1.0], self.params.size) * fd.element_scales(self.params)
         indices = np.arange(self.params.size)
 
-        def line(offsets: np.ndarray) -> np.ndarray:
-            points = [(indices, round_at(self.params, indices, self.params.values + o * direction)) for o in offsets]
-            return self.objective.evaluate(points)
+        def line() -> Callable[[np.ndarray], np.ndarray]:
+            # Random signs and lengths: points on a regular grid can round in a regular pattern,
+            # which hides the noise from a difference table.
+            lengths = self.rng.uniform(0.5, 1.5, self.params.size)
+            direction = self.rng.choice([-1.0, 1.0], self.params.size) * lengths * fd.element_scales(self.params)
 
-        estimate = estimate_noise(line, f0, eps**0.4, floor=0.5 * eps * abs(f0))
+            def evaluate(offsets: np.ndarray) -> np.ndarray:
+                intended = [self.params.values + o * direction for o in offsets]
+                moved = [round_at(self.params, indices, p) for p in intended]
+                values = self.objective.evaluate([(indices, m) for m in moved])
+                # Low-precision parameters round the table's points off its grid; the analytic
+                # gradient's linear model moves each value back to its grid point, so that the
+                # rounding of the points is not mistaken for noise of the loss.
+                with np.errstate(invalid="ignore", over="ignore"):
+                    shift = np.array([self.analytic @ (m - p) for m, p in zip(moved, intended)])
+                return values - np.where(np.isfinite(shift), shift, 0.0)
+
+            return evaluate
+
+        # Narrow tables: noise does not depend on the spacing, but a wide table moving every
+        # parameter of a relu network crosses kinks, which inflate the estimate.
+        spacing = max(eps**0.7, SPACING_ULPS * eps * SPACING_RATIO)
+        # Rounding the result alone costs half an ulp (a whole one for a subnormal result).
+        floor = max(0.5 * eps * abs(f0), float(np.spacing(abs(f0))))
+        estimate = estimate_noise([line() for _ in range(tables)], f0, spacing, floor=floor)
         sigma = max(estimate.sigma, repeat_spread)
+        self.sigma = sigma
         if repeat_spread > 0:
             self.notes.append(
-                f"`loss` is non-deterministic: identical calls differ by up to {repeat_spread:.2e}; "
-                "its noise is folded into the error bars."
+                f"`loss` is non-deterministic: identical calls differ by up to {repeat_spread:.2e} "
+                f"(noise {sigma:.2e} in all); that noise is folded into the error bars."
             )
-        if not estimate.reliable:
+        self.ragged = estimate.ragged
+        if estimate.ragged:
+            self.notes.append(
+                "the loss jumps about like noise at every spacing tried, down to a few ulps of the parameters: "
+                "it has no derivative to compare at this precision (use float64 or smaller parameters)."
+            )
+        elif not estimate.reliable:
             self.notes.append("the loss's noise level could not be measured reliably; assumed rounding only.")
         return sigma
 
     # -- estimation and judgement ----------------------------------------------------------------
 
-    def _probe(self, f0: float, sigma: float, indices: np.ndarray, steps: np.ndarray, spread: np.ndarray):
-        points, displacement = coordinate_points(self.params, indices, steps)
-        values = self.objective.evaluate(points).reshape(len(indices), len(fd.OFFSETS))
-        predicted = self.analytic[indices, None] * displacement
-        estimates = fd.finite_differences(
-            self.options.method, f0, values, predicted, displacement, steps[indices], sigma  # type: ignore[arg-type]
+    def _probe(
+        self, f0: float, sigma: float, indices: np.ndarray, steps: np.ndarray, spread: np.ndarray
+    ) -> tuple[fd.Estimates, np.ndarray]:
+        """Coordinate probes of `indices`, each descending its step ladder from ``steps[i]``.
+
+        Returns the estimates (error bars widened by the analytic gradient's own `spread`) and the
+        judgement codes, both in the order of `indices`.
+        """
+
+        def evaluate_level(which: np.ndarray, level: int):
+            chosen = indices[which]
+            current = np.zeros(self.params.size)
+            current[chosen] = ladder.steps[which]  # a flat probe may have been given larger steps
+            points, displacement = coordinate_points(self.params, chosen, current, fd.level_offsets(level))
+            values = self.objective.evaluate(points).reshape(len(chosen), 2)
+            return values, self.analytic[chosen, None] * displacement, displacement
+
+        def widen(estimates: fd.Estimates, which: np.ndarray) -> fd.Estimates:
+            # Along a coordinate the analytic derivative is the element itself (its product with a
+            # tiny displacement may have underflowed on the way).
+            chosen = indices[which]
+            return replace(
+                estimates, analytic=self.analytic[chosen], error=estimates.error + fd.CONFIDENCE * spread[chosen]
+            )
+
+        # Each level halves the step; stop before the points come within a few ulps of each other.
+        with np.errstate(over="ignore", divide="ignore"):
+            ratio = np.clip(steps[indices] / min_steps(self.params)[indices], 1.0, 2.0**fd.MAX_LEVELS)
+        deepest = np.clip(np.floor(np.log2(ratio)).astype(int) + 1, 2, fd.MAX_LEVELS)
+        ladder = Ladder(
+            evaluate_level, self.options.method, f0, steps[indices], sigma,  # type: ignore[arg-type]
+            deepest=deepest, adjust=widen, rounding=0.5 * max(float(np.finfo(leaf.dtype).eps) for leaf in self.params.leaves),
+        )  # fmt: skip
+        # Three levels everywhere first: their fourth-order combinations measure the loss's noise
+        # where the probes are (rounding can be larger there than in the small noise tables), and
+        # the descent then goes on with that.
+        first = fd.window_levels(self.options.method)  # type: ignore[arg-type]
+        ladder.descend(np.arange(len(indices)), until=first)
+        # A loss that did not move at all (it moves in steps larger than the step's effect) is
+        # probed again with larger steps until it does: the height of its steps is its noise.
+        for _ in range(FLAT_RETRIES):
+            flat = ladder.flat()
+            flat = flat[self.analytic[indices[flat]] != 0]
+            if not len(flat):
+                break
+            ladder.restart(flat, ladder.steps[flat] * FLAT_GROWTH)
+            ladder.descend(flat, until=first)
+        assert ladder.estimates is not None
+        self._probe_noise(ladder)
+        ladder.descend(ladder.undecided())
+        self._below_kinks(ladder, indices)
+        estimates, levels = ladder.estimates, ladder.levels
+        assert estimates is not None
+        estimates = self._check_noise(estimates, ladder.sigma, estimates.settled | (levels >= deepest) & ~estimates.is_rough)
+        codes, _ = self._judge(estimates, indices=indices)
+        return estimates, codes
+
+    def _below_kinks(self, ladder: Ladder, indices: np.ndarray) -> None:
+        """In a tensor where kinks were seen, take every element's estimate below the kinks' scale.
+
+        A relu layer's weight moves every sample's pre-activation: its loss is smooth only between
+        kinks that can lie closer together than the step. One kink inside the step shows as a
+        jump; several small ones can hide (their jump estimates cancel) while still biasing the
+        derivative. So when enough elements of a tensor saw kinks, every element descends to the
+        level at which half of those were clear of them.
+        """
+        for leaf in self.params.leaves:
+            mine = np.flatnonzero((indices >= leaf.offset) & (indices < leaf.offset + leaf.size))
+            kinked = ladder.kinked[mine]
+            if kinked.sum() < max(2, KINKED_FRACTION * len(mine)):
+                continue
+            cleared = ladder.cleared[mine][kinked & (ladder.cleared[mine] > 0)]
+            if not len(cleared):
+                continue
+            target = int(np.ceil(np.median(cleared)))
+            shallow = mine[ladder.levels[mine] < target]
+            if len(shallow):
+                ladder.descend(shallow, at_least=target)
+
+    def _probe_noise(self, ladder: Ladder) -> None:
+        """Raise the noise level to what the first windows of all probes show, if that is more.
+
+        The probes whose first window is dominated by round-off contribute their fourth-order
+        combinations (noise plus a small smooth part); the median is robust to the few that still
+        carry curvature or a kink.
+        """
+        estimates = ladder.estimates
+        if estimates is None or estimates.noise_samples is None:
+            return
+        # Only probes whose window is round-off dominated (strong curvature would swamp their
+        # combinations): a loose cut, so that the noise is not selected for being small.
+        quiet = estimates.truncation <= 2 * estimates.roundoff
+        if estimates.significance is not None:
+            quiet &= estimates.significance <= 3  # not a clear kink (a loose cut again: 4.5 sigma)
+        measured = (
+            noise_from_samples(estimates.noise_samples[quiet]) if quiet.sum() >= PROBE_NOISE_MINIMUM else 0.0
         )
-        if np.any(spread[indices]):
-            estimates = replace(estimates, error=estimates.error + fd.CONFIDENCE * spread[indices])
-        return estimates
+        # A loss that moves in steps (a sum that cancels to a few ulps of a larger term) is flat
+        # between them: many probe values equal the loss at the point exactly. Its noise is then
+        # the height of a step, whatever the smooth-looking tables said.
+        changes = (ladder.values - ladder.f0)[:, : 2 * fd.window_levels(self.options.method)]  # type: ignore[arg-type]
+        flat = np.sum(changes == 0, axis=1)
+        # A probe that saw both: some values exactly unchanged, others not (a parameter that does
+        # not touch the loss at all sees only the former, a smooth loss only the latter).
+        stairs = (flat >= STAIRCASE_FLAT * changes.shape[1]) & (flat < np.sum(np.isfinite(changes), axis=1))
+        if np.any(stairs):
+            steps = np.abs(changes[stairs])
+            measured = max(measured, float(np.min(steps[np.isfinite(steps) & (steps > 0)])) / 2)
+        if measured > ladder.sigma:
+            self.notes.append(
+                f"the probes show more noise ({measured:.2e}) than the loss's difference tables ({ladder.sigma:.2e}); "
+                "the error bars use the larger."
+            )
+            self.sigma = measured
+            ladder.assume_noise(measured)
+
+    def _check_noise(self, estimates: fd.Estimates, sigma: float, usable: np.ndarray) -> fd.Estimates:
+        """Widen the error bars if the probes themselves show more noise than was measured.
+
+        A difference table can miss rounding noise that repeats along its grid (a loss of one or
+        two parameters, say); the finest windows of the probes measure it where it matters.
+        """
+        if estimates.noise_samples is None or sigma <= 0:
+            return estimates
+        measured = noise_from_samples(estimates.noise_samples[usable])
+        if not measured > sigma:
+            return estimates
+        self.notes.append(
+            f"the probes show more noise ({measured:.2e}) than the loss's difference table ({sigma:.2e}); "
+            "the error bars use the larger."
+        )
+        self.sigma = measured
+        return fd.rescale_noise(estimates, measured)
 
     def _finite_differences(self, f0: float, sigma: float, spread: np.ndarray) -> _Elements:
-        steps = fd.choose_steps(self.params, sigma, f0, self.analytic)
+        steps = fd.choose_steps(self.params, sigma, self.analytic, self.options.method)  # type: ignore[arg-type]
         everything = np.arange(self.params.size)
-        first = self._probe(f0, sigma, everything, steps, spread)
-        first_codes, floor = self._judge(first)
-        again = np.flatnonzero(first_codes != PASS)
-        if not len(again):
-            return _Elements(first, first_codes, floor)
-        truncation_bound = first.truncation[again] > first.roundoff[again]
-        finer = steps.copy()
-        finer[again] = steps[again] * np.where(truncation_bound, REFINE_SMALLER, REFINE_LARGER)
-        second = self._probe(f0, sigma, again, finer, spread)
-        second_codes, _ = self._judge(second, indices=again, scale_from=first)
-        final = combine_levels(first_codes[again], second_codes)
-        from_second = final == second_codes
-        merged = {}
-        for name in ("numeric", "analytic", "error", "truncation", "roundoff", "right", "left"):
-            column = np.array(getattr(first, name), dtype=float)
-            column[again[from_second]] = getattr(second, name)[from_second]
-            merged[name] = column
-        codes = first_codes.copy()
-        codes[again] = final
-        return _Elements(fd.Estimates(**merged), codes, floor)
+        estimates, _ = self._probe(f0, sigma, everything, steps, spread)
+        codes, floor = self._judge(estimates)
+        return _Elements(estimates, codes, floor)
 
-    def _tensor_scales(self, estimates: fd.Estimates) -> np.ndarray:
-        """Typical gradient size per element's tensor (the unit for 'resolved')."""
-        overall = float(np.sqrt(np.mean(estimates.numeric**2))) if np.all(np.isfinite(estimates.numeric)) else 0.0
+    def _tensor_scales(self, estimates: fd.Estimates | None) -> np.ndarray:
+        """Typical gradient size per element's tensor (the unit for 'resolved'); from the analytic
+        gradient alone while the numerical one is not known yet."""
+        numeric_all = self.analytic if estimates is None else estimates.numeric
+        overall = fd.rms(numeric_all) if np.all(np.isfinite(numeric_all)) else 0.0
         scale = np.empty(self.params.size)
         for leaf in self.params.leaves:
-            numeric = estimates.numeric[leaf.slice]
+            numeric = numeric_all[leaf.slice]
             numeric = numeric[np.isfinite(numeric)]
-            candidates = [np.sqrt(np.mean(self.analytic[leaf.slice] ** 2))]
+            candidates = [fd.rms(self.analytic[leaf.slice])]
             if numeric.size:
-                candidates.append(np.sqrt(np.mean(numeric**2)))
+                candidates.append(fd.rms(numeric))
             scale[leaf.slice] = max(candidates) or overall or 1.0
         return scale
 
     def _judge(self, estimates: fd.Estimates, indices: np.ndarray | None = None, scale_from: fd.Estimates | None = None):
-        scale = self._tensor_scales(scale_from if scale_from is not None else estimates)
+        """Codes and analytic floors for the probes of `indices` (all coordinates by default).
+
+        The unit for "resolved" is each tensor's RMS gradient; the analytic side's own rounding is
+        measured against its median size, so that one huge element does not excuse the others.
+        """
         if indices is None:
             indices = np.arange(self.params.size)
-        floor = analytic_floor(self.analytic[indices], scale[indices], self.eps[indices], self.options.rtol)
+        if scale_from is None and len(estimates.numeric) == self.params.size:
+            scale_from = estimates
+        scale = self._tensor_scales(scale_from)
+        typical = np.empty(self.params.size)
+        for leaf in self.params.leaves:
+            analytic = self.analytic[leaf.slice]
+            if scale_from is not None:
+                # Elements whose numerical side failed (NaN near the point) do not set the scale.
+                numeric = scale_from.numeric[leaf.slice]
+                seen = np.isfinite(numeric)
+                analytic = analytic[seen] if np.any(seen) else analytic
+                sizes = [float(np.median(np.abs(numeric[seen])))] if np.any(seen) else []
+            else:
+                sizes = []
+            typical[leaf.slice] = max([float(np.median(np.abs(analytic))), *sizes])
+        floor = analytic_floor(self.analytic[indices], typical[indices], self.eps[indices], self.options.rtol)
         judgement = judge(estimates, scale[indices], floor)
+        if getattr(self, "ragged", False):
+            # Nothing the finite differences say can be trusted: every element is unresolved.
+            return np.where(judgement.codes == NONFINITE, NONFINITE, NOISE).astype(np.int8), floor
         return judgement.codes, floor
+
+    def _exact(self, spread: np.ndarray) -> _Elements:
+        estimates = exact_estimates(self.oracle, self.user_params, self.analytic, spread)  # type: ignore[arg-type]
+        codes, floor = self._judge(estimates)
+        return _Elements(estimates, codes, floor)
 
     def _complex(self, f0: float) -> _Elements:
         steps = COMPLEX_STEP * fd.element_scales(self.params)
@@ -272,17 +519,20 @@ class _Checker:
             z = self.objective.evaluate([(indices, self.params.values + 1j * steps * v)], dtype=np.complex128)[0]
         except (UserFunctionError, InvalidArgument) as error:
             raise InvalidArgument(
-                f"method='complex' needs a loss that accepts complex parameters, but `loss` failed on them "
+                f"`method`='complex' needs a loss that accepts complex parameters, but `loss` failed on them "
                 f"({error}); use method='richardson'.",
                 argument="method",
             ) from error
         h = 1e-6 * fd.element_scales(self.params) * v
-        plus, minus = self.objective.evaluate([(indices, self.params.values + h), (indices, self.params.values - h)])
+        # In float64 like the complex evaluation, so float32 rounding of x +- h cannot spoil the comparison.
+        plus, minus = self.objective.evaluate(
+            [(indices, self.params.values + h), (indices, self.params.values - h)], dtype=np.float64
+        )
         central = (plus - minus) / 2e-6
-        derivative = z.imag / 1.0
+        derivative = z.imag / COMPLEX_STEP
         if z.imag == 0 or abs(derivative - central) > 1e-4 * (abs(central) + abs(derivative)) + 1e-8 * abs(f0):
             raise InvalidArgument(
-                "method='complex' needs a complex-analytic loss, but this one drops or mangles the imaginary part "
+                "`method`='complex' needs a complex-analytic loss, but this one drops or mangles the imaginary part "
                 "(abs, max, np.real, comparisons or conjugation do that); use method='richardson'.",
                 argument="method",
             )
@@ -296,21 +546,31 @@ class _Checker:
             part = leaf.slice
             codes = elements.codes[part]
             a, n, err, floor = self.analytic[part], e.numeric[part], e.error[part], elements.floor[part]
-            status, reason = tensor_status(codes)
+            bound = undetectable(e.take(part), codes, floor)
+            tensor_resolution = resolution(bound, n, safe_norm(a))
+            # A tensor whose gradient is tiny next to the others' is judged against the gradient's
+            # typical size: missing 10% of almost nothing does not make it inconclusive.
+            typical = fd.rms(e.numeric) if np.all(np.isfinite(e.numeric)) else fd.rms(self.analytic)
+            judged = resolution(bound, n, safe_norm(a)) if typical == 0 else min(
+                tensor_resolution, resolution(bound, np.full(leaf.size, typical), 0.0)
+            )
+            status, reason = tensor_status(codes, judged, zero=not (np.any(a) or np.any(n) or typical))
             gap = np.where(np.isfinite(n), np.abs(a - n), np.inf)
             order = np.argsort(-gap, kind="stable")[:WORST_KEPT]
             worst = tuple(Element(leaf.index(leaf.offset + int(i)), float(a[i]), float(n[i])) for i in order)
             kinks = tuple(leaf.index(leaf.offset + int(i)) for i in np.flatnonzero(codes == KINK))
             diagnosis = slope = None
+            if status != "pass":
+                one_sided = (e.left[part], e.right[part])
+                diagnosis = diagnose(leaf.name, leaf.shape, a, n, err, floor, codes, self.options.batch_size, one_sided)
             if status == "fail":
-                diagnosis = diagnose(leaf.name, leaf.shape, a, n, err, floor, codes, self.options.batch_size)
                 slope = self._taylor_slope(f0, leaf, a - n)
             reports[leaf.name] = TensorReport(
                 name=leaf.name,
                 shape=leaf.shape,
                 status=status,  # type: ignore[arg-type]
                 difference=relative_difference(a, n),
-                resolution=resolution(err, floor, n, float(np.linalg.norm(a))),
+                resolution=tensor_resolution,
                 scale=diagnosis.scale if diagnosis else None,
                 diagnosis=diagnosis.summary if diagnosis else None,
                 hint=diagnosis.hint if diagnosis else None,
@@ -319,24 +579,37 @@ class _Checker:
                 kinks=kinks,
                 counts={s: int(np.sum(codes == k)) for k, s in enumerate(ELEMENT_STATUSES)},
                 taylor_slope=slope,
+                analytic=a.reshape(leaf.shape),
+                numeric=n.reshape(leaf.shape),
+                error_bar=(err + floor).reshape(leaf.shape),
             )
         return reports
 
     def _taylor_slope(self, f0: float, leaf, error_direction: np.ndarray) -> float | None:
-        """Slope of log|L(x + t v) - L(x) - g.(t v)| against log t, along the error's direction."""
+        """Slope of log|L(x + t v) - L(x) - g.(t v)| against log t, along the error's direction.
+
+        The remainder shrinks like t**2 when `g` is right along `v` and like t when it is wrong,
+        once t is small enough for the error's linear term to beat the curvature. So the steps
+        span a wide range (`TAYLOR_STEPS`, each a quarter of the last) and the slope is read off
+        the three smallest whose remainder still stands clear of the loss's noise.
+        """
         size = np.max(np.abs(error_direction))
         if not np.isfinite(size) or size == 0:
             return None
         indices = np.arange(leaf.offset, leaf.offset + leaf.size)
         scales = fd.element_scales(self.params)[indices]
-        v = error_direction / size * scales * 1e-2
-        ts = 2.0 ** -np.arange(5)
+        v = error_direction / size * scales * TAYLOR_MOVE
         x = self.params.values[indices]
-        moved = [round_at(self.params, indices, x + t * v) for t in ts]
+        moved = [round_at(self.params, indices, x + t * v) for t in 4.0 ** -np.arange(TAYLOR_STEPS)]
         values = self.objective.evaluate([(indices, m) for m in moved])
-        remainders = np.abs(values - f0 - np.array([self.analytic[indices] @ (m - x) for m in moved]))
-        lengths = np.array([np.linalg.norm(m - x) for m in moved])
-        usable = (remainders > 0) & np.isfinite(remainders)
-        if usable.sum() < 3:
+        with np.errstate(invalid="ignore", over="ignore"):
+            predicted = np.array([self.analytic[indices] @ (m - x) for m in moved])
+            remainders = np.abs(values - f0 - predicted)
+            lengths = np.array([np.linalg.norm(m - x) for m in moved])
+            # Noise of the two loss values and rounding of the prediction.
+            floor = fd.CONFIDENCE * (np.sqrt(2) * self.sigma + 16 * self.eps[indices].max() * np.abs(predicted))
+            usable = np.flatnonzero(np.isfinite(remainders) & (remainders > floor) & (lengths > 0))
+        if len(usable) < 3:
             return None
-        return float(np.polyfit(np.log(lengths[usable]), np.log(remainders[usable]), 1)[0])
+        smallest = usable[-3:]
+        return float(np.polyfit(np.log(lengths[smallest]), np.log(remainders[smallest]), 1)[0])

@@ -1,23 +1,70 @@
-"""Command line: `gradprobe demo`, `gradprobe check FILE:NAME`."""
+"""Command line: `gradprobe demo` and `gradprobe check FILE.py:NAME`.
+
+``gradprobe check path/to/file.py:NAME`` runs the file (as a script would run, with its folder
+on ``sys.path``), calls ``NAME()`` with no arguments, which must return ``(loss, grad, params)``,
+and checks them. Exit codes: 0 pass, 1 fail, 2 inconclusive, 3 usage or input error. When the
+user's code raises (at import, in ``NAME()`` or in ``loss``/``grad``), the traceback printed is
+the user's, with gradprobe's own frames left out.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import os
+import shlex
 import sys
+import traceback
+from pathlib import Path
+from typing import Any, NoReturn
 
 from ._demo import run_demo
 
 EXIT_CODES = {"pass": 0, "fail": 1, "inconclusive": 2}
 USAGE_ERROR = 3
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+CHECK_DESCRIPTION = """\
+Check the gradient defined in your own file.
+
+TARGET is path/to/file.py:NAME, where NAME is a function of no arguments returning
+(loss, grad, params): loss(params) -> float, grad(params) -> the gradient with the structure of
+params (dict keys "W" or "dW"), params the point to check at, e.g.
+
+    def problem():
+        params = {"W": np.random.default_rng(0).standard_normal((3, 4))}
+        return (lambda p: np.sum(np.tanh(p["W"])),
+                lambda p: {"W": 1 - np.tanh(p["W"]) ** 2},
+                params)
+
+exit status: 0 pass, 1 fail, 2 inconclusive, 3 usage or input error (errors raised by your
+code print your traceback).
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors exit with `USAGE_ERROR` (argparse's own default is 2, our 'inconclusive')."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(USAGE_ERROR, f"{self.prog}: error: {message}\n")
+
+
+class _InputError(Exception):
+    """The user's file or function could not be used; the message (and traceback) say why."""
+
+    def __init__(self, message: str, user_traceback: str = "") -> None:
+        super().__init__(message)
+        self.user_traceback = user_traceback
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="gradprobe",
         description="Check a hand-written gradient against numerical derivatives, and say where and how it is wrong.",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    commands.add_parser(
+    demo = commands.add_parser(
         "demo",
         help="check the deeplearning.ai assignment's network (buggy and fixed)",
         description=(
@@ -26,14 +73,158 @@ def _parser() -> argparse.ArgumentParser:
             "with 4/m), and the fixed network. Prints the verdict and a per-tensor table for each."
         ),
     )
+    _color_option(demo)
+    check = commands.add_parser(
+        "check",
+        help="check (loss, grad, params) returned by a function in your file",
+        description=CHECK_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    check.add_argument("target", metavar="TARGET", help="path/to/file.py:NAME")
+    check.add_argument("--strategy", default="auto", help="probing strategy (default: auto)")
+    check.add_argument("--method", default="auto", help="finite-difference method (default: auto)")
+    check.add_argument("--seed", type=int, default=0, help="seed of the random directions (default: 0)")
+    check.add_argument("--rtol", type=float, default=None, help="relative error to accept on top of the error bars")
+    check.add_argument("--batch-size", type=int, default=None, help="batch size m, to name factors of 1/m")
+    check.add_argument("--json", action="store_true", help="print the report as JSON (report.schema.json) instead")
+    check.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report to FILE")
+    _color_option(check)
     return parser
+
+
+def _color_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--color",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="colour and tables (needs rich): auto = only on a terminal (default)",
+    )
+
+
+def _ours(filename: str) -> bool:
+    """Frames to hide from the user: gradprobe's own and the import machinery's."""
+    return filename.startswith(_PACKAGE_DIR) or filename.startswith("<frozen importlib")
+
+
+def user_traceback(error: BaseException) -> str:
+    """`error` formatted like Python would, minus the leading frames of gradprobe and importlib."""
+    tb = error.__traceback__
+    while tb is not None and _ours(tb.tb_frame.f_code.co_filename):
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(error), error, tb))
+
+
+def _load(target: str) -> tuple[Any, Any, Any]:
+    """Run the file and call NAME(); return its (loss, grad, params)."""
+    file, sep, name = target.rpartition(":")
+    if not sep or not file or not name:
+        raise _InputError(f"TARGET must look like path/to/file.py:NAME, got {target!r}.")
+    path = Path(file)
+    if not path.is_file():
+        raise _InputError(f"no such file: {file!r} (from TARGET {target!r}).")
+    module_name = f"_gradprobe_user_{path.stem}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise _InputError(f"cannot load {file!r} as Python; TARGET must be path/to/file.py:NAME.")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # so that pickling the user's functions (process pools) works
+    sys.path.insert(0, str(path.resolve().parent))
+    try:
+        spec.loader.exec_module(module)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as error:
+        raise _InputError(f"{file} raised {type(error).__name__} while loading.", user_traceback(error)) from None
+    function = getattr(module, name, None)
+    if function is None:
+        defined = sorted(
+            key
+            for key, value in vars(module).items()
+            if callable(value) and not key.startswith("_") and getattr(value, "__module__", None) == module_name
+        )
+        raise _InputError(f"{file} defines no {name!r}; its functions: {', '.join(defined) or 'none'}.")
+    if not callable(function):
+        raise _InputError(
+            f"{file}:{name} is a {type(function).__name__}, not a function returning (loss, grad, params)."
+        )
+    try:
+        result = function()
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as error:
+        raise _InputError(f"{file}:{name}() raised {type(error).__name__}.", user_traceback(error)) from None
+    if not isinstance(result, (tuple, list)) or len(result) != 3:
+        got = f"a {type(result).__name__}" + (f" of {len(result)}" if isinstance(result, (tuple, list)) else "")
+        raise _InputError(f"{file}:{name}() must return (loss, grad, params); it returned {got}.")
+    return tuple(result)  # type: ignore[return-value]
+
+
+def _reproduce(args: argparse.Namespace, report: Any) -> str:
+    words = ["gradprobe", "check", args.target, "--strategy", report.strategy, "--method", report.method]
+    words += ["--seed", str(report.seed)]
+    if args.rtol is not None:
+        words += ["--rtol", repr(args.rtol)]
+    if args.batch_size is not None:
+        words += ["--batch-size", str(args.batch_size)]
+    return shlex.join(words)
+
+
+def _run_check(args: argparse.Namespace) -> int:
+    from ._check import check
+    from ._errors import GradprobeError, UserFunctionError
+    from ._terminal import show
+
+    try:
+        loss, grad, params = _load(args.target)
+        report = check(
+            loss, grad, params, strategy=args.strategy, method=args.method, seed=args.seed,
+            rtol=args.rtol, batch_size=args.batch_size,
+        )  # fmt: skip
+    except _InputError as error:
+        if error.user_traceback:
+            sys.stderr.write(error.user_traceback)
+        print(f"gradprobe: {error}", file=sys.stderr)
+        return USAGE_ERROR
+    except UserFunctionError as error:
+        if error.__cause__ is not None:
+            sys.stderr.write(user_traceback(error.__cause__))
+        print(f"gradprobe: {error}", file=sys.stderr)
+        return USAGE_ERROR
+    except GradprobeError as error:
+        print(f"gradprobe: {error}", file=sys.stderr)
+        return USAGE_ERROR
+    reproduce = _reproduce(args, report)
+    if args.html:
+        from ._html import write_html
+
+        try:
+            write_html(report, args.html, reproduce=reproduce)
+        except OSError as error:
+            print(f"gradprobe: cannot write the HTML report to {args.html!r}: {error}", file=sys.stderr)
+            return USAGE_ERROR
+        print(f"gradprobe: HTML report written to {args.html}", file=sys.stderr)
+    try:
+        if args.json:
+            print(report.to_json(indent=2))
+        else:
+            show(report, sys.stdout, reproduce=reproduce, color=args.color)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader left early (`| head`); the verdict still decides the exit status.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return EXIT_CODES[report.status]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # --help, or a usage error
+        return exit_.code if isinstance(exit_.code, int) else USAGE_ERROR
     if args.command == "demo":
-        return 1 if run_demo() else 0
+        return 1 if run_demo(color=args.color) else 0
+    if args.command == "check":
+        return _run_check(args)
     parser.print_help()
     return USAGE_ERROR
 

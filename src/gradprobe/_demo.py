@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 from ._check import check
 from .examples import deeplearning_ai as dla
 
 
-def run_demo(print_=print) -> int:
-    """Print the three checks of the seed and return how many verdicts were not as expected."""
+def run_demo(print_=print, *, color: str = "auto") -> int:
+    """Print the three checks of the seed and return how many verdicts were not as expected.
+
+    Reports go through `print_` as plain text, or, when `print_` is `print`, to the terminal with
+    rich tables and colour when stdout is one (`color` "auto"), is forced to ("always"), or never.
+    """
+    from ._terminal import show
     x, theta = 2.0, 4.0
     one_d = check(
         lambda p: dla.forward_propagation(x, p["theta"]),
@@ -27,7 +34,10 @@ def run_demo(print_=print) -> int:
     ]
     for title, report, _ in sections:
         print_(f"== {title}")
-        print_(str(report))
+        if print_ is print:
+            show(report, sys.stdout, color=color)  # type: ignore[arg-type]
+        else:
+            print_(str(report))
         print_("")
     print_(
         "The course's own rule (epsilon 1e-7, threshold 1e-7) calls the fixed network wrong: its "

@@ -1,4 +1,11 @@
-"""How is a failing tensor wrong? Patterns read off the analytic and numerical values."""
+"""How is a tensor wrong? Patterns read off the analytic and numerical values already measured.
+
+`diagnose` looks, in this order, for: NaN/inf in the gradient or in the loss near the point, an
+all-zero gradient, one constant factor across the tensor (2.00x, 0.25x, 1/m, sign flipped), a
+transpose, failures only at non-differentiable points, and failures confined to some rows,
+columns or elements (named, with their own factor when they share one). Tensors that are
+inconclusive get a diagnosis too (too noisy, every element at a kink).
+"""
 
 from __future__ import annotations
 
@@ -7,47 +14,29 @@ from fractions import Fraction
 
 import numpy as np
 
-from ._verdict import FAIL, KINK
+from ._verdict import FAIL, KINK, NOISE, NONFINITE
+
+#: Relative tolerance for calling a measured ratio an exact integer or fraction.
+EXACT = 1e-3
+#: Elements named one by one at most; more are summarised by their rows or columns.
+NAMED = 5
+#: Rows or columns named at most.
+LINES = 3
+#: A factor of at least this size that is an exact integer (or its reciprocal) is read as a batch
+#: size rather than a hand-typed constant such as 2 or 4.
+BATCH_LIKE = 10
+#: One-sided slopes that differ by more than this fraction of their size mark a kink.
+KINK_JUMP = 1e-3
 
 
 @dataclass(frozen=True)
 class Diagnosis:
-    summary: str  # short, for the table: "2.00x", "sign flipped", "transposed" ...
-    hint: str  # one line saying where to look
-    scale: float | None = None  # analytic / numeric, when that ratio is a constant
+    """Short `summary` for the table ("2.00x", "sign flipped"...), a one-line `hint`, and the
+    constant analytic/numeric `scale` when there is one."""
 
-
-def _ratio_name(ratio: float, batch_size: int | None) -> str:
-    if batch_size and abs(ratio * batch_size - 1) < 1e-3 * batch_size:
-        return f"{ratio:.4g}x (= 1/m, m={batch_size})"
-    if batch_size and abs(ratio - batch_size) < 1e-3 * batch_size:
-        return f"{ratio:.4g}x (= m, m={batch_size})"
-    return f"{ratio:.2f}x"
-
-
-def _ratio_hint(name: str, ratio: float, batch_size: int | None) -> str:
-    if batch_size and abs(ratio - batch_size) < 1e-3 * batch_size:
-        return f"{name} is m={batch_size} times too large: look for a missing 1/m (mean over the batch)."
-    if batch_size and abs(ratio * batch_size - 1) < 1e-3 * batch_size:
-        return f"{name} is 1/m of the numerical gradient: the batch mean is applied twice."
-    fraction = Fraction(ratio).limit_denominator(8)
-    if abs(float(fraction) - ratio) < 1e-3 * abs(ratio) and fraction not in (0, 1):
-        if fraction.denominator == 1:
-            return (
-                f"{name} is exactly {ratio:.2f}x the numerical gradient: look for a duplicated term, "
-                f"a wrong constant (e.g. {fraction.numerator}./m instead of 1./m) or a missing 1/{fraction.numerator}."
-            )
-        return f"{name} is {fraction} of the numerical gradient: look for a dropped term or a wrong constant."
-    return f"{name} is a constant {ratio:.3g}x the numerical gradient: look for a wrong scale factor."
-
-
-def _constant_ratio(a: np.ndarray, n: np.ndarray, err: np.ndarray, floor: np.ndarray) -> float | None:
-    nn = float(n @ n)
-    if nn == 0:
-        return None
-    ratio = float(a @ n) / nn
-    consistent = np.abs(a - ratio * n) <= 2 * (abs(ratio) * err + floor) + 1e-6 * np.abs(ratio * n)
-    return ratio if np.all(consistent) else None
+    summary: str
+    hint: str
+    scale: float | None = None
 
 
 def diagnose(
@@ -59,41 +48,242 @@ def diagnose(
     floor: np.ndarray,
     codes: np.ndarray,
     batch_size: int | None = None,
+    one_sided: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Diagnosis:
-    """Name the shape of a failure from a tensor's flat analytic/numeric values and element codes."""
+    """Name the shape of a failure from a tensor's flat values and per-element outcome codes.
+
+    Parameters
+    ----------
+    name, shape : the tensor's name and shape.
+    analytic, numeric, error, floor : flat arrays: the user's gradient, the numerical one, its
+        error bar and the analytic side's rounding floor.
+    codes : flat per-element outcomes (indices into ``ELEMENT_STATUSES``).
+    batch_size : the m of 1/m, when the user gave it.
+    one_sided : the (left, right) one-sided slopes, to recognise non-differentiable points.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> n = np.array([1.0, -2.0, 3.0])
+    >>> tiny, fail = np.full(3, 1e-9), np.full(3, 1, dtype=np.int8)
+    >>> d = diagnose("W2", (3,), 2 * n, n, tiny, tiny, fail)
+    >>> d.summary, d.scale
+    ('2.00x', 2.0)
+    >>> print(d.hint)
+    W2 is exactly 2.00x the numerical gradient: look for a duplicated term, a wrong constant (e.g. 2./m instead of 1./m) or a missing 1/2.
+    """
+    analytic, numeric = np.asarray(analytic, dtype=float), np.asarray(numeric, dtype=float)
+    error, floor = np.asarray(error, dtype=float), np.asarray(floor, dtype=float)
+    tolerance = 2 * error + floor
     wrong = codes == FAIL
-    if not np.any(np.abs(analytic)) and np.any(np.abs(numeric) > error):
-        return Diagnosis("all zeros", f"{name}'s gradient is all zeros: is it detached, or never accumulated?", 0.0)
-    ratio = _constant_ratio(analytic, numeric, error, floor)
-    # Elements where both sides are ~0 (dead units) fit any ratio; count only the others.
-    significant = np.abs(numeric) > error + floor
-    if ratio is not None and np.any(wrong) and wrong.sum() >= 0.5 * significant.sum():
-        if abs(ratio + 1) < 1e-3:
-            return Diagnosis("sign flipped", f"{name} has the wrong sign: look for a flipped subtraction.", ratio)
-        return Diagnosis(_ratio_name(ratio, batch_size), _ratio_hint(name, ratio, batch_size), ratio)
-    if len(shape) == 2 and shape[0] == shape[1]:
-        transposed = numeric.reshape(shape).T.ravel()
-        if np.all(np.abs(analytic - transposed) <= 2 * error + floor):
-            return Diagnosis("transposed", f"{name} is the transpose of the numerical gradient: swap the operands' order.")
-    if np.all(codes[wrong | (codes == KINK)] == KINK) and not np.any(wrong):
-        return Diagnosis("wrong only at kinks", f"{name} disagrees only at non-differentiable points.")
-    count = int(wrong.sum())
-    where = _lines(shape, np.flatnonzero(wrong))
-    if count <= max(1, wrong.size // 4):
+    broken = ~np.isfinite(analytic)
+    if broken.any():
+        what = "NaN" if np.isnan(analytic).any() else "inf"
+        where = _locate(shape, np.flatnonzero(broken))
         return Diagnosis(
-            f"{count} of {wrong.size} wrong{where}",
-            f"{name} is right except at {count} element(s){where}: look for an indexing or boundary slip.",
+            f"{what} in the gradient{_paren(where)}",
+            f"{name}'s gradient holds {what} at {int(broken.sum())} element(s){_at(where)}: look for a division by "
+            "zero, log(0), sqrt(0) or an overflow in the backward pass.",
         )
-    return Diagnosis(f"{count} of {wrong.size} wrong", f"{name} is wrong at most elements with no constant factor: recheck its formula.")
+    if not wrong.any():
+        return _undecided(name, shape, codes)
+    usable = np.isfinite(numeric) & (codes != KINK) & (codes != NONFINITE)
+    if not np.any(analytic) and np.any(np.abs(numeric[usable]) > tolerance[usable]):
+        return Diagnosis(
+            "all zeros",
+            f"{name}'s gradient is all zeros: is it detached, never accumulated, or overwritten by a fresh buffer?",
+            0.0,
+        )
+    ratio = _constant_ratio(analytic[usable], numeric[usable], error[usable], floor[usable])
+    # Elements where both sides are ~0 (dead units) fit any ratio; count only the others.
+    significant = np.abs(numeric) > tolerance
+    if ratio is not None and wrong.sum() >= 0.5 * significant.sum():
+        summary, hint = _factor(name, ratio, batch_size)
+        return Diagnosis(summary, hint, ratio)
+    if len(shape) == 2 and shape[0] == shape[1] and np.all(np.isfinite(numeric)):
+        transposed = numeric.reshape(shape).T.ravel()
+        if np.all(np.abs(analytic - transposed) <= tolerance + tolerance.reshape(shape).T.ravel()):
+            return Diagnosis(
+                "transposed",
+                f"{name} is the transpose of the numerical gradient: swap the operands (e.g. X.T @ dZ for dZ @ X.T).",
+            )
+    flat_wrong = np.flatnonzero(wrong)
+    where = _locate(shape, flat_wrong)
+    count, size = len(flat_wrong), wrong.size
+    if one_sided is not None:
+        left, right = (np.asarray(side, dtype=float) for side in one_sided)
+        # Across a kink the one-sided slopes jump by about the gradient's own size; on a smooth
+        # function they differ only by curvature times the step.
+        with np.errstate(invalid="ignore"):
+            kinked = np.abs(right - left) > error + floor + KINK_JUMP * (np.abs(left) + np.abs(right))
+        if np.all(kinked[wrong]):
+            return Diagnosis(
+                f"wrong only at kinks ({count} of {size}{_comma(where)})",
+                f"{name} is right except at {count} non-differentiable point(s){_at(where)}, where its value is not "
+                "between the one-sided slopes (relu at 0, abs, max ties): use a subgradient such as relu'(0) = 0.",
+            )
+    if where or count <= max(1, size // 4):
+        subset = _constant_ratio(analytic[flat_wrong], numeric[flat_wrong], error[flat_wrong], floor[flat_wrong])
+        factor, which = "", ""
+        if subset is not None and abs(subset + 1) < EXACT:
+            factor, which = "sign flipped", ", with the wrong sign"
+        elif subset is not None:
+            factor = _factor(name, subset, batch_size)[0]
+            which = f", which are {factor}"
+        detail = ", ".join(part for part in (where, factor) if part)
+        return Diagnosis(
+            f"{count} of {size} wrong{_paren(detail)}",
+            f"{name} is right except at {count} element(s){_at(where)}{which}: look for an indexing, slicing or "
+            "boundary slip.",
+        )
+    return Diagnosis(
+        f"{count} of {size} wrong",
+        f"{name} is wrong at most elements with no constant factor, transpose or pattern: recheck its formula.",
+    )
 
 
-def _lines(shape: tuple[int, ...], flat_wrong: np.ndarray) -> str:
-    """' in row 2' / ' in column 0' when every wrong element shares one row or column of a matrix."""
-    if len(shape) != 2 or len(flat_wrong) < 2:
+def _undecided(name: str, shape: tuple[int, ...], codes: np.ndarray) -> Diagnosis:
+    """An inconclusive tensor: why the numerical side could not decide."""
+    nonfinite = np.flatnonzero(codes == NONFINITE)
+    if len(nonfinite):
+        where = _locate(shape, nonfinite)
+        return Diagnosis(
+            f"loss NaN/inf near {len(nonfinite)} of {codes.size}{_comma(where)}",
+            f"the loss becomes NaN or inf within a step of {name}{_at(where)}: check at a point well inside its "
+            "domain (log, sqrt, division), or clip the inputs.",
+        )
+    noisy = np.flatnonzero(codes == NOISE)
+    if len(noisy):
+        return Diagnosis(
+            f"too noisy at {len(noisy)} of {codes.size}",
+            f"the loss's noise or rounding hides {name}'s gradient at {len(noisy)} element(s): make the loss "
+            "deterministic, use float64, or pass shadow=True.",
+        )
+    return Diagnosis(
+        "every element at a kink",
+        f"{name} sits on a non-differentiable point at every element (relu inputs at exactly 0?): "
+        "check at a random point instead.",
+    )
+
+
+def _constant_ratio(a: np.ndarray, n: np.ndarray, error: np.ndarray, floor: np.ndarray) -> float | None:
+    """The least-squares ratio a/n if every element agrees with it within its error bar."""
+    # Scaled by the largest element, so gradients near 1e300 (or 1e-300) neither overflow nor underflow.
+    size = float(np.max(np.abs(n))) if n.size else 0.0
+    if size == 0 or not np.isfinite(size):
+        return None
+    with np.errstate(over="ignore", invalid="ignore"):
+        nn = float((n / size) @ (n / size))
+        ratio = float((a / size) @ (n / size)) / nn
+    if not np.isfinite(ratio):
+        return None
+    consistent = np.abs(a - ratio * n) <= 2 * (abs(ratio) * error + floor) + 1e-6 * np.abs(ratio * n)
+    return ratio if np.all(consistent) else None
+
+
+def _is_integer(value: float) -> int | None:
+    if not np.isfinite(value):  # 1 / ratio for a subnormal ratio
+        return None
+    k = round(value)
+    return int(k) if k != 0 and abs(value - k) <= EXACT * abs(value) else None
+
+
+def _number(ratio: float) -> str:
+    return f"{ratio:.2f}x" if 0.1 <= abs(ratio) < 1000 else f"{ratio:.3g}x"
+
+
+def _factor(name: str, ratio: float, batch_size: int | None) -> tuple[str, str]:
+    """Summary and hint for a constant analytic/numeric ratio."""
+    if abs(ratio + 1) < EXACT:
+        return "sign flipped", f"{name} has the wrong sign: look for a flipped subtraction (y - a for a - y)."
+    sign = "the wrong sign and " if ratio < 0 else ""
+    subject = f"{name} has the wrong sign and" if ratio < 0 else name
+    size = abs(ratio)
+    m = batch_size
+    if m and abs(size * m - 1) <= EXACT:
+        return (
+            f"{ratio:.4g}x (= 1/m, m={m})",
+            f"{name} has {sign}1/m (m={m}) of the numerical gradient: the mean over the batch is taken twice, "
+            "or the loss sums over the batch while the gradient averages.",
+        )
+    if m and m > 1 and abs(size - m) <= EXACT * m:
+        return (
+            f"{ratio:.4g}x (= m, m={m})",
+            f"{subject} is m={m} times too large: look for a missing 1/m (the loss averages over the batch, "
+            "the gradient sums).",
+        )
+    whole, inverse = _is_integer(size), _is_integer(1 / size) if size else None
+    if whole and whole >= BATCH_LIKE:
+        return (
+            f"{ratio:.4g}x (= {whole})",
+            f"{subject} is {whole} times too large: a missing 1/m with a batch of m={whole}? "
+            "(pass batch_size= to name m)",
+        )
+    if inverse and inverse >= BATCH_LIKE:
+        return (
+            f"{ratio:.4g}x (= 1/{inverse})",
+            f"{name} has {sign}1/{inverse} of the numerical gradient: a mean over {inverse} items (the batch?) "
+            "taken twice? (pass batch_size= to name m)",
+        )
+    if whole and whole > 1:
+        return (
+            _number(ratio),
+            f"{subject} is exactly {size:.2f}x the numerical gradient: look for a duplicated term, "
+            f"a wrong constant (e.g. {whole}./m instead of 1./m) or a missing 1/{whole}.",
+        )
+    fraction = Fraction(size).limit_denominator(8)
+    if abs(float(fraction) - size) <= EXACT * size and fraction not in (0, 1):
+        return (
+            _number(ratio),
+            f"{subject} is {fraction} of the numerical gradient: look for a dropped term or a wrong constant "
+            f"(a stray {fraction}).",
+        )
+    return (
+        _number(ratio),
+        f"{subject} is a constant {size:.3g}x the numerical gradient: look for a wrong scale factor.",
+    )
+
+
+def _paren(text: str) -> str:
+    return f" ({text})" if text else ""
+
+
+def _comma(text: str) -> str:
+    return f", {text}" if text else ""
+
+
+def _at(where: str) -> str:
+    return f" ({where})" if where else ""
+
+
+def _element(index: tuple[int, ...]) -> str:
+    return str(index[0]) if len(index) == 1 else str(tuple(int(i) for i in index))
+
+
+def _locate(shape: tuple[int, ...], flat: np.ndarray) -> str:
+    """Where the given elements are: "all in row 2", "all in columns 0, 3", "elements 1, 4", ""."""
+    if not len(shape) or not len(flat):
         return ""
-    rows, cols = np.unravel_index(flat_wrong, shape)
-    if len(set(rows.tolist())) == 1:
-        return f" (all in row {rows[0]})"
-    if len(set(cols.tolist())) == 1:
-        return f" (all in column {cols[0]})"
+    indices = np.stack(np.unravel_index(flat, shape), axis=1)
+    named = [_element(tuple(i)) for i in indices.tolist()]
+    if len(flat) <= min(LINES, NAMED) or len(shape) == 1:
+        if len(flat) <= NAMED:
+            return ("element " if len(flat) == 1 else "elements ") + ", ".join(named)
+        return ""
+    best = None
+    for axis, length in enumerate(shape):
+        lines = np.unique(indices[:, axis])
+        if len(lines) < length and len(lines) <= LINES and (best is None or len(lines) < len(best[1])):
+            best = (axis, lines)
+    if best is not None:
+        axis, lines = best
+        numbers = ", ".join(str(int(i)) for i in lines)
+        plural = "s" if len(lines) > 1 else ""
+        if len(shape) == 2:
+            return f"all in {('row', 'column')[axis]}{plural} {numbers}"
+        slots = [":"] * len(shape)
+        slots[axis] = numbers if len(lines) == 1 else "{" + numbers + "}"
+        return f"all in [{', '.join(slots)}]"
+    if len(flat) <= NAMED:
+        return "elements " + ", ".join(named)
     return ""

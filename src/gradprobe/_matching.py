@@ -7,7 +7,7 @@ entries that match no parameter (``dZ3``, ``dA2`` ...) are ignored and named in 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -22,7 +22,11 @@ def _gradient_keys(key: Any) -> tuple[Any, ...]:
 
 def _lookup(node: Any, key: Any, where: str, argument: str) -> tuple[Any, Any]:
     """Find the gradient entry for parameter `key` inside the gradient node `node`."""
-    if isinstance(key, int):
+    if isinstance(key, int) and not isinstance(node, Mapping):
+        # An array stacked along its first axis stands for a list of its rows (a list of floats
+        # and the array of their gradients, the most common case).
+        if isinstance(node, np.ndarray) and node.ndim >= 1:
+            return node[key], key
         if not isinstance(node, (list, tuple)):
             raise InvalidArgument(
                 f"`{argument}` returned {type(node).__name__} at `{where or 'top level'}` where the parameters have "
@@ -52,7 +56,8 @@ def _join(where: str, key: Any) -> str:
 
 
 def _check_lengths(node: Any, expected: int, where: str, argument: str) -> None:
-    if isinstance(node, (list, tuple)) and len(node) != expected:
+    sized = isinstance(node, (list, tuple)) or (isinstance(node, np.ndarray) and node.ndim >= 1)
+    if sized and len(node) != expected:
         raise InvalidArgument(
             f"`{argument}` returned {len(node)} entries at `{where or 'top level'}` where the "
             f"parameters have {expected}; return one gradient per parameter.",
@@ -70,6 +75,13 @@ def _leaf_gradient(value: Any, leaf: Leaf, argument: str) -> np.ndarray:
             "the loss truly does not depend on it).",
             argument=argument,
         )
+    if isinstance(value, (Mapping, Iterator)) or isinstance(value, (str, bytes)):
+        fix = f"return an array of shape {leaf.shape}"
+        if isinstance(value, Iterator):
+            what, fix = "an iterator (a generator?)", fix + " (wrap a generator: `np.array(list(...))`)"
+        else:
+            what = f"a {type(value).__name__}"
+        raise InvalidArgument(f"`{argument}` entry for `{leaf.name}` is {what}; {fix}.", argument=argument)
     try:
         array = np.asarray(value)
     except Exception as error:  # ragged lists and other oddities
@@ -133,12 +145,18 @@ def flatten_gradient(params: Params, gradient: Any, *, argument: str = "grad") -
 
 
 def _is_array_like(node: Any) -> bool:
-    return isinstance(node, (list, tuple)) and all(isinstance(x, (int, float)) for x in node)
+    """A (nested) list/tuple of numbers: an array written as lists, ragged or not."""
+    if isinstance(node, (list, tuple)):
+        return all(_is_array_like(x) for x in node)
+    return isinstance(node, (int, float, np.number))
 
 
 def _sibling_count(params: Params, prefix: tuple[Any, ...]) -> int:
-    n = len(prefix)
-    return len({leaf.path[n] for leaf in params.leaves if leaf.path[:n] == prefix and len(leaf.path) > n})
+    """Entries of the parameters' container at `prefix`, counting those without arrays (`[[], x]`)."""
+    node = params.tree
+    for key in prefix:
+        node = node[key]
+    return len(node)
 
 
 def _unused(node: Any, path: tuple[Any, ...], used: set[tuple[Any, ...]]):

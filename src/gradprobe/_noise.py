@@ -24,6 +24,7 @@ class NoiseEstimate:
     sigma: float
     reliable: bool
     nfev: int
+    ragged: bool = False  # no table found the noise, and every one jumped about like noise
 
 
 def _gamma(order: int) -> float:
@@ -35,7 +36,9 @@ def noise_from_table(values: np.ndarray) -> tuple[float, str]:
     """Noise level from loss values at equally spaced points.
 
     Returns ``(sigma, verdict)`` with verdict "ok", "step too small" (values all equal) or
-    "step too large" (the smooth part dominates the differences).
+    "step too large" (the smooth part dominates the differences, or the values jump about at
+    every order). With "step too large", `sigma` is what the highest-order difference shows: the
+    noise plus whatever smooth part is left, a fallback for a loss that is noise at every scale.
 
     Examples
     --------
@@ -47,40 +50,108 @@ def noise_from_table(values: np.ndarray) -> tuple[float, str]:
     """
     table = np.asarray(values, dtype=np.float64)
     spread = table.max() - table.min()
-    if spread > 0.1 * max(abs(table.max()), abs(table.min())):
-        return float("nan"), "step too large"
+    too_wide = spread > 0.1 * max(abs(table.max()), abs(table.min()))
     levels, signs_change = [], []
     for order in range(1, len(table)):
         table = np.diff(table)
         if order == 1 and not np.any(table):
             return 0.0, "step too small"
-        levels.append(np.sqrt(_gamma(order) * np.mean(table**2)))
+        size = float(np.max(np.abs(table)))  # scaled, so that a loss near 1e300 does not overflow
+        levels.append(size * np.sqrt(_gamma(order) * np.mean((table / size) ** 2)) if size > 0 else 0.0)
         signs_change.append(table.min() < 0 < table.max())
     for k in range(len(levels) - 2):
         window = levels[k : k + 3]
-        if min(window) > 0 and max(window) <= 4 * min(window) and signs_change[k]:
+        if not too_wide and min(window) > 0 and max(window) <= 4 * min(window) and signs_change[k]:
             return float(levels[k]), "ok"
-    return float("nan"), "step too large"
+    return float(levels[-1]), "step too large"
 
 
-def estimate_noise(evaluate_line, f0: float, step: float, floor: float) -> NoiseEstimate:
-    """Noise of the loss along one direction, retrying with a different spacing when needed.
+#: The last table's spacing is the first one's divided by this.
+SPACING_RATIO = 4.0
+#: A table whose highest differences exceed this fraction of its values' spread has no smooth
+#: part at all: the loss is noise at that spacing.
+RAGGED = 0.1
 
-    `evaluate_line(offsets)` returns the loss at ``x + offsets * step * direction``. The result
-    never falls below `floor` (half an ulp of the loss: rounding the result alone costs that).
+
+def _one_table(evaluate_line, f0: float, step: float) -> tuple[float, bool, int, bool]:
+    """ECnoise at spacing `step`, retrying at 100x smaller or larger spacings (three tries).
+
+    Returns ``(sigma, reliable, nfev, ragged)``; when no try is reliable, `sigma` is the smallest
+    fallback of the tries that found the table too wide (NaN if none did), and `ragged` says
+    whether every try was noise through and through (its highest differences as large as the
+    spread of its values: no smooth part at any spacing).
     """
     half = _POINTS // 2
     offsets = np.array([k for k in range(-half, half + 1) if k != 0], dtype=float)
     nfev = 0
+    fallback = float("nan")
+    ragged = True
     for _ in range(3):
         values = evaluate_line(offsets * step)
         nfev += len(offsets)
         table = np.insert(values, half, f0)
         if not np.all(np.isfinite(table)):
             step /= 100.0
+            ragged = False
             continue
         sigma, verdict = noise_from_table(table)
         if verdict == "ok":
-            return NoiseEstimate(max(sigma, floor), True, nfev)
+            return sigma, True, nfev, False
+        if verdict == "step too large":
+            fallback = float(np.nanmin([fallback, sigma]))
+            ragged &= sigma > RAGGED * (table.max() - table.min())
+        else:
+            ragged = False
         step = step * 100.0 if verdict == "step too small" else step / 100.0
-    return NoiseEstimate(floor, False, nfev)
+    return fallback, False, nfev, ragged
+
+
+def estimate_noise(lines, f0: float, step: float, floor: float) -> NoiseEstimate:
+    """Noise of the loss from difference tables along several directions and spacings.
+
+    ``lines[k](offsets)`` returns the loss at ``x + offsets * direction_k``; table ``k`` is spaced
+    ``step / SPACING_RATIO**(k / (len(lines) - 1))``. Rounding noise does not depend on the
+    direction or the spacing, but one table can misjudge it: a kink or strong curvature crossed
+    by a wide table inflates its estimate, and rounding errors that happen to repeat along one
+    grid (a loss of one or two parameters, say) hide from its differences. Too small a noise
+    level would make every error bar too tight, so the largest estimate is kept. The result never
+    falls below `floor` (half an ulp of the loss: rounding the result alone costs that).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(1)
+    >>> line = lambda offsets: np.cos(offsets) + 1e-10 * rng.standard_normal(len(offsets))
+    >>> estimate = estimate_noise([line, line], 1.0, 1e-4, floor=1e-16)
+    >>> estimate.reliable, bool(3e-11 < estimate.sigma < 3e-10), estimate.nfev
+    (True, True, 16)
+    """
+    found, fallbacks, nfev, ragged = [], [], 0, True
+    for k, line in enumerate(lines):
+        spacing = step / SPACING_RATIO ** (k / max(len(lines) - 1, 1))
+        sigma, reliable, used, table_ragged = _one_table(line, f0, spacing)
+        nfev += used
+        ragged &= table_ragged
+        (found if reliable else fallbacks).append(sigma)
+    if not found:
+        # A loss that looks wild at every spacing tried (sin of 1e30) is noise at that scale.
+        rough = [s for s in fallbacks if np.isfinite(s)]
+        return NoiseEstimate(max([floor, *rough]), False, nfev, ragged and bool(rough))
+    return NoiseEstimate(max(max(found), floor), True, nfev)
+
+
+def noise_from_samples(samples: np.ndarray) -> float:
+    """The noise's standard deviation from samples that should each be ``N(0, sigma**2)``.
+
+    The median of their absolute values, over its expected value for a normal distribution
+    (0.6745): robust to the few samples that still carry some smooth part or a kink. NaN when
+    there are none.
+
+    Examples
+    --------
+    >>> samples = 2.0 * np.random.default_rng(0).standard_normal(4000)
+    >>> bool(1.9 < noise_from_samples(samples) < 2.1)
+    True
+    """
+    values = np.abs(np.asarray(samples, dtype=float).ravel())
+    values = values[np.isfinite(values)]
+    return float(np.median(values) / 0.6745) if values.size else float("nan")

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
-from ._errors import InvalidArgument, InvalidValue, UserFunctionError
+from ._errors import GradprobeError, InvalidArgument, InvalidValue, UserFunctionError
 from ._params import Params
 
 # A point to evaluate: the flat parameter vector with `values` written at `indices`.
@@ -37,8 +37,17 @@ def to_scalar(value: Any, argument: str, *, allow_complex: bool = False) -> comp
         raise InvalidArgument(
             f"`{argument}` returned {type(value).__name__}; return the loss as a float.", argument=argument
         )
-    if not isinstance(value, (np.ndarray, np.generic)) and getattr(value, "ndim", None) == 0:
-        value = value.item()  # a 0-d framework tensor (torch, JAX, CuPy)
+    if isinstance(value, Iterator):
+        raise InvalidArgument(
+            f"`{argument}` returned an iterator ({type(value).__name__}); return the loss as a float "
+            f"(a function containing `yield` is a generator function: use `return`).",
+            argument=argument,
+        )
+    try:
+        if not isinstance(value, (np.ndarray, np.generic)) and getattr(value, "ndim", None) == 0:
+            value = value.item()  # a 0-d framework tensor (torch, JAX, CuPy)
+    except Exception:
+        pass  # left to the checks below, which name what was returned
     try:
         array = np.asarray(value)
     except Exception:
@@ -71,19 +80,43 @@ class Objective:
     cannot reach the user's arrays or ours. `nfev` counts the calls.
     """
 
-    def __init__(self, loss: Callable[[Any], Any], params: Params, *, argument: str = "loss") -> None:
+    def __init__(
+        self,
+        loss: Callable[[Any], Any],
+        params: Params,
+        *,
+        argument: str = "loss",
+        executor: Any = None,
+        vectorized: bool = False,
+    ) -> None:
         self.loss = loss
         self.params = params
         self.argument = argument
         self.nfev = 0
         self.on_evaluation: Callable[[int], None] | None = None
+        # Where evaluations run (see `_executor`): an Executor's workers, and/or batched calls.
+        self.executor = executor
+        self.vectorized = vectorized
+        self._light: Params | None = None
+        self.probing = ""
+
+    def light_params(self) -> Params:
+        """The parameter structure without the user's arrays, for sending to workers."""
+        if self._light is None:
+            from ._executor import light_params
+
+            self._light = light_params(self.params)
+        return self._light
 
     def _call(self, tree: Any, where: str) -> Any:
         self.nfev += 1
+        self.probing = where  # for the progress bar
         try:
             result = self.loss(tree)
         except (KeyboardInterrupt, SystemExit, MemoryError):
             raise
+        except GradprobeError:
+            raise  # already names its argument (a wrapper such as check_vjp validating `f`)
         except Exception as error:
             raise UserFunctionError(
                 f"`{self.argument}` raised {type(error).__name__} {where}: {error}", argument=self.argument
@@ -94,7 +127,12 @@ class Objective:
 
     def initial(self) -> float:
         """The loss at the user's point; it must be a finite scalar."""
-        value = to_scalar(self._call(self.params.copy(), "at the starting point"), self.argument)
+        if self.vectorized:
+            from ._executor import evaluate_vectorized
+
+            value = float(evaluate_vectorized(self, [(np.array([], dtype=int), np.array([]))], where="at the starting point")[0])
+        else:
+            value = to_scalar(self._call(self.params.copy(), "at the starting point"), self.argument)
         if not np.isfinite(value):
             raise InvalidValue(
                 f"`{self.argument}` returned {value} at the starting point; a gradient can only be "
@@ -104,16 +142,39 @@ class Objective:
         return value
 
     def evaluate(self, points: Sequence[Point], *, dtype: Any = None) -> np.ndarray:
-        """The loss at each point; non-finite values come back as NaN/inf, not as errors."""
-        base = np.array(self.params.values)
+        """The loss at each point; non-finite values come back as NaN/inf, not as errors.
+
+        A point's indices are an integer array or a slice (a contiguous block).
+        """
+        if self.executor is not None and len(points) > 1:
+            from ._executor import evaluate_with_executor
+
+            return evaluate_with_executor(self, points, dtype)
+        if self.vectorized:
+            from ._executor import evaluate_vectorized
+
+            return evaluate_vectorized(self, points, dtype)
         results = np.empty(len(points), dtype=complex if dtype is not None and np.dtype(dtype).kind == "c" else float)
+        # One scratch vector, restored after each point: `build` copies it into fresh arrays.
+        base = self.params.values
+        flat = base.astype(results.dtype)
+        everything = slice(0, base.size)
+        checked: tuple[Any, bool] = (None, False)  # the last index array, and whether it is arange(n)
         for k, (indices, values) in enumerate(points):
-            flat = base.astype(results.dtype) if results.dtype.kind == "c" else base.copy()
-            flat[indices] = values
-            where = f"while probing `{self.params.leaf_of(int(indices[0])).name}`" if len(indices) else ""
-            results[k] = to_scalar(
-                self._call(self.params.build(flat, dtype=dtype), where),
-                self.argument,
-                allow_complex=results.dtype.kind == "c",
-            )
+            first = indices.start if isinstance(indices, slice) else (int(indices[0]) if len(indices) else None)
+            where = f"while probing `{self.params.leaf_of(first).name}`" if first is not None else ""
+            covers = isinstance(indices, slice) and indices == everything
+            if not covers and not isinstance(indices, slice) and len(indices) == base.size:
+                if checked[0] is not indices:  # a table moving every parameter reuses one array
+                    checked = (indices, bool(np.array_equal(indices, np.arange(base.size))))
+                covers = checked[1]
+            if covers:  # moves every parameter: no scratch, no fancy indexing
+                tree = self.params.build(np.asarray(values, dtype=results.dtype), dtype=dtype)
+            else:
+                flat[indices] = values
+                try:
+                    tree = self.params.build(flat, dtype=dtype)
+                finally:
+                    flat[indices] = base[indices]
+            results[k] = to_scalar(self._call(tree, where), self.argument, allow_complex=results.dtype.kind == "c")
         return results

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from ._budget import Budget, parse_budget
 from ._differences import METHODS
 from ._errors import InvalidArgument, InvalidValue
 
-STRATEGIES = ("auto", "full")
+STRATEGIES = ("auto", "full", "directional", "sample")
+#: How work is spread and shown, never what it finds: left out of `Report.options`.
+NOT_REPORTED = ("method", "strategy", "seed", "executor", "progress")
 
 
 @dataclass(frozen=True)
@@ -19,6 +22,19 @@ class Options:
     seed: int
     shadow: bool
     batch_size: int | None
+    budget: Budget = field(default_factory=Budget)
+    executor: Any = None
+    vectorized: bool = False
+    progress: bool | None = None
+    confidence: float = 0.999
+    probes: int | None = None
+
+
+def reported_options(options: Options) -> dict[str, Any]:
+    """The options that shape a report, as the user gave them (for `Report.options`)."""
+    reported = {k: v for k, v in vars(options).items() if k not in NOT_REPORTED}
+    reported["budget"] = options.budget.given
+    return reported
 
 
 def _choice(value: Any, name: str, allowed: tuple[str, ...]) -> str:
@@ -30,7 +46,19 @@ def _choice(value: Any, name: str, allowed: tuple[str, ...]) -> str:
 
 
 def validate_options(
-    *, strategy: Any, method: Any, rtol: Any, seed: Any, shadow: Any, batch_size: Any
+    *,
+    strategy: Any,
+    method: Any,
+    rtol: Any,
+    seed: Any,
+    shadow: Any,
+    batch_size: Any,
+    budget: Any = None,
+    executor: Any = None,
+    vectorized: Any = False,
+    progress: Any = None,
+    confidence: Any = 0.999,
+    probes: Any = None,
 ) -> Options:
     strategy = _choice(strategy, "strategy", STRATEGIES)
     method = _choice(method, "method", ("auto", *METHODS))
@@ -50,4 +78,38 @@ def validate_options(
         raise InvalidArgument(
             f"`batch_size` must be a positive int (the m in 1/m) or None, got {batch_size!r}.", argument="batch_size"
         )
-    return Options(strategy, "richardson" if method == "auto" else method, float(rtol), seed, shadow, batch_size)
+    if not isinstance(vectorized, bool):
+        raise InvalidArgument(f"`vectorized` must be True or False, got {vectorized!r}.", argument="vectorized")
+    if progress is not None and not isinstance(progress, bool):
+        raise InvalidArgument(
+            f"`progress` must be True, False or None (on when writing to a terminal), got {progress!r}.",
+            argument="progress",
+        )
+    if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0 < confidence < 1:
+        raise InvalidValue(
+            f"`confidence` must be a probability in (0, 1), e.g. 0.999 or 1 - 1e-9, got {confidence!r}.",
+            argument="confidence",
+        )
+    if probes is not None and (isinstance(probes, bool) or not isinstance(probes, int) or probes < 1):
+        raise InvalidArgument(
+            f"`probes` must be a positive int (random directions, or sampled elements, per tensor) or None "
+            f"to choose from `confidence`, got {probes!r}.",
+            argument="probes",
+        )
+    from ._executor import require_executor
+
+    require_executor(executor)
+    return Options(
+        strategy,
+        "richardson" if method == "auto" else method,
+        float(rtol),
+        seed,
+        shadow,
+        batch_size,
+        budget=parse_budget(budget),
+        executor=executor,
+        vectorized=vectorized,
+        progress=progress,
+        confidence=float(confidence),
+        probes=probes,
+    )

@@ -8,7 +8,8 @@ new arrays.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import copy
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,8 +54,12 @@ def _name(path: tuple[Any, ...], root: str) -> str:
 
 
 def _describe(value: Any) -> str:
+    if value is None:
+        return "None"
     if isinstance(value, np.ndarray):
         return f"an array of dtype {value.dtype} and shape {value.shape}"
+    if isinstance(value, Iterator):
+        return f"a {type(value).__name__} (an iterator: it would be used up by the first call; pass a list or an array)"
     return f"a {type(value).__name__}"
 
 
@@ -77,6 +82,12 @@ def _as_leaf_array(value: Any, name: str, argument: str) -> tuple[np.ndarray, st
         kind = "scalar"
     elif isinstance(value, (int, float)):
         return np.asarray(float(value), dtype=np.float64), "float"
+    elif isinstance(value, np.ma.MaskedArray) and np.ma.is_masked(value):
+        raise InvalidArgument(
+            f"`{argument}` entry `{name}` is a masked array with masked entries; the loss would receive "
+            "plain arrays and lose the mask. Pass `x.filled(value)` or the unmasked data.",
+            argument=argument,
+        )
     elif isinstance(value, np.ndarray):
         kind = "array"
     else:
@@ -113,14 +124,30 @@ def _as_leaf_array(value: Any, name: str, argument: str) -> tuple[np.ndarray, st
     return array, kind
 
 
-def _walk(tree: Any, path: tuple[Any, ...] = ()):
+#: Deeper structures than this are almost surely a mistake (and would exhaust Python's stack).
+MAX_DEPTH = 100
+
+
+def _walk(tree: Any, argument: str, path: tuple[Any, ...] = (), enclosing: tuple[int, ...] = ()):
     """Yield (path, leaf) pairs in a fixed order: dict insertion order, list/tuple order."""
+    if isinstance(tree, (Mapping, list, tuple)):
+        if id(tree) in enclosing:
+            raise InvalidArgument(
+                f"`{argument}` contains itself at `{_name(path, argument)}`; pass a structure without cycles.",
+                argument=argument,
+            )
+        if len(path) >= MAX_DEPTH:
+            raise InvalidArgument(
+                f"`{argument}` is nested more than {MAX_DEPTH} levels deep; flatten the structure.",
+                argument=argument,
+            )
+        enclosing = enclosing + (id(tree),)
     if isinstance(tree, Mapping):
         for key, value in tree.items():
-            yield from _walk(value, path + (key,))
+            yield from _walk(value, argument, path + (key,), enclosing)
     elif isinstance(tree, (list, tuple)):
         for i, value in enumerate(tree):
-            yield from _walk(value, path + (i,))
+            yield from _walk(value, argument, path + (i,), enclosing)
     else:
         yield path, tree
 
@@ -151,8 +178,16 @@ class Params:
         leaves: list[Leaf] = []
         chunks: list[np.ndarray] = []
         offset = 0
-        for path, value in _walk(tree):
+        seen: dict[str, tuple[Any, ...]] = {}
+        for path, value in _walk(tree, argument):
             name = _name(path, root)
+            if name in seen:
+                raise InvalidArgument(
+                    f"`{argument}` has two entries named `{name}` (paths {seen[name]!r} and {path!r}); "
+                    "the report names tensors by path, so give them distinct keys.",
+                    argument=argument,
+                )
+            seen[name] = path
             array, kind = _as_leaf_array(value, name, argument)
             leaves.append(Leaf(name, path, array.shape, array.dtype, offset, kind))
             chunks.append(np.asarray(array, dtype=np.float64).ravel())
@@ -170,6 +205,11 @@ class Params:
     @property
     def size(self) -> int:
         return int(self.values.size)
+
+    @property
+    def tree(self) -> Any:
+        """The user's structure, as passed (read it, never write it)."""
+        return self._tree
 
     def leaf_of(self, flat_position: int) -> Leaf:
         offsets = [leaf.offset for leaf in self.leaves]
@@ -210,7 +250,18 @@ class Params:
 
 def _rebuild(tree: Any, path: tuple[Any, ...], leaves: dict[tuple[Any, ...], Any]) -> Any:
     if isinstance(tree, Mapping):
-        return {key: _rebuild(value, path + (key,), leaves) for key, value in tree.items()}
+        rebuilt = {key: _rebuild(value, path + (key,), leaves) for key, value in tree.items()}
+        if type(tree) is dict or not isinstance(tree, dict):
+            return rebuilt
+        # A dict subclass (OrderedDict, defaultdict, an attribute dict) keeps its type, so the
+        # loss sees what the user passed; a shallow copy never touches the user's object.
+        try:
+            same_type = copy.copy(tree)
+            for key, value in rebuilt.items():
+                same_type[key] = value
+        except Exception:
+            return rebuilt
+        return same_type
     if isinstance(tree, (list, tuple)):
         items = [_rebuild(value, path + (i,), leaves) for i, value in enumerate(tree)]
         if isinstance(tree, list):

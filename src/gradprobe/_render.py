@@ -1,19 +1,34 @@
-"""Plain-text rendering of a `Report`: one row per tensor, worst elements under failing ones."""
+"""Plain-text rendering of a `Report`, and the pieces every renderer shares.
+
+One row per tensor (status, difference, resolution, diagnosis), the worst elements and a hint
+under the ones that did not pass, and a line that reproduces the check. `_terminal` (rich) and
+`_html` lay out the same pieces.
+"""
 
 from __future__ import annotations
 
-from ._report import Report, TensorReport
+import inspect
+import math
+from typing import Any
+
+from ._report import Element, Report, TensorReport
 
 WORST_SHOWN = 3
+HEADER = ("tensor", "shape", "status", "difference", "resolution", "diagnosis")
+#: Defaults of `check` as its options are stored after validation (where they differ).
+VALIDATED_DEFAULTS: dict[str, Any] = {"rtol": 0.0}
 
 
-def _number(value: float | None) -> str:
+def number(value: float | None) -> str:
     return "-" if value is None else f"{value:.1e}"
 
 
-def _headline(report: Report) -> str:
-    n = sum(_size(t) for t in report.tensors.values())
-    verdict = report.status.upper()
+def size(tensor: TensorReport) -> int:
+    return math.prod(tensor.shape)
+
+
+def headline(report: Report) -> tuple[str, str]:
+    """The verdict ("FAIL") and what it is about ("2 of 6 tensors wrong (b1, W2)")."""
     if report.status == "fail":
         detail = f"{len(report.failing)} of {len(report.tensors)} tensors wrong ({', '.join(report.failing)})"
     elif report.status == "inconclusive":
@@ -21,49 +36,118 @@ def _headline(report: Report) -> str:
         detail = f"could not decide {', '.join(unsure)}"
     else:
         detail = f"gradient correct to within {report.resolution:.1e} (relative)"
+    return report.status.upper(), detail
+
+
+def facts(report: Report) -> str:
+    n = sum(size(t) for t in report.tensors.values())
+    strategy = f"strategy {report.strategy}, " if report.strategy != "full" else ""
     return (
-        f"gradprobe {verdict}: {detail}\n"
-        f"  {n} parameters, {report.nfev} loss evaluations, method {report.method}, "
+        f"{n} parameters, {report.nfev} loss evaluations, {strategy}method {report.method}, "
         f"resolution {report.resolution:.1e}, difference {report.difference:.3e}"
     )
 
 
-def _size(tensor: TensorReport) -> int:
-    size = 1
-    for dim in tensor.shape:
-        size *= dim
-    return size
+def coverage_lines(report: Report) -> list[str]:
+    """The guarantee of a randomized check, and what a budget left out."""
+    lines = []
+    if report.guarantee is not None:
+        lines.append(f"guarantee: {report.guarantee}")
+    if not report.coverage.complete:
+        lines.append(f"budget of {report.coverage.budget} reached; not covered:")
+        lines.extend(f"  {gap}" for gap in report.coverage.not_covered)
+    return lines
 
 
-def _row(tensor: TensorReport) -> list[str]:
+def row(tensor: TensorReport) -> list[str]:
+    """The table cells of one tensor, in `HEADER` order."""
     status = tensor.status.upper() if tensor.status == "fail" else tensor.status
     note = tensor.diagnosis or (f"({tensor.reason})" if tensor.reason else "")
     if tensor.kinks and tensor.status != "fail":
         note = (note + " " if note else "") + f"{len(tensor.kinks)} at kinks"
-    return [tensor.name, str(tensor.shape), status, _number(tensor.difference), _number(tensor.resolution), note]
+    return [tensor.name, str(tensor.shape), status, number(tensor.difference), number(tensor.resolution), note]
 
 
-def render_text(report: Report) -> str:
-    header = ["tensor", "shape", "status", "difference", "resolution", "diagnosis"]
-    rows = [_row(t) for t in report.tensors.values()]
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+def worst(tensor: TensorReport) -> list[Element]:
+    """The elements to show under a tensor: its worst few, only when it did not pass."""
+    return list(tensor.worst[:WORST_SHOWN]) if tensor.status != "pass" else []
+
+
+def error_bar(tensor: TensorReport, element: Element) -> float | None:
+    if tensor.error_bar is None:
+        return None
+    try:
+        return float(tensor.error_bar[element.index])
+    except (IndexError, TypeError):
+        return None
+
+
+def element_line(tensor: TensorReport, element: Element) -> str:
+    bar = error_bar(tensor, element)
+    plus_minus = f" ± {bar:.1e}" if bar is not None and math.isfinite(bar) else ""
+    return f"at {element.index}: analytic {element.analytic: .6e}  numeric {element.numeric: .6e}{plus_minus}"
+
+
+def reproduce_line(report: Report) -> str:
+    """``gp.check(loss, grad, params, ...)`` with the options that reproduce `report`.
+
+    Examples
+    --------
+    >>> import numpy as np, gradprobe as gp
+    >>> report = gp.check(lambda p: np.sum(p**2), lambda p: 2 * p, np.ones(2), seed=7)
+    >>> report.reproduce
+    "gp.check(loss, grad, params, strategy='full', method='richardson', seed=7)"
+    """
+    if isinstance(report.options.get("reproduce"), str):
+        return report.options["reproduce"]  # written by the entry point that ran (gp.torch.check...)
+    defaults = _check_defaults()
+    arguments = [f"strategy={report.strategy!r}", f"method={report.method!r}", f"seed={report.seed!r}"]
+    for key, value in report.options.items():
+        # Only options `check` takes, and only those that differ from its defaults; objects such
+        # as an executor cannot be written down and do not change the result.
+        if key not in defaults:
+            continue
+        if _same(value, defaults[key]) or _same(value, VALIDATED_DEFAULTS.get(key, defaults[key])):
+            continue
+        if value is None or isinstance(value, (bool, int, float, str)):
+            arguments.append(f"{key}={value!r}")
+    return f"gp.check(loss, grad, params, {', '.join(arguments)})"
+
+
+def _check_defaults() -> dict[str, Any]:
+    from ._check import check
+
+    return {
+        name: parameter.default
+        for name, parameter in inspect.signature(check).parameters.items()
+        if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+    }
+
+
+def _same(value: Any, default: Any) -> bool:
+    return value is default or (type(value) is type(default) and value == default)
+
+
+def render_text(report: Report, *, reproduce: str | None = None) -> str:
+    """The report as plain text (no colour); `reproduce` replaces the reproduce line."""
+    rows = [row(t) for t in report.tensors.values()]
+    widths = [max(len(r[i]) for r in [list(HEADER), *rows]) for i in range(len(HEADER))]
 
     def line(cells: list[str]) -> str:
         return "  " + "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
 
-    lines = [_headline(report), line(header)]
-    for tensor, row in zip(report.tensors.values(), rows):
-        lines.append(line(row))
-        if tensor.status != "pass" and tensor.worst:
-            for element in tensor.worst[:WORST_SHOWN]:
-                lines.append(
-                    f"      at {element.index}: analytic {element.analytic: .6e}  numeric {element.numeric: .6e}"
-                )
-        if tensor.status == "fail" and tensor.hint:
+    verdict, detail = headline(report)
+    lines = [f"gradprobe {verdict}: {detail}", f"  {facts(report)}", line(list(HEADER))]
+    for tensor, cells in zip(report.tensors.values(), rows):
+        lines.append(line(cells))
+        lines.extend(f"      {element_line(tensor, element)}" for element in worst(tensor))
+        if tensor.status != "pass" and tensor.hint:
             lines.append(f"      hint: {tensor.hint}")
         if tensor.taylor_slope is not None:
             lines.append(f"      Taylor remainder slope {tensor.taylor_slope:.2f} (2 = right, 1 = wrong)")
     if report.ignored:
         lines.append(f"  ignored gradient entries with no parameter: {', '.join(report.ignored)}")
+    lines.extend(f"  {line}" for line in coverage_lines(report))
     lines.extend(f"  note: {note}" for note in report.notes)
+    lines.append(f"  reproduce: {reproduce or report.reproduce}")
     return "\n".join(lines)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
 Status = Literal["pass", "fail", "inconclusive"]
@@ -16,6 +16,62 @@ class Element(NamedTuple):
     index: tuple[int, ...]
     analytic: float
     numeric: float
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """What a check covered, and what a `budget` left out.
+
+    Attributes
+    ----------
+    complete : True when every tensor got all the work its strategy plans.
+    budget : the budget in words ("2000 evaluations", "30 s"), or None when there was none.
+    not_covered : one line per gap the budget left ("b3: not checked", "W1: 120 of 960
+        elements checked", "W2: wrong elements not named, they lie in (12, 0) .. (15, 99)").
+    evaluations : loss evaluations per phase, in order: "setup" (the starting point and the
+        noise estimate), then "coordinates", or "verdict" (random directions) and "localization"
+        (naming wrong elements, including the Taylor-slope diagnosis).
+    """
+
+    complete: bool = True
+    budget: str | None = None
+    not_covered: tuple[str, ...] = ()
+    evaluations: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Guarantee:
+    """The detection guarantee of a randomized strategy ("directional" or "sample").
+
+    Attributes
+    ----------
+    kind : "directional": `resolution` is a relative error size ``||e|| / ||g||`` of a tensor's
+        gradient; "sample": it is the fraction of a tensor's elements that are wrong.
+    confidence : each tensor's error of at least `resolution` is caught with at least this
+        probability.
+    resolution : the largest over the tensors.
+    probes : random directions (or sampled elements) per tensor.
+    thresholds : "directional" only: per tensor, per direction, the relative error size ``r`` for
+        which that direction's miss-probability bound ``min(1, r / delta)`` reaches 1.
+    """
+
+    kind: str
+    confidence: float
+    resolution: float
+    probes: dict[str, int] = field(default_factory=dict)
+    thresholds: dict[str, tuple[float, ...]] = field(default_factory=dict)
+
+    def miss_probability(self, size: float, tensor: str | None = None) -> float:
+        """Upper bound on the probability that an error of relative size `size` (a fraction of
+        wrong elements for "sample") in `tensor` (by default: the worst tensor) went unnoticed."""
+        from ._directional import miss_probability
+
+        return miss_probability(self, size, tensor)
+
+    def __str__(self) -> str:
+        from ._directional import describe_guarantee
+
+        return describe_guarantee(self)
 
 
 @dataclass(frozen=True)
@@ -37,6 +93,13 @@ class TensorReport:
     counts : how many elements had each outcome ("pass", "fail", "kink", "noise", "nonfinite").
     taylor_slope : for failing tensors, the slope of log |remainder| against log step along the
         error's direction: about 2 for a right gradient, 1 for a wrong one.
+    probes : random directions ("directional") or sampled elements ("sample") used for the verdict;
+        0 when every element was probed.
+    coverage : fraction of the elements the check covered (1.0 unless a budget stopped it early,
+        or for "sample" the fraction sampled); a direction covers every element it moves.
+    analytic, numeric, error_bar : arrays of the tensor's shape: the user's gradient, the numerical
+        one and the bound on their disagreement, when every element was probed (else None). They
+        feed the plots; `Report.to_dict` leaves them out unless asked.
     """
 
     name: str
@@ -52,6 +115,11 @@ class TensorReport:
     kinks: tuple[tuple[int, ...], ...] = ()
     counts: dict[str, int] = field(default_factory=dict)
     taylor_slope: float | None = None
+    probes: int = 0
+    coverage: float = 1.0
+    analytic: Any = field(default=None, repr=False, compare=False)
+    numeric: Any = field(default=None, repr=False, compare=False)
+    error_bar: Any = field(default=None, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -74,6 +142,10 @@ class Report:
     notes : things the user should know (non-determinism, unreliable noise estimate...).
     method, strategy, seed : what was run, so the check can be reproduced.
     noise : standard deviation of the loss's noise, as measured.
+    options : the other options the check ran with (``rtol``, ``batch_size``...), to reproduce it.
+    coverage : what was covered and what a `budget` left out (`Coverage`).
+    guarantee : for the randomized strategies, the probability of missing an error of a given
+        size (`Guarantee`); None for "full", whose error bars are not probabilistic.
     """
 
     status: Status
@@ -87,6 +159,9 @@ class Report:
     strategy: str = "full"
     seed: int = 0
     noise: float = 0.0
+    options: dict[str, Any] = field(default_factory=dict)
+    coverage: Coverage = field(default_factory=Coverage)
+    guarantee: Guarantee | None = None
 
     @property
     def ok(self) -> bool:
@@ -102,21 +177,67 @@ class Report:
 
         return render_text(self)
 
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (schema version `SCHEMA_VERSION`)."""
-        data = asdict(self)
-        data["ok"] = self.ok
-        data["schema_version"] = SCHEMA_VERSION
-        data["tensors"] = [
-            {**asdict(t), "shape": list(t.shape), "worst": [e._asdict() for e in t.worst]}
-            for t in self.tensors.values()
-        ]
-        for tensor in data["tensors"]:
-            for element in tensor["worst"]:
-                element["index"] = list(element["index"])
-            tensor["kinks"] = [list(k) for k in tensor["kinks"]]
-        data["ignored"], data["notes"] = list(self.ignored), list(self.notes)
-        return data
+    @property
+    def reproduce(self) -> str:
+        """A line of Python that repeats this check: the seed, strategy, method and other options."""
+        from ._render import reproduce_line
 
-    def to_json(self, **kwargs: Any) -> str:
-        return json.dumps(self.to_dict(), **kwargs)
+        return reproduce_line(self)
+
+    def to_dict(self, *, values: bool = False) -> dict[str, Any]:
+        """A JSON-ready dict following ``report.schema.json`` (version `SCHEMA_VERSION`).
+
+        Non-finite numbers become the strings ``"nan"``, ``"inf"`` and ``"-inf"``. With
+        ``values=True`` each tensor also carries its flat (row-major) ``analytic``, ``numeric``
+        and ``error_bar`` values.
+        """
+        from ._schema import report_to_dict
+
+        return report_to_dict(self, values=values)
+
+    def to_json(self, *, values: bool = False, **kwargs: Any) -> str:
+        """`to_dict` as a JSON string (strict JSON: no NaN); `kwargs` go to `json.dumps`."""
+        return json.dumps(self.to_dict(values=values), allow_nan=False, **kwargs)
+
+    @staticmethod
+    def json_schema() -> dict[str, Any]:
+        """The JSON Schema of `to_dict`'s output (shipped as ``gradprobe/report.schema.json``)."""
+        from ._schema import load_schema
+
+        return load_schema()
+
+    def to_dataframe(self) -> Any:
+        """One row per tensor as a `pandas.DataFrame` indexed by name (needs pandas)."""
+        from ._schema import report_to_dataframe
+
+        return report_to_dataframe(self)
+
+    def to_html(self, path: Any = None) -> str:
+        """A self-contained HTML page (tables, and plots of failing tensors when matplotlib is
+        installed); written to `path` when given. Returns the HTML."""
+        from ._html import write_html
+
+        return write_html(self, path)
+
+    def plot(self, tensors: Any = None) -> Any:
+        """A matplotlib `Figure`: per tensor (the failing ones by default) a heatmap of analytic
+        minus numerical values and a scatter of analytic against numerical values."""
+        from ._plot import plot_report
+
+        return plot_report(self, tensors)
+
+    def show(self, file: Any = None) -> None:
+        """Print the report; with rich installed, as coloured tables when `file` is a terminal."""
+        from ._terminal import show
+
+        show(self, file)
+
+    def _repr_html_(self) -> str:
+        from ._html import render_fragment
+
+        return render_fragment(self)
+
+    def __rich_console__(self, console: Any, options: Any) -> Any:
+        from ._terminal import renderables
+
+        yield from renderables(self)

@@ -1,13 +1,19 @@
 """The Judge: analytic against numerical values, within the numerical side's error bars.
 
-An element *fails* only when ``|analytic - numeric|`` exceeds the error bar (already
+An element *fails* only when ``|analytic - numeric|`` exceeds its error bar (already
 `CONFIDENCE` times the estimated error) plus a floor for the analytic side's own rounding. It is
 inconclusive, with a reason, when the numerical side cannot tell:
 
-* ``"kink"``: the one-sided slopes disagree and the analytic value lies between them (a valid
-  derivative at a non-differentiable point such as relu at 0);
-* ``"noise"``: the error bar is over a tenth of the tensor's gradient, so a pass would mean little;
-* ``"nonfinite"``: the loss was NaN or inf near the point.
+* ``"kink"``: the one-sided derivatives differ by the same jump at successively finer steps (a
+  non-differentiable point such as relu at 0, abs at 0, a max with a tie), and the analytic
+  value lies between them, as any valid choice of derivative there does (outside them it fails);
+* ``"noise"``: the error bar is over `UNRESOLVED` of the tensor's typical gradient, so a pass
+  would mean little, or the loss was too ragged at every step tried to have a derivative;
+* ``"nonfinite"``: the loss was NaN or inf at every step tried near the point.
+
+A tensor is judged on its elements: it fails if any element fails; it is inconclusive if any
+element is non-finite, if every element sits at a kink, or if its `resolution` is worse than
+`UNRESOLVED`; otherwise it passes, and its elements at kinks are listed.
 """
 
 from __future__ import annotations
@@ -16,13 +22,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._differences import Estimates
+from ._differences import SAME_JUMP, Estimates
 
 ELEMENT_STATUSES = ("pass", "fail", "kink", "noise", "nonfinite")
 PASS, FAIL, KINK, NOISE, NONFINITE = range(5)
 
-#: An error bar larger than this fraction of the tensor's gradient leaves the element unresolved.
+#: An error bar larger than this fraction of the tensor's gradient leaves the element unresolved;
+#: a tensor whose resolution is worse than this is inconclusive.
 UNRESOLVED = 0.1
+#: Rounding of the analytic gradient itself: this many ulps of its value (or of its tensor's
+#: typical size) can never count as a disagreement.
+ANALYTIC_ULPS = 16
 
 
 @dataclass(frozen=True)
@@ -36,41 +46,116 @@ class Judgement:
 def analytic_floor(analytic: np.ndarray, scale: np.ndarray, eps: np.ndarray, rtol: float) -> np.ndarray:
     """Disagreement that rounding in the analytic gradient itself can explain (or `rtol` allows)."""
     size = np.maximum(np.abs(analytic), scale)
-    return np.maximum(16 * eps, rtol) * size
+    return np.maximum(ANALYTIC_ULPS * eps, rtol) * size
 
 
 def judge(estimates: Estimates, scale: np.ndarray, floor: np.ndarray) -> Judgement:
-    """Classify each element; `scale` is its tensor's typical gradient size."""
+    """Classify each element; `scale` is its tensor's typical gradient size.
+
+    Examples
+    --------
+    >>> from gradprobe._differences import Estimates
+    >>> one = np.ones(3)
+    >>> e = Estimates(numeric=np.array([1.0, 2.0, 0.5]), analytic=one, error=0.01 * one,
+    ...               truncation=0 * one, roundoff=one, right=np.array([1.0, 2.0, 1.0]),
+    ...               left=np.array([1.0, 2.0, 0.0]), jump=np.array([0.0, 0.0, 1.0]),
+    ...               rough=np.array([False, False, True]))
+    >>> [ELEMENT_STATUSES[c] for c in judge(e, one, 0 * one).codes]
+    ['pass', 'fail', 'kink']
+    """
     a, n, err = estimates.analytic, estimates.numeric, estimates.error
+    jump = np.zeros_like(n) if estimates.jump is None else np.abs(estimates.jump)
     with np.errstate(invalid="ignore"):
-        agrees = np.abs(a - n) <= err + floor
+        gap = np.abs(a - n)
+        agrees = gap <= err + floor
         resolved = err <= UNRESOLVED * scale
-        low = np.minimum(estimates.left, estimates.right) - err
-        high = np.maximum(estimates.left, estimates.right) + err
-        one_sided_differ = np.abs(estimates.right - estimates.left) > err + floor
-        between = (a >= low) & (a <= high) & one_sided_differ
-    codes = np.where(agrees, np.where(resolved, PASS, NOISE), np.where(between, KINK, FAIL))
+        # At a kink the central estimate is the mean of the one-sided derivatives; any value
+        # between them is a valid (sub)derivative. A kink just off the point makes the jump
+        # estimates understate the jump by up to SAME_JUMP.
+        between = gap <= (0.5 + SAME_JUMP) * jump + err + floor
+    smooth = np.where(agrees, np.where(resolved, PASS, NOISE), FAIL)
+    # Still rough at the finest step: a kink at the point if its jump held steady over the last
+    # windows, else a loss too ragged to differentiate at any step tried (noise, dense kinks).
+    at_point = estimates.is_rough if estimates.at_point is None else estimates.at_point
+    codes = np.where(estimates.is_rough, np.where(at_point, np.where(between, KINK, FAIL), NOISE), smooth)
     codes = np.where(estimates.finite, codes, NONFINITE)
     return Judgement(codes.astype(np.int8), floor)
 
 
-def combine_levels(first: np.ndarray, second: np.ndarray) -> np.ndarray:
-    """Final codes for re-probed elements: the finer probe decides, unless it could not resolve."""
-    undecided = (second == NOISE) | (second == NONFINITE)
-    keep_first = undecided & ((first == FAIL) | (first == KINK))
-    return np.where(keep_first, first, second)
+def undetectable(estimates: Estimates, codes: np.ndarray, floor: np.ndarray) -> np.ndarray:
+    """Per element, the largest analytic error that could have gone unnoticed.
+
+    The numerical value may itself be off by its error bar, and the analytic one by its rounding
+    floor, so an error up to ``2 (err + floor)`` can hide; at a kink, anything between the
+    one-sided derivatives too; at a non-finite point, anything.
+    """
+    bound = 2 * (estimates.error + floor)
+    if estimates.jump is not None:
+        bound = np.where(codes == KINK, bound + np.abs(estimates.jump) / 2, bound)
+    return np.where(codes == NONFINITE, np.inf, bound)
 
 
-def tensor_status(codes: np.ndarray) -> tuple[str, str | None]:
-    """A tensor fails if any element fails; it is inconclusive if any element is unresolved or
-    every element sits at a kink; otherwise it passes (kinks are listed, not counted against it)."""
+def resolution(bound: np.ndarray, numeric: np.ndarray, fallback: float) -> float:
+    """Smallest relative gradient error (in norm) that is guaranteed to be detected.
+
+    An analytic error ``e`` goes unnoticed only if ``|e_i| <= bound_i`` for every element (see
+    `undetectable`), so errors with ``||e|| > ||bound||`` are always caught; relative to the
+    gradient's norm (the numerical one, or `fallback` when that is zero or not finite).
+
+    Examples
+    --------
+    >>> float(resolution(np.array([3e-9, 4e-9]), np.array([1.0, 0.0]), 1.0))
+    5e-09
+    """
+    if not np.all(np.isfinite(bound)):
+        return float("inf")
+    norm = safe_norm(numeric) if np.all(np.isfinite(numeric)) else 0.0
+    norm = norm or fallback
+    with np.errstate(over="ignore"):
+        return float(safe_norm(bound) / norm) if norm > 0 else float("inf")
+
+
+def safe_norm(values: np.ndarray) -> float:
+    """The Euclidean norm without overflow or underflow of the squares (1e200 or 1e-200 entries).
+
+    Examples
+    --------
+    >>> print(f"{safe_norm(np.array([3e200, 4e200])):.6g}")
+    5e+200
+    """
+    values = np.abs(np.asarray(values, dtype=float))
+    largest = float(np.max(values, initial=0.0))
+    if largest == 0 or not np.isfinite(largest):
+        return largest
+    return largest * float(np.linalg.norm(values / largest))
+
+
+def tensor_status(codes: np.ndarray, tensor_resolution: float = 0.0, *, zero: bool = False) -> tuple[str, str | None]:
+    """A tensor's status and, when inconclusive, the reason.
+
+    It fails if any element fails; it is inconclusive if any element's loss was not finite near
+    the point ("nonfinite"), if every element sits at a kink ("kink"), or if the check could miss
+    an error of more than `UNRESOLVED` of the tensor's gradient ("noise"); otherwise it passes.
+    For a gradient that is `zero` on both sides a relative resolution means nothing: it is
+    "noise" only if some element's error bar is (see `judge`).
+
+    Examples
+    --------
+    >>> tensor_status(np.array([PASS, KINK]))
+    ('pass', None)
+    >>> tensor_status(np.array([PASS, FAIL, NONFINITE]))
+    ('fail', None)
+    >>> tensor_status(np.array([PASS, NOISE]), tensor_resolution=0.5)
+    ('inconclusive', 'noise')
+    """
     if np.any(codes == FAIL):
         return "fail", None
-    for code in (NOISE, NONFINITE):
-        if np.any(codes == code):
-            return "inconclusive", ELEMENT_STATUSES[code]
+    if np.any(codes == NONFINITE):
+        return "inconclusive", "nonfinite"
     if np.all(codes == KINK):
         return "inconclusive", "kink"
+    if np.any(codes == NOISE) if zero else not tensor_resolution <= UNRESOLVED:
+        return "inconclusive", "noise"
     return "pass", None
 
 
@@ -84,16 +169,6 @@ def overall_status(statuses: list[str]) -> str:
 
 def relative_difference(analytic: np.ndarray, numeric: np.ndarray) -> float:
     """The seed's measure: ``||a - n|| / (||a|| + ||n||)`` (0 when both are zero)."""
-    denominator = np.linalg.norm(analytic) + np.linalg.norm(numeric)
-    return float(np.linalg.norm(analytic - numeric) / denominator) if denominator > 0 else 0.0
-
-
-def resolution(error: np.ndarray, floor: np.ndarray, numeric: np.ndarray, fallback: float) -> float:
-    """Smallest relative gradient error (in norm) that is guaranteed to be detected.
-
-    An analytic error ``e`` goes unnoticed only if ``|e_i| <= 2 err_i + floor_i`` for every element
-    (the numerical value itself may be off by ``err_i``), so errors with
-    ``||e|| > ||2 err + floor||`` are always caught.
-    """
-    norm = float(np.linalg.norm(numeric)) or fallback
-    return float(np.linalg.norm(2 * error + floor) / norm) if norm > 0 else float("inf")
+    with np.errstate(over="ignore", invalid="ignore"):
+        denominator = safe_norm(analytic) + safe_norm(numeric)
+        return float(safe_norm(analytic - numeric) / denominator) if denominator > 0 else 0.0

@@ -1,0 +1,396 @@
+"""Random-direction probes: a cheap verdict per tensor, with a stated detection guarantee.
+
+A probe of a block of ``m`` elements (a whole tensor, or part of one while localizing) draws a
+Gaussian vector ``v`` restricted to the block and moves along ``w = v * s / sqrt(m)`` (``s`` the
+elements' natural sizes, as for coordinate steps; the ``sqrt(m)`` keeps the whole displacement as
+large as one coordinate step). The Estimator measures the directional derivative from the loss at
+``x ± t w`` and ``x ± t/2 w`` with its error bar, exactly as for a coordinate, and the analytic
+side is ``g . (p - x)`` over the rounded points ``p``. Four evaluations judge a million elements.
+
+The guarantee. Let ``e`` be the error of the analytic gradient in the block. The probe misses it
+only if ``|e . w| <= tau = 2 err + floor`` (the estimate itself may be off by ``err``). For Gaussian
+``v``, ``e . w`` is normal with standard deviation at least ``s_min ||e|| / sqrt(m)``, so
+
+    P(miss) <= sqrt(2/pi) tau sqrt(m) / (s_min ||e||) = r / delta,   delta = ||e|| / ||g||,
+
+whatever the error's pattern: no cancellation can hide it systematically, unlike all-positive
+directions (pytorch#59615). Directions are independent, so ``K`` of them miss with probability at
+most ``prod_k min(1, r_k / delta)``; the *resolution* at a confidence ``c`` is the ``delta`` where
+that bound equals ``1 - c``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from . import _differences as fd
+from ._probes import run_ladder
+from ._verdict import FAIL, KINK, NOISE, NONFINITE, PASS, analytic_floor, judge
+
+#: With ``probes=None``, directions are added to a tensor until its resolution at the requested
+#: confidence is below this (or `MAX_AUTO_PROBES` is reached).
+RESOLUTION_GOAL = 1e-4
+#: Elements per tensor from which its typical step is read.
+STEP_SAMPLE = 4096
+MAX_AUTO_PROBES = 4
+# Seed-sequence tags, so that every direction depends only on (seed, purpose, block, round),
+# never on the order in which probes run: serial, parallel and budget-cut runs agree.
+VERDICT, LOCALIZE, CONFIRM, SAMPLE, ORDER, TENSOR = range(6)
+_SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
+COMPLEX_STEP = 1e-20
+
+
+def keyed_rng(seed: int, *key: int) -> np.random.Generator:
+    """A generator that depends only on `seed` and `key`.
+
+    Examples
+    --------
+    >>> float(keyed_rng(0, 1, 2).standard_normal()) == float(keyed_rng(0, 1, 2).standard_normal())
+    True
+    """
+    return np.random.default_rng([seed, *key])
+
+
+@dataclass(frozen=True)
+class BlockProbe:
+    """One block probed along one random direction.
+
+    `numeric`, `analytic`, `error` and `floor` are in units of the derivative along the direction.
+    `thresholds` maps each tensor the block touches (by position in the parameters) to the relative
+    error size ``r`` of its guarantee: an error of relative size ``delta`` in that tensor's part of
+    the block escapes this probe with probability at most ``min(1, r / delta)``.
+    """
+
+    start: int
+    stop: int
+    code: int
+    numeric: float
+    analytic: float
+    error: float
+    floor: float
+    thresholds: dict[int, float]
+
+    @property
+    def threshold(self) -> float:
+        """The largest of `thresholds` (the one threshold of a block inside one tensor)."""
+        return max(self.thresholds.values())
+
+
+class DirectionalProber:
+    """Probes blocks of the flat parameter vector along seeded random directions.
+
+    A block may span several tensors (the first verdict probes all of them at once): each
+    tensor's part of the direction is scaled so that it moves like one of that tensor's coordinate
+    steps, and the guarantee is stated per tensor.
+
+    Parameters
+    ----------
+    checker : the `_Checker` of this run (its params, analytic gradient, objective, options).
+    f0, sigma : the loss at the point and its noise.
+    spread : per-element non-determinism of `grad`, added to the error bars.
+    affords : ``affords(evaluations) -> bool``, whether the budget allows that many more.
+    """
+
+    def __init__(
+        self, checker: Any, f0: float, sigma: float, spread: np.ndarray, affords: Any = lambda cost: True
+    ) -> None:
+        self.checker = checker
+        self.affords = affords
+        self.params = checker.params
+        self.analytic = checker.analytic
+        self.f0, self.sigma, self.spread = f0, sigma, spread
+        self.method = checker.options.method
+        self.seed = checker.options.seed
+        self.goal = RESOLUTION_GOAL * (1 - checker.options.confidence)
+        self.scales = fd.element_scales(self.params)
+        self.leaf_ranges = [(leaf.offset, leaf.offset + leaf.size) for leaf in self.params.leaves]
+        self._offsets = np.array([a for a, _ in self.leaf_ranges])
+        self._leaf_step = self._typical_steps()
+        total_norm = math.sqrt(_dot(self.analytic, self.analytic)) or 1.0
+        self._leaf_norm, self._leaf_typical, self._leaf_eps = [], [], []
+        for leaf in self.params.leaves:
+            squares = _dot(self.analytic[leaf.slice], self.analytic[leaf.slice])
+            self._leaf_norm.append(math.sqrt(squares) or total_norm)
+            self._leaf_typical.append(math.sqrt(squares / leaf.size))
+            self._leaf_eps.append(float(np.finfo(leaf.dtype).eps))
+        self._user_eps = [float(np.finfo(leaf.dtype).eps) for leaf in checker.user_params.leaves]
+        self._leaf_smin: dict[int, float] = {}
+        self._spread_any = bool(np.any(spread))
+
+    def _typical_steps(self) -> list[float]:
+        """Per tensor, the median coordinate step relative to the element's scale (the core's
+        step rule), read off an evenly strided sample of at most `STEP_SAMPLE` elements per tensor:
+        a statistic of the tensor, not worth a full pass of the step rule over millions."""
+        if self.method == "complex":
+            return [1.0] * len(self.params.leaves)
+        sample = _StridedSample(self.params, STEP_SAMPLE)
+        steps = fd.choose_steps(sample, self.sigma, sample.take(self.analytic), self.method)  # type: ignore[arg-type]
+        scales = fd.element_scales(sample)
+        return [float(np.median(steps[leaf.slice] / scales[leaf.slice])) for leaf in sample.leaves]
+
+    def parts(self, start: int, stop: int) -> list[tuple[int, int, int]]:
+        """The block's pieces inside each tensor: ``(leaf number, start, stop)``."""
+        first = int(np.searchsorted(self._offsets, start, side="right")) - 1
+        pieces = []
+        for leaf in range(first, len(self.leaf_ranges)):
+            a, b = self.leaf_ranges[leaf]
+            if a >= stop:
+                break
+            pieces.append((leaf, max(a, start), min(b, stop)))
+        return pieces
+
+    def _part_step(self, leaf: int, m: int) -> float:
+        if self.method == "complex":
+            return 1.0
+        # Keep the typical element's displacement above a few ulps of its value.
+        return max(self._leaf_step[leaf], 8 * self._leaf_eps[leaf] * math.sqrt(m))
+
+    def direction(self, start: int, stop: int, purpose: int, round_: int) -> np.ndarray:
+        """The block's direction; each tensor's piece moves like one coordinate step of it, so the
+        step along the direction is 1 (the ladder then halves it)."""
+        w = np.empty(stop - start)
+        for leaf, a, b in self.parts(start, stop):
+            m = b - a
+            v = keyed_rng(self.seed, purpose, start, stop, round_, a).standard_normal(m)
+            w[a - start : b - start] = v * self.scales[a:b] * (self._part_step(leaf, m) / math.sqrt(m))
+        return w
+
+    def _round(self, start: int, stop: int, values: np.ndarray) -> np.ndarray:
+        for leaf, a, b in self.parts(start, stop):
+            dtype = self.params.leaves[leaf].dtype
+            if dtype != np.float64:
+                values[a - start : b - start] = values[a - start : b - start].astype(dtype)
+        return values
+
+    def probe(self, blocks: Sequence[tuple[int, int]], purpose: int, round_: int = 0) -> list[BlockProbe]:
+        """Probe each block along its own direction, each descending its step ladder (see
+        `_probes.run_ladder`) until its verdict is decided or the budget says stop."""
+        if not blocks:
+            return []
+        directions = [self.direction(a, b, purpose, round_) for a, b in blocks]
+        steps = np.full(len(blocks), COMPLEX_STEP if self.method == "complex" else 1.0)
+        scale, floor = self._scale_and_floor(blocks, directions)
+        # `grad`'s own non-determinism along each direction widens the error bars.
+        extra = np.zeros(len(blocks))
+        if self._spread_any:
+            extra = np.array([_dot(self.spread[a:b], np.abs(w)) for (a, b), w in zip(blocks, directions)])
+
+        def widen(estimates: fd.Estimates, which: np.ndarray) -> fd.Estimates:
+            return replace(estimates, error=estimates.error + fd.CONFIDENCE * extra[which]) if np.any(extra) else estimates
+
+        if self.method == "complex":
+            estimates = widen(self._complex(blocks, directions, steps), np.arange(len(blocks)))
+        else:
+            estimates = self._ladder(blocks, directions, steps, scale, floor, widen)
+        codes = judge(estimates, scale, floor).codes
+        results = []
+        for k, (a, b) in enumerate(blocks):
+            tau = float(2 * estimates.error[k] + floor[k])
+            results.append(
+                BlockProbe(
+                    a, b, int(codes[k]), float(estimates.numeric[k]), float(estimates.analytic[k]),
+                    float(estimates.error[k]), float(floor[k]), self.thresholds(a, b, tau),
+                )
+            )  # fmt: skip
+        return results
+
+    def _complex(self, blocks, directions, steps) -> fd.Estimates:
+        x = self.params.values
+        points = [(slice(a, b), x[a:b] + 1j * t * w) for (a, b), w, t in zip(blocks, directions, steps)]
+        values = self.checker.objective.evaluate(points, dtype=np.complex128)
+        slopes = np.array([_dot(self.analytic[a:b], w) for (a, b), w in zip(blocks, directions)])
+        return fd.complex_step(values, steps, slopes)
+
+    def _ladder(self, blocks, directions, steps, scale, floor, widen) -> fd.Estimates:
+        x = self.params.values
+
+        def evaluate_level(which: np.ndarray, level: int):
+            points, predicted, displacement = [], [], []
+            for k in which:
+                (a, b), w, t = blocks[k], directions[k], steps[k]
+                g, ww, here = self.analytic[a:b], _dot(w, w), x[a:b]
+                for offset in fd.level_offsets(level):
+                    moved = self._round(a, b, here + (offset * t) * w)
+                    delta = moved - here
+                    points.append((slice(a, b), moved))
+                    predicted.append(_dot(g, delta))
+                    displacement.append(_dot(delta, w) / ww)
+            values = self.checker.objective.evaluate(points).reshape(len(which), 2)
+            return values, np.reshape(predicted, (-1, 2)), np.reshape(displacement, (-1, 2))
+
+        def decided(estimates: fd.Estimates, which: np.ndarray) -> np.ndarray:
+            codes = judge(estimates, scale[which], floor[which]).codes
+            done = estimates.settled | (codes == FAIL) & ~estimates.is_rough
+            # A clean pass whose error bar alone meets the resolution goal needs no finer step.
+            tau = 2 * estimates.error + floor[which]
+            sharp = np.array([max(self.thresholds(*blocks[k], float(t)).values()) <= self.goal for k, t in zip(which, tau)])
+            done |= (codes == PASS) & ~estimates.is_rough & sharp
+            if not self.affords(2 * int(np.sum(~done))):
+                return np.ones(len(which), dtype=bool)
+            return done
+
+        # Each level halves the step; stop before the typical element moves by under 16 ulps.
+        deepest = np.array([self._deepest(a, b, w) for (a, b), w in zip(blocks, directions)])
+        estimates, _ = run_ladder(
+            evaluate_level, self.method, self.f0, steps, self.sigma, deepest=deepest, decided=decided, adjust=widen  # type: ignore[arg-type]
+        )
+        return estimates
+
+    def _deepest(self, start: int, stop: int, w: np.ndarray) -> int:
+        eps = max(self._leaf_eps[leaf] for leaf, _, _ in self.parts(start, stop))
+        typical_move = float(np.sqrt(np.mean(w**2)))
+        smallest = 16 * eps * (float(np.sqrt(np.mean(self.params.values[start:stop] ** 2))) or 1.0)
+        return int(np.clip(math.floor(math.log2(max(typical_move / smallest, 1.0))) + 1, 2, fd.MAX_LEVELS))
+
+    def _scale_and_floor(self, blocks, directions) -> tuple[np.ndarray, np.ndarray]:
+        """Per block: the typical size of ``g . w`` (the unit for "resolved") and the disagreement
+        the analytic side's own rounding explains."""
+        scale, floor = np.empty(len(blocks)), np.empty(len(blocks))
+        for k, ((a, b), w) in enumerate(zip(blocks, directions)):
+            gw = self.analytic[a:b] * w
+            typical_squares, slope = _dot(gw, gw), float(gw.sum())
+            absolute = np.abs(gw, out=gw)
+            sum_absolute = float(absolute.sum())
+            # The analytic side's rounding: max(|g_i|, the tensor's typical |g|) |w_i| per element.
+            rounding_squares, eps, fallback = 0.0, 0.0, 0.0
+            for leaf, c, d in self.parts(a, b):
+                piece_w = np.abs(w[c - a : d - a])
+                floor_piece = np.maximum(absolute[c - a : d - a], self._leaf_typical[leaf] * piece_w)
+                rounding_squares += _dot(floor_piece, floor_piece)
+                fallback += (self._leaf_typical[leaf] or 1.0) ** 2 * _dot(piece_w, piece_w)
+                eps = max(eps, self._user_eps[leaf])
+            scale[k] = math.sqrt(typical_squares) or math.sqrt(fallback) or 1.0
+            rounding = np.array([math.sqrt(rounding_squares)])
+            floor[k] = analytic_floor(np.array([slope]), rounding, np.array([eps]), self.checker.options.rtol)[0]
+            # Summing m products in float64 (pairwise) rounds by about log2(m) ulps of sum |g_i w_i|.
+            floor[k] += np.finfo(float).eps * (math.log2(b - a) + 1) * sum_absolute
+        return scale, floor
+
+    def _smallest_scale(self, leaf: int, start: int, stop: int) -> float:
+        if (start, stop) == self.leaf_ranges[leaf]:
+            if leaf not in self._leaf_smin:
+                self._leaf_smin[leaf] = float(np.min(self.scales[start:stop]))
+            return self._leaf_smin[leaf]
+        return float(np.min(self.scales[start:stop]))
+
+    def thresholds(self, start: int, stop: int, tau: float) -> dict[int, float]:
+        """Per tensor piece, ``r = sqrt(2/pi) tau sqrt(m) / (s_min t ||g_T||)`` (see the module)."""
+        result = {}
+        for leaf, a, b in self.parts(start, stop):
+            m = b - a
+            smin = self._smallest_scale(leaf, a, b) * self._part_step(leaf, m)
+            if not np.isfinite(tau) or smin <= 0:
+                result[leaf] = math.inf
+            else:
+                result[leaf] = _SQRT_2_OVER_PI * tau * math.sqrt(m) / (smin * self._leaf_norm[leaf])
+        return result
+
+
+def _dot(a: np.ndarray, b: np.ndarray) -> float:
+    """``a . b`` in one thread: BLAS would start its own thread pool for long vectors, which
+    fights the loss's (torch's, say) for the same cores."""
+    return float(np.einsum("i,i->", a, b))
+
+
+class _StridedSample:
+    """Every k-th element of each tensor, as a stand-in for `Params` in per-tensor statistics."""
+
+    def __init__(self, params: Any, per_leaf: int) -> None:
+        leaves, pieces, self._picks = [], [], []
+        offset = 0
+        for leaf in params.leaves:
+            stride = max(1, leaf.size // per_leaf)
+            pick = np.arange(leaf.offset, leaf.offset + leaf.size, stride)
+            leaves.append(replace(leaf, shape=(len(pick),), offset=offset))
+            self._picks.append(pick)
+            offset += len(pick)
+        self.leaves = tuple(leaves)
+        self._positions = np.concatenate(self._picks)
+        self.values = params.values[self._positions]
+        self.size = offset
+
+    def take(self, flat: np.ndarray) -> np.ndarray:
+        return flat[self._positions]
+
+
+# -- the guarantee ----------------------------------------------------------------------------------
+
+
+def resolution_at(thresholds: Sequence[float], confidence: float) -> float:
+    """Smallest relative error size ``delta`` with ``prod_k min(1, r_k / delta) <= 1 - confidence``.
+
+    Examples
+    --------
+    >>> round(resolution_at([1e-9], 0.999), 15)   # one direction: r / (1 - c)
+    1e-06
+    >>> round(resolution_at([1e-9, 1e-9], 0.999999), 15)
+    1e-06
+    >>> resolution_at([], 0.9)
+    inf
+    """
+    r = sorted(float(x) for x in thresholds if np.isfinite(x))
+    if not r:
+        return math.inf
+    q = 1.0 - confidence
+    log_product = 0.0
+    for j, rj in enumerate(r, start=1):
+        log_product += math.log(rj) if rj > 0 else -math.inf
+        if log_product == -math.inf:
+            return 0.0
+        delta = math.exp((log_product - math.log(q)) / j)
+        upper = r[j] if j < len(r) else math.inf
+        if rj <= delta <= upper:
+            return delta
+    return math.inf  # pragma: no cover - the loop always lands in one interval
+
+
+def _miss(thresholds: Sequence[float], size: float) -> float:
+    if size <= 0:
+        return 1.0
+    return float(np.prod([min(1.0, r / size) for r in thresholds])) if thresholds else 1.0
+
+
+def miss_probability(guarantee: Any, size: float, tensor: str | None = None) -> float:
+    """Upper bound on the probability that an error of relative size `size` went unnoticed."""
+    names = [tensor] if tensor is not None else list(guarantee.probes)
+    worst = 0.0
+    for name in names:
+        if guarantee.kind == "sample":
+            worst = max(worst, (1.0 - min(1.0, size)) ** guarantee.probes[name])
+        else:
+            worst = max(worst, _miss(guarantee.thresholds.get(name, ()), size))
+    return worst
+
+
+def describe_guarantee(guarantee: Any) -> str:
+    counts = sorted(set(guarantee.probes.values()))
+    per = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+    miss = f"1 - {1 - guarantee.confidence:.0e}"
+    if guarantee.kind == "sample":
+        return (
+            f"if at least {guarantee.resolution:.1%} of a tensor's elements were wrong, the sample would have caught it "
+            f"with probability >= {miss} ({per} sampled elements per tensor)"
+        )
+    return (
+        f"a gradient error of relative size >= {guarantee.resolution:.1e} in any tensor is caught with probability "
+        f">= {miss} ({per} random direction{'s' if counts[-1] > 1 else ''} per tensor)"
+    )
+
+
+def probe_codes_status(codes: Sequence[int]) -> tuple[str, str | None]:
+    """A tensor's status from its directional probes: any failure fails it; no pass at all leaves
+    it inconclusive (the reason of the first unresolved probe); kinks alone prove nothing."""
+    codes = list(codes)
+    if FAIL in codes:
+        return "fail", None
+    if PASS in codes:
+        return "pass", None
+    for code, reason in ((NOISE, "noise"), (NONFINITE, "nonfinite"), (KINK, "kink")):
+        if code in codes:
+            return "inconclusive", reason
+    return "inconclusive", "budget"

@@ -1,0 +1,223 @@
+"""Evaluating the loss elsewhere: on an `Executor`'s workers, or many points in one vectorized call.
+
+The probes of a check are independent, so `Objective.evaluate` hands a batch of points to
+``executor=`` (a ``ProcessPoolExecutor``, a Dask ``Client(...).get_executor()``, any
+`concurrent.futures.Executor`) in chunks. Each task carries the loss, a light copy of the parameter
+structure (its shape, names and values, not the user's objects) and its points; the worker
+rebuilds fresh parameter structures and calls the loss, exactly as the serial path does, and the
+results come back in point order. The same seed therefore gives the same report, serial or not.
+
+With ``vectorized=True`` the loss receives parameter structures whose every leaf has a leading
+batch axis and returns one value per parameter set.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from collections.abc import Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor, wait
+from typing import Any
+
+import numpy as np
+
+from ._errors import GradprobeError, InvalidArgument, InvalidValue, UserFunctionError
+from ._params import Params, _rebuild
+
+#: Chunks per worker: enough to balance uneven evaluation times, few enough to amortize transfers.
+CHUNKS_PER_WORKER = 4
+#: Vectorized calls hold at most this many bytes of parameter sets (and at most `MAX_BATCH` sets).
+VECTOR_BYTES = 64 * 2**20
+MAX_BATCH = 256
+
+
+def require_executor(executor: Any) -> None:
+    """`executor` must be None or a `concurrent.futures.Executor`."""
+    if executor is None or isinstance(executor, Executor):
+        return
+    hint = ""
+    if callable(getattr(executor, "get_executor", None)):
+        hint = " For a Dask client, pass `client.get_executor()`."
+    raise InvalidArgument(
+        f"`executor` must be a concurrent.futures.Executor (e.g. ProcessPoolExecutor() or "
+        f"distributed.Client(...).get_executor()), got {type(executor).__name__}.{hint}",
+        argument="executor",
+    )
+
+
+def _dumps_for(executor: Executor):
+    """How `executor` ships a task to its workers; None when it does not need to (threads)."""
+    if isinstance(executor, ThreadPoolExecutor):
+        return None
+    if type(executor).__module__.split(".")[0] == "distributed":
+        import cloudpickle  # a dependency of distributed
+
+        return cloudpickle.dumps
+    return pickle.dumps
+
+
+def require_sendable(loss: Any, params: Params, executor: Executor | None) -> None:
+    """Fail before any work when the loss (or the parameter structure) cannot reach the workers."""
+    if executor is None:
+        return
+    dumps = _dumps_for(executor)
+    if dumps is None:
+        return
+    where = f"the workers of `executor` ({type(executor).__name__})"
+    try:
+        dumps(loss)
+    except Exception as error:
+        raise InvalidArgument(
+            f"`loss` cannot be sent to {where}: it cannot be pickled ({type(error).__name__}: {error}). "
+            "Define it at module level (not a lambda, a nested function or a closure over open files, locks "
+            "or sockets), or use a ThreadPoolExecutor, or leave `executor` out.",
+            argument="loss",
+        ) from None
+    try:
+        dumps(light_params(params))
+    except Exception as error:
+        raise InvalidArgument(
+            f"`params` cannot be sent to {where}: its structure cannot be pickled ({type(error).__name__}: "
+            f"{error}). Use plain dicts, lists and tuples, or leave `executor` out.",
+            argument="params",
+        ) from None
+
+
+def light_params(params: Params) -> Params:
+    """A copy of `params` that holds the structure's shape and the flat values, not the user's
+    arrays: what a worker needs to rebuild parameter structures."""
+    light = object.__new__(Params)
+    light.__dict__.update(params.__dict__)
+    light._tree = _rebuild(params._tree, (), {leaf.path: None for leaf in params.leaves})
+    return light
+
+
+def _worker_count(executor: Executor) -> int:
+    count = getattr(executor, "_max_workers", None)
+    return int(count) if isinstance(count, int) and count > 0 else (os.cpu_count() or 1)
+
+
+def _chunks(count: int, pieces: int) -> list[tuple[int, int]]:
+    pieces = max(1, min(count, pieces))
+    bounds = np.linspace(0, count, pieces + 1).round().astype(int)
+    return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+
+
+def _evaluate_chunk(loss: Any, params: Params, argument: str, vectorized: bool, points: list, dtype: Any):
+    """Worker side: evaluate `points` with a fresh `Objective`; errors come back as values, so
+    their message and argument survive the trip."""
+    from ._objective import Objective
+
+    objective = Objective(loss, params, argument=argument)
+    objective.vectorized = vectorized
+    try:
+        return "ok", objective.evaluate(points, dtype=dtype)
+    except GradprobeError as error:
+        return "error", (type(error).__name__, str(error), error.argument)
+
+
+_ERRORS = {cls.__name__: cls for cls in (InvalidArgument, InvalidValue, UserFunctionError, GradprobeError)}
+
+
+def evaluate_with_executor(objective: Any, points: Sequence[Any], dtype: Any = None) -> np.ndarray:
+    """Evaluate `points` on `objective.executor`, in chunks, results in point order."""
+    executor = objective.executor
+    light = objective.light_params()
+    chunks = _chunks(len(points), CHUNKS_PER_WORKER * _worker_count(executor))
+    futures = [
+        executor.submit(
+            _evaluate_chunk, objective.loss, light, objective.argument, objective.vectorized, list(points[a:b]), dtype
+        )
+        for a, b in chunks
+    ]
+    size_of = {future: b - a for future, (a, b) in zip(futures, chunks)}
+    pending = set(futures)
+    try:
+        while pending:
+            done, pending = wait(pending, timeout=0.1, return_when="FIRST_COMPLETED")
+            for future in done:
+                objective.nfev += size_of[future]
+                objective.probing = "on the executor"
+                if objective.on_evaluation is not None:
+                    objective.on_evaluation(size_of[future])
+    except BaseException:
+        for future in pending:
+            future.cancel()
+        raise
+    is_complex = dtype is not None and np.dtype(dtype).kind == "c"
+    results = np.empty(len(points), dtype=complex if is_complex else float)
+    for future, (a, b) in zip(futures, chunks):  # the first error in point order, as serially
+        status, value = future.result()
+        if status == "error":
+            name, message, argument = value
+            raise _ERRORS.get(name, GradprobeError)(message, argument=argument)
+        results[a:b] = value
+    return results
+
+
+# -- vectorized ----------------------------------------------------------------------------------
+
+
+def batch_size(params: Params) -> int:
+    return int(max(1, min(MAX_BATCH, VECTOR_BYTES // (8 * max(1, params.size)))))
+
+
+def build_batch(params: Params, flat: np.ndarray, dtype: Any = None) -> Any:
+    """The parameter structure with a leading batch axis on every leaf (floats become 1-D arrays)."""
+    count = flat.shape[0]
+    leaves = {}
+    for leaf in params.leaves:
+        target = np.dtype(dtype) if dtype is not None else leaf.dtype
+        leaves[leaf.path] = flat[:, leaf.slice].astype(target).reshape((count, *leaf.shape))
+    return _rebuild(params._tree, (), leaves)
+
+
+def _batch_values(value: Any, count: int, argument: str, allow_complex: bool) -> np.ndarray:
+    if not isinstance(value, (np.ndarray, np.generic)) and hasattr(value, "detach"):
+        value = value.detach().cpu().numpy()  # a torch tensor
+    try:
+        array = np.asarray(value)
+    except Exception:
+        array = np.asarray(None)
+    if array.dtype == object or array.dtype == bool or not np.issubdtype(array.dtype, np.number) or array.size != count:
+        shape = getattr(array, "shape", None)
+        raise InvalidArgument(
+            f"with vectorized=True, `{argument}` must return one loss per parameter set, an array of shape "
+            f"({count},); it returned {type(value).__name__} of shape {shape}. Reduce over every axis but the "
+            "first, or leave `vectorized` out.",
+            argument=argument,
+        )
+    if np.iscomplexobj(array) and not allow_complex:
+        raise InvalidArgument(
+            f"`{argument}` returned complex numbers for real parameters; return a real loss.", argument=argument
+        )
+    return array.reshape(count)
+
+
+def evaluate_vectorized(objective: Any, points: Sequence[Any], dtype: Any = None, where: str = "") -> np.ndarray:
+    """Evaluate `points` in batches: one call of the loss per batch."""
+    params = objective.params
+    is_complex = dtype is not None and np.dtype(dtype).kind == "c"
+    results = np.empty(len(points), dtype=complex if is_complex else float)
+    step = batch_size(params)
+    for start in range(0, len(points), step):
+        chunk = points[start : start + step]
+        flat = np.repeat(params.values.astype(results.dtype)[None, :], len(chunk), axis=0)
+        for k, (indices, values) in enumerate(chunk):
+            flat[k, indices] = values
+        tree = build_batch(params, flat, dtype)
+        objective.nfev += len(chunk)
+        try:
+            value = objective.loss(tree)
+        except (KeyboardInterrupt, SystemExit, MemoryError):
+            raise
+        except Exception as error:
+            raise UserFunctionError(
+                f"`{objective.argument}` raised {type(error).__name__}{' ' + where if where else ''} "
+                f"on a batch of {len(chunk)} parameter sets (vectorized=True): {error}",
+                argument=objective.argument,
+            ) from error
+        results[start : start + len(chunk)] = _batch_values(value, len(chunk), objective.argument, is_complex)
+        if objective.on_evaluation is not None:
+            objective.on_evaluation(len(chunk))
+    return results

@@ -1,0 +1,147 @@
+"""Plots of a report (matplotlib, an optional extra): per tensor, a heatmap of analytic minus
+numerical values laid out like the tensor, and a scatter of analytic against numerical values.
+
+A right gradient is a flat heatmap and a scatter on the diagonal; a constant factor is a
+scatter on another line through the origin (drawn, with its slope); a few wrong elements stand
+out as hot cells and as red points off the diagonal. Figures are built without pyplot, so no
+window opens and no global state changes.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from ._errors import InvalidArgument
+from ._report import Report, TensorReport
+
+#: At most this many elements go into a scatter (the failing ones always do).
+SCATTER_POINTS = 20_000
+ROW_HEIGHT, WIDTH = 3.2, 10.0
+
+
+def _matplotlib() -> Any:
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as error:  # pragma: no cover - exercised only without matplotlib
+        raise ImportError(
+            "plots need matplotlib: `pip install matplotlib` (or gradprobe[report])."
+        ) from error
+    return Figure
+
+
+def default_tensors(report: Report) -> list[str]:
+    """The tensors worth plotting: the ones that did not pass, or all of them when all passed."""
+    unsure = [name for name, t in report.tensors.items() if t.status != "pass"]
+    return unsure or list(report.tensors)
+
+
+def _selection(report: Report, tensors: str | Iterable[str] | None) -> list[str]:
+    if tensors is None:
+        return default_tensors(report)
+    names = [tensors] if isinstance(tensors, str) else list(tensors)
+    unknown = [name for name in names if name not in report.tensors]
+    if unknown or not names:
+        raise InvalidArgument(
+            f"`tensors` must name tensors of the report ({', '.join(report.tensors)}); got {names!r}.",
+            argument="tensors",
+        )
+    return names
+
+
+def _as_matrix(values: np.ndarray) -> np.ndarray:
+    """A tensor laid out in 2-D: a scalar as 1x1, a vector as one row, N-D as (first axis, rest)."""
+    values = np.asarray(values, dtype=float)
+    if values.ndim == 0:
+        return values.reshape(1, 1)
+    if values.ndim == 1:
+        return values.reshape(1, -1)
+    return values.reshape(values.shape[0], -1)
+
+
+def _wrong(tensor: TensorReport) -> np.ndarray:
+    a, n, bar = (np.asarray(v, dtype=float) for v in (tensor.analytic, tensor.numeric, tensor.error_bar))
+    with np.errstate(invalid="ignore"):
+        return ~(np.abs(a - n) <= bar)
+
+
+def draw_tensor(tensor: TensorReport, heat_axes: Any, scatter_axes: Any) -> None:
+    """Draw one tensor's heatmap and scatter on the given axes."""
+    if tensor.analytic is None or tensor.numeric is None:
+        for axes in (heat_axes, scatter_axes):
+            axes.text(0.5, 0.5, f"{tensor.name}: no per-element values\n(this strategy probed directions)",
+                      ha="center", va="center", transform=axes.transAxes)  # fmt: skip
+            axes.set_axis_off()
+        return
+    a = np.asarray(tensor.analytic, dtype=float)
+    n = np.asarray(tensor.numeric, dtype=float)
+    difference = _as_matrix(a - n)
+    finite = np.isfinite(difference)
+    limit = float(np.max(np.abs(difference[finite]))) if finite.any() else 1.0
+    image = heat_axes.imshow(
+        np.ma.masked_invalid(difference), cmap="RdBu_r", vmin=-limit or -1, vmax=limit or 1,
+        aspect="auto" if difference.shape[1] > 4 * difference.shape[0] else "equal", interpolation="nearest",
+    )  # fmt: skip
+    heat_axes.figure.colorbar(image, ax=heat_axes, shrink=0.9)
+    from matplotlib.ticker import MaxNLocator
+
+    for axis, length in ((heat_axes.yaxis, difference.shape[0]), (heat_axes.xaxis, difference.shape[1])):
+        if length <= 10:
+            axis.set_ticks(range(length))
+        else:
+            axis.set_major_locator(MaxNLocator(integer=True, nbins=8))
+    heat_axes.set_title(f"{tensor.name} {tensor.shape}: analytic − numerical", fontsize=10)
+    heat_axes.set_xlabel("column" if a.ndim >= 2 else "element")
+    heat_axes.set_ylabel("row" if a.ndim >= 2 else "")
+    if a.ndim < 2:
+        heat_axes.set_yticks([])
+
+    wrong = _wrong(tensor).ravel() if tensor.error_bar is not None else np.zeros(a.size, bool)
+    x, y = n.ravel(), a.ravel()
+    keep = np.flatnonzero(~wrong)
+    if len(keep) > SCATTER_POINTS:
+        keep = np.sort(np.random.default_rng(0).choice(keep, SCATTER_POINTS, replace=False))
+    scatter_axes.scatter(x[keep], y[keep], s=12, color="0.45", label="agree", zorder=2)
+    if wrong.any():
+        scatter_axes.scatter(x[wrong], y[wrong], s=16, color="tab:red", label="wrong", zorder=3)
+    finite_x = x[np.isfinite(x)]
+    span = float(np.max(np.abs(finite_x))) if finite_x.size else 1.0
+    line = np.array([-span, span]) if span else np.array([-1.0, 1.0])
+    scatter_axes.plot(line, line, "--", color="tab:green", linewidth=1, label="analytic = numerical", zorder=1)
+    if tensor.scale is not None and tensor.scale != 1 and np.isfinite(tensor.scale):
+        scatter_axes.plot(line, tensor.scale * line, ":", color="tab:red", linewidth=1,
+                          label=f"analytic = {tensor.scale:.3g} × numerical", zorder=1)  # fmt: skip
+    scatter_axes.set_xlabel("numerical")
+    scatter_axes.set_ylabel("analytic")
+    title = tensor.diagnosis or tensor.status
+    scatter_axes.set_title(f"{tensor.name}: {title}", fontsize=10)
+    scatter_axes.legend(fontsize=8, loc="best")
+
+
+def plot_report(report: Report, tensors: str | Iterable[str] | None = None) -> Any:
+    """A `matplotlib.figure.Figure` with one row per tensor: heatmap (with its colour bar) and
+    scatter. ``figure.savefig("grad.png")`` saves it; in Jupyter it displays by itself.
+    """
+    Figure = _matplotlib()
+    names = _selection(report, tensors)
+    figure = Figure(figsize=(WIDTH, ROW_HEIGHT * len(names)), layout="constrained")
+    axes = figure.subplots(len(names), 2, squeeze=False)
+    for (heat, scatter), name in zip(axes, names):
+        draw_tensor(report.tensors[name], heat, scatter)
+    verdict = report.status.upper()
+    figure.suptitle(f"gradprobe {verdict}" + (f": {', '.join(report.failing)} wrong" if report.failing else ""))
+    return figure
+
+
+def tensor_png(tensor: TensorReport) -> bytes:
+    """One tensor's heatmap and scatter as PNG bytes (for the HTML report)."""
+    Figure = _matplotlib()
+    figure = Figure(figsize=(WIDTH, ROW_HEIGHT), layout="constrained", dpi=90)
+    heat, scatter = figure.subplots(1, 2)
+    draw_tensor(tensor, heat, scatter)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", metadata={"Software": None})
+    return buffer.getvalue()

@@ -1,0 +1,80 @@
+"""The pytest plugin (registered through the ``pytest11`` entry point).
+
+It adds ``--gradprobe-seed N`` and a ``gradprobe`` fixture whose `check` and `assert_gradients`
+use that seed (0 by default), so a failure seen in CI can be replayed with the same random
+directions::
+
+    def test_my_layer(gradprobe):
+        gradprobe.assert_gradients(loss, grad, params)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from ._assert import assert_gradients
+from ._check import check
+from ._report import Report
+
+DEFAULT_SEED = 0
+_SEED = pytest.StashKey[int]()
+
+
+@dataclass(frozen=True)
+class GradprobeFixture:
+    """`check` and `assert_gradients` with the session's seed as default."""
+
+    seed: int = DEFAULT_SEED
+
+    def check(self, loss: Callable[[Any], Any], grad: Callable[[Any], Any], params: Any, **options: Any) -> Report:
+        options.setdefault("seed", self.seed)
+        return check(loss, grad, params, **options)
+
+    def assert_gradients(
+        self, loss: Callable[[Any], Any], grad: Callable[[Any], Any], params: Any, **options: Any
+    ) -> Report:
+        __tracebackhide__ = True
+        options.setdefault("seed", self.seed)
+        return assert_gradients(loss, grad, params, **options)
+
+
+def _seed(text: str) -> int:
+    try:
+        seed = int(text)
+    except ValueError:
+        seed = -1
+    if seed < 0:
+        raise pytest.UsageError(f"--gradprobe-seed must be a non-negative integer, got {text!r}.")
+    return seed
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("gradprobe", "gradient checks")
+    group.addoption(
+        "--gradprobe-seed",
+        dest="gradprobe_seed",
+        default=None,
+        metavar="N",
+        help=f"seed for the `gradprobe` fixture's random directions (default {DEFAULT_SEED}).",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    text = config.getoption("gradprobe_seed", default=None)
+    config.stash[_SEED] = DEFAULT_SEED if text is None else _seed(text)
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    text = config.getoption("gradprobe_seed", default=None)
+    return None if text is None else f"gradprobe: seed {config.stash[_SEED]}"
+
+
+
+@pytest.fixture
+def gradprobe(request: pytest.FixtureRequest) -> GradprobeFixture:
+    """`gradprobe.check` and `gradprobe.assert_gradients` seeded by ``--gradprobe-seed``."""
+    return GradprobeFixture(seed=request.config.stash.get(_SEED, DEFAULT_SEED))

@@ -1,0 +1,267 @@
+"""Vector-valued functions: check a VJP or a Jacobian through a random cotangent.
+
+A vector-Jacobian product ``vjp(x, v) = J(x)^T v`` is the gradient of the scalar
+``L(x) = <v, f(x)>``. Checking that gradient with `gradprobe.check` checks the VJP: every input
+element of ``J^T v`` gets its own error-barred verdict. A VJP that is wrong by a linear map
+``E != 0`` shows the error ``E v``, which vanishes only for cotangents in a set of probability zero,
+so one Gaussian cotangent suffices; a scalar output gets the cotangent 1, so its gradient is
+reported as itself.
+
+The framework adapters (`gradprobe.torch`, `gradprobe.jax`) use the same cotangents and the same
+`check_contracted` step; only the contraction ``<v, f(x)>`` runs in the framework, on its device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from ._check import check
+from ._errors import GradprobeError, InvalidArgument, InvalidValue, UserFunctionError
+from ._matching import flatten_gradient
+from ._objective import require_callable
+from ._params import Params
+from ._report import Report
+
+# Keeps the cotangent's random stream apart from the check's own (both derive from `seed`).
+_COTANGENT_STREAM = 0x7640
+
+
+def cotangent_seed(options: dict[str, Any]) -> int:
+    """The seed for the cotangent: the check's `seed` when valid (else `check` rejects it later)."""
+    seed = options.get("seed", 0)
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0 else 0
+
+
+def random_cotangents(shapes: list[tuple[int, ...]], seed: int) -> list[np.ndarray]:
+    """One standard-normal float64 cotangent per output shape; a lone scalar output gets 1.
+
+    Examples
+    --------
+    >>> [v.shape for v in random_cotangents([(2, 3), ()], seed=0)]
+    [(2, 3), ()]
+    >>> random_cotangents([()], seed=0)[0]
+    array(1.)
+    """
+    if sum(int(np.prod(s, dtype=np.int64)) for s in shapes) == 1:
+        return [np.ones(s) for s in shapes]
+    rng = np.random.default_rng([seed, _COTANGENT_STREAM])
+    return [rng.standard_normal(s) for s in shapes]
+
+
+def describe_outputs(shapes: list[tuple[int, ...]], seed: int) -> str | None:
+    """The report note saying which cotangent the check went through (None for a scalar output)."""
+    if sum(int(np.prod(s, dtype=np.int64)) for s in shapes) == 1:
+        return None
+    listed = ", ".join(str(s) for s in shapes)
+    return (
+        f"vector output {listed} checked through a random Gaussian cotangent v (seed {seed}): "
+        "the loss is <v, f(x)>, the gradient is the VJP J^T v."
+    )
+
+
+def call_line(head: str, options: dict[str, Any]) -> str:
+    """The line that repeats a check: ``head`` plus its plain keyword options, the seed always.
+
+    Examples
+    --------
+    >>> call_line("gp.torch.check(fn, *inputs", {"rtol": 1e-3, "oracle": "forward", "executor": object()})
+    "gp.torch.check(fn, *inputs, rtol=0.001, oracle='forward', seed=0)"
+    """
+    plain = {k: v for k, v in options.items() if v is None or isinstance(v, (bool, int, float, str, tuple))}
+    plain.setdefault("seed", 0)
+    return ", ".join([head, *(f"{k}={v!r}" for k, v in plain.items())]) + ")"
+
+
+def check_contracted(
+    loss: Callable[[Any], Any],
+    grad: Callable[[Any], Any],
+    params: Any,
+    notes: list[str],
+    options: dict[str, Any],
+    reproduce: str,
+) -> Report:
+    """`gradprobe.check` of a contracted loss, with `notes` put in front of the report's own and
+    `reproduce` as the line that repeats the check (the entry point the user called, not gp.check)."""
+    report = check(loss, grad, params, **options)
+    return replace(report, notes=(*notes, *report.notes), options={**report.options, "reproduce": reproduce})
+
+
+def _paths(tree: Any, path: tuple[Any, ...] = ()):
+    """(path, leaf) pairs of an output structure, in the order `_rebuild_like` consumes them."""
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            yield from _paths(value, path + (key,))
+    elif isinstance(tree, (list, tuple)):
+        for i, value in enumerate(tree):
+            yield from _paths(value, path + (i,))
+    else:
+        yield path, tree
+
+
+def _output_leaves(output: Any, argument: str) -> list[tuple[tuple[Any, ...], np.ndarray]]:
+    leaves = []
+    for path, value in _paths(output):
+        try:
+            array = np.asarray(value)
+        except Exception as error:
+            raise InvalidArgument(f"`{argument}` returned an output that is not an array ({error}).", argument=argument)
+        if array.dtype == object or not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array):
+            raise InvalidArgument(
+                f"`{argument}` returned {type(value).__name__} of dtype {array.dtype} at output "
+                f"`{'.'.join(map(str, path)) or 'output'}`; return real float arrays (or a dict/list/tuple of them).",
+                argument=argument,
+            )
+        leaves.append((path, array))
+    return leaves
+
+
+def _call(function: Callable[..., Any], argument: str, *args: Any) -> Any:
+    try:
+        return function(*args)
+    except (KeyboardInterrupt, SystemExit, MemoryError, GradprobeError):
+        raise
+    except Exception as error:
+        raise UserFunctionError(f"`{argument}` raised {type(error).__name__}: {error}", argument=argument) from error
+
+
+def check_vjp(f: Callable[[Any], Any], vjp: Callable[[Any, Any], Any], x: Any, **options: Any) -> Report:
+    """Check a vector-Jacobian product of a vector-valued function at `x`.
+
+    Parameters
+    ----------
+    f : callable
+        ``f(x) -> output``: a float, an array, or a dict/list/tuple of arrays.
+    vjp : callable
+        ``vjp(x, v) -> J(x)^T v``, with the structure of `x`. ``v`` has the structure of the
+        output, each entry in its output's dtype.
+    x : float, array, or nested dict/list/tuple of arrays
+        The point to check at. Never modified.
+    **options
+        Keyword options of `gradprobe.check` (``seed``, ``rtol``, ``method``...). ``seed`` also
+        picks the random cotangent.
+
+    Returns
+    -------
+    Report
+        The verdict on ``J^T v`` per element of `x`; a note names the cotangent used.
+
+    Examples
+    --------
+    >>> import numpy as np, gradprobe as gp
+    >>> A = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
+    >>> gp.check_vjp(lambda x: A @ np.sin(x), lambda x, v: np.cos(x) * (A.T @ v), np.array([0.1, 0.2])).status
+    'pass'
+    >>> gp.check_vjp(lambda x: A @ np.sin(x), lambda x, v: A.T @ v, np.array([0.1, 0.2])).failing  # cos(x) forgotten
+    ('x',)
+    """
+    require_callable(f, "f")
+    require_callable(vjp, "vjp")
+    return _check_vjp(f, vjp, x, options, call_line("gp.check_vjp(f, vjp, x", options))
+
+
+def _check_vjp(
+    f: Callable[[Any], Any], vjp: Callable[[Any, Any], Any], x: Any, options: dict[str, Any], reproduce: str
+) -> Report:
+    start = Params(x, argument="x", root="x")
+    # A bare array or float is checked as {"x": x}, so that the report calls it `x`.
+    bare = len(start.leaves) == 1 and not start.leaves[0].path
+    params = {"x": x} if bare else x
+
+    def unwrap(point: Any) -> Any:
+        return point["x"] if bare else point
+
+    output = _call(f, "f", start.copy())
+    leaves = _output_leaves(output, "f")
+    if not all(np.all(np.isfinite(array)) for _, array in leaves):
+        raise InvalidValue(
+            "`f` returned NaN or inf at `x`; a VJP can only be checked where the output is finite.", argument="f"
+        )
+    shapes = [array.shape for _, array in leaves]
+    dtypes = [array.dtype if array.dtype.kind == "f" else np.dtype(np.float64) for _, array in leaves]
+    seed = cotangent_seed(options)
+    # Rounded to each output's dtype, so that the loss and `vjp` see the very same v.
+    cotangents = [v.astype(d).astype(np.float64) for v, d in zip(random_cotangents(shapes, seed), dtypes)]
+
+    def loss(point: Any) -> float:
+        outputs = _output_leaves(_call(f, "f", unwrap(point)), "f")
+        if [a.shape for _, a in outputs] != shapes:
+            raise InvalidArgument(
+                f"`f` returned outputs of shapes {[a.shape for _, a in outputs]} here but {shapes} at `x`; "
+                "the output structure must not depend on the point.",
+                argument="f",
+            )
+        return float(sum(np.sum(v * a.astype(np.float64)) for v, (_, a) in zip(cotangents, outputs)))
+
+    def grad(point: Any) -> Any:
+        # A fresh cotangent each call: a vjp that scales `v` in place must not change the next one.
+        tree = _call(vjp, "vjp", unwrap(point), _rebuild_like(output, cotangents, dtypes))
+        flatten_gradient(start, tree, argument="vjp")  # errors name `vjp`, not gp.check's `grad`
+        return {"x": tree} if bare else tree
+
+    note = describe_outputs(shapes, seed)
+    return check_contracted(loss, grad, params, [note] if note else [], options, reproduce)
+
+
+def _rebuild_like(output: Any, values: list[np.ndarray], dtypes: list[np.dtype]) -> Any:
+    """The cotangent in the structure of `output`, each leaf in its output's float dtype."""
+    leaves = iter(zip(values, dtypes))
+
+    def rebuild(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {key: rebuild(value) for key, value in node.items()}
+        if isinstance(node, (list, tuple)):
+            items = [rebuild(value) for value in node]
+            if isinstance(node, list):
+                return items
+            return type(node)(*items) if hasattr(node, "_fields") else type(node)(items)
+        value, dtype = next(leaves)
+        array = value.astype(dtype)
+        return array[()] if array.ndim == 0 and not isinstance(node, np.ndarray) else array
+
+    return rebuild(output)
+
+
+def check_jacobian(f: Callable[[Any], Any], jac: Callable[[Any], Any], x: Any, **options: Any) -> Report:
+    """Check a Jacobian ``jac(x)`` of an array-valued ``f(x)`` of one array (or float) `x`.
+
+    The Jacobian has shape ``f(x).shape + x.shape`` (the convention of ``jax.jacobian`` and
+    ``torch.autograd.functional.jacobian``). It is checked as the VJP ``v -> J^T v``
+    through a random cotangent, so the verdict is per element of `x`.
+
+    Examples
+    --------
+    >>> import numpy as np, gradprobe as gp
+    >>> f = lambda x: np.array([x[0] * x[1], np.sin(x[0])])
+    >>> jac = lambda x: np.array([[x[1], x[0]], [np.cos(x[0]), 0.0]])
+    >>> gp.check_jacobian(f, jac, np.array([0.5, 2.0])).status
+    'pass'
+    >>> gp.check_jacobian(f, lambda x: jac(x).T, np.array([0.5, 2.0])).status
+    'fail'
+    """
+    require_callable(f, "f")
+    require_callable(jac, "jac")
+    start = Params(x, argument="x", root="x")
+    if len(start.leaves) != 1 or start.leaves[0].path:
+        raise InvalidArgument(
+            "`x` must be one array or float for `check_jacobian`; for a dict/list of arrays use "
+            "`gp.check_vjp(f, vjp, x)`.",
+            argument="x",
+        )
+    x_shape = start.leaves[0].shape
+    out_shape = np.shape(_call(f, "f", start.copy()))
+
+    def vjp(point: Any, v: Any) -> np.ndarray:
+        jacobian = np.asarray(_call(jac, "jac", point), dtype=np.float64)
+        if jacobian.shape != out_shape + x_shape:
+            raise InvalidArgument(
+                f"`jac` returned shape {jacobian.shape}; expected f(x).shape + x.shape = {out_shape + x_shape}. "
+                "Return d f[i] / d x[j] at [i, j].",
+                argument="jac",
+            )
+        return np.tensordot(np.asarray(v, dtype=np.float64), jacobian, axes=len(out_shape))
+
+    return _check_vjp(f, vjp, x, options, call_line("gp.check_jacobian(f, jac, x", options))

@@ -1,0 +1,387 @@
+"""`gradprobe.jax`: check JAX gradients (custom_vjp, custom_jvp, pure_callback) with error bars.
+
+The adapter only converts. Every floating-point leaf of the checked arguments' pytrees becomes a
+numpy parameter of its own dtype (float32 unless ``jax_enable_x64`` is on); each loss evaluation
+puts the values back on the leaf's device, runs the user's function (jit-compiled when it can
+be) and contracts a non-scalar output with a fixed random cotangent. The analytic side is
+``jax.vjp`` of the same function with that cotangent. The contraction runs in float64: on the
+device when x64 is enabled, otherwise on the host, since float32 sums would add their own
+rounding to the loss.
+
+Probe evaluations are batched with `jax.vmap` (in batches of a fixed size, so XLA compiles one
+batched program) when the function allows it and gives, bit for bit, the values of one call at a
+time; otherwise they run one at a time.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .._errors import GradprobeError, InvalidArgument, InvalidValue, UserFunctionError
+from .._oracle import Oracle
+from .._report import Report
+from .._vjp import call_line, check_contracted, cotangent_seed, describe_outputs, random_cotangents
+
+__all__ = ["check"]
+
+OracleName = Literal["differences", "forward"]
+
+# Tangent batches are dense: keep one vmap call to about this many numbers.
+_BATCH_NUMBERS = 2**24
+# Batched calls always hold this many points (the last batch padded), so that XLA compiles one
+# batched program instead of one per batch size.
+_ROWS = 32
+
+
+def _x64() -> bool:
+    # The attribute follows `jax.enable_x64(...)` contexts too; `read` is the older spelling.
+    try:
+        return bool(jax.config.jax_enable_x64)
+    except AttributeError:
+        return bool(jax.config.read("jax_enable_x64"))
+
+
+def _key_name(key: Any) -> str:
+    for attribute in ("key", "idx", "name"):
+        if hasattr(key, attribute):
+            return str(getattr(key, attribute))
+    return str(key)
+
+
+def _arg_names(fn: Callable[..., Any], count: int) -> list[str]:
+    fallback = [f"arg{i}" for i in range(count)]
+    try:
+        parameters = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return fallback
+    positional = [p.name for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return positional[:count] if len(positional) >= count else fallback
+
+
+def _is_float(leaf: Any) -> bool:
+    return isinstance(leaf, (float, np.floating)) or (
+        hasattr(leaf, "dtype") and jnp.issubdtype(leaf.dtype, jnp.floating)
+    )
+
+
+def _call(function: Callable[..., Any], argument: str, *args: Any) -> Any:
+    try:
+        return function(*args)
+    except (KeyboardInterrupt, SystemExit, MemoryError):
+        raise
+    except GradprobeError:
+        raise
+    except Exception as error:
+        raise UserFunctionError(f"`{argument}` raised {type(error).__name__}: {error}", argument=argument) from error
+
+
+def _jitted(fn: Callable[..., Any], args: tuple[Any, ...]) -> Callable[..., Any] | None:
+    """``jax.jit(fn)`` with non-array arguments static. Jitting the user's own function (not a
+    closure around it) lets JAX reuse the compiled code across checks of the same function."""
+
+    def is_array_tree(arg: Any) -> bool:
+        return all(hasattr(leaf, "dtype") or isinstance(leaf, float) for leaf in jax.tree_util.tree_leaves(arg))
+
+    static = tuple(i for i, arg in enumerate(args) if not is_array_tree(arg))
+    try:
+        for i in static:
+            hash(args[i])
+        return jax.jit(fn, static_argnums=static)
+    except Exception:
+        return None
+
+
+class _Function:
+    """``fn(*args)`` seen as a function of the float leaves of the checked arguments."""
+
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...], argnums: Sequence[int], seed: int) -> None:
+        self.fn = fn
+        self.args = args
+        names = _arg_names(fn, len(args))
+        self.treedefs = {}
+        self.slots: list[tuple[int, int]] = []  # (argument number, leaf position) of each checked leaf
+        self.names: list[str] = []
+        self.leaves: list[jax.Array] = []
+        self.skipped: list[str] = []
+        self.flat_args: dict[int, list[Any]] = {}
+        for number in argnums:
+            with_paths, treedef = jax.tree_util.tree_flatten_with_path(args[number])
+            self.treedefs[number] = treedef
+            self.flat_args[number] = [leaf for _, leaf in with_paths]
+            for position, (path, leaf) in enumerate(with_paths):
+                name = ".".join([names[number], *(_key_name(k) for k in path)])
+                if not _is_float(leaf):
+                    self.skipped.append(f"`{name}` ({f'dtype {leaf.dtype}' if hasattr(leaf, 'dtype') else type(leaf).__name__})")
+                    continue
+                array = jnp.asarray(leaf)
+                if not jnp.issubdtype(array.dtype, jnp.floating) or array.dtype == jnp.bfloat16:
+                    raise InvalidArgument(
+                        f"`args` leaf `{name}` has dtype {array.dtype}; gradprobe checks float16, float32 and float64.",
+                        argument="args",
+                    )
+                if array.size == 0:
+                    raise InvalidValue(
+                        f"`args` leaf `{name}` is empty (shape {array.shape}); there is nothing to check.",
+                        argument="args",
+                    )
+                if not bool(jnp.all(jnp.isfinite(array))):
+                    raise InvalidValue(
+                        f"`args` leaf `{name}` holds NaN or inf; check the gradient at a finite point.", argument="args"
+                    )
+                self.slots.append((number, position))
+                self.names.append(name)
+                self.leaves.append(array)
+        if not self.leaves:
+            raise InvalidValue(
+                "no floating-point array among the checked `args` of `fn`; pass float arrays (or pick the "
+                "arguments with `argnums`).",
+                argument="args",
+            )
+        self.seed = seed
+        self.jit = _jitted(fn, args)
+        start = self.outputs(self.leaves)
+        if not start:
+            raise InvalidArgument("`fn` returned no floating-point array; return the output(s) to check.", argument="fn")
+        self.shapes = [tuple(y.shape) for y in start]
+        self.out_dtypes = [y.dtype for y in start]
+        # Rounded to each output's dtype, so that the contraction and the VJP use the very same v.
+        rounded = [np.asarray(v, dtype=d) for v, d in zip(random_cotangents(self.shapes, seed), self.out_dtypes)]
+        self.cotangents = [jnp.asarray(v) for v in rounded]
+        self.cotangents64 = [v.astype(np.float64) for v in rounded]
+        self.batched_jvp: bool | None = None
+
+    # -- building calls ------------------------------------------------------------------------------
+
+    def _args(self, leaves: Sequence[Any]) -> tuple[Any, ...]:
+        flat = {number: list(values) for number, values in self.flat_args.items()}
+        for (number, position), leaf in zip(self.slots, leaves):
+            flat[number][position] = leaf
+        args = list(self.args)
+        for number, treedef in self.treedefs.items():
+            args[number] = jax.tree_util.tree_unflatten(treedef, flat[number])
+        return tuple(args)
+
+    def _outputs(self, leaves: Sequence[Any]) -> list[Any]:
+        args = self._args(leaves)
+        if self.jit is not None:
+            try:
+                output = self.jit(*args)
+            except (KeyboardInterrupt, SystemExit, MemoryError):
+                raise
+            except Exception:
+                self.jit = None  # not traceable (Python control flow on values...): run eagerly from now on
+        if self.jit is None:
+            output = self.fn(*args)
+        return [y for y in jax.tree_util.tree_leaves(output) if _is_float(y)]
+
+    def outputs(self, leaves: Sequence[Any]) -> list[Any]:
+        return _call(self._outputs, "fn", leaves)
+
+    def vjp(self, leaves: Sequence[Any]) -> list[Any]:
+        return _call(lambda: jax.vjp(self._outputs, list(leaves))[1](self.cotangents)[0], "fn")
+
+    def _device_leaves(self, values: dict[str, np.ndarray]) -> list[jax.Array]:
+        return [
+            jax.device_put(np.asarray(values[name], dtype=leaf.dtype), leaf.sharding)
+            for name, leaf in zip(self.names, self.leaves)
+        ]
+
+    def _contract(self, outputs: Sequence[Any]) -> float:
+        if [tuple(y.shape) for y in outputs] != self.shapes:
+            raise InvalidArgument(
+                f"`fn` returned outputs of shapes {[tuple(y.shape) for y in outputs]} here but {self.shapes} at "
+                "the starting point; the output structure must not depend on the arguments' values.",
+                argument="fn",
+            )
+        if _x64():
+            return float(sum(jnp.vdot(v.astype(jnp.float64), y.astype(jnp.float64)) for v, y in zip(self.cotangents, outputs)))
+        return float(sum(np.vdot(v, np.asarray(y, dtype=np.float64)) for v, y in zip(self.cotangents64, outputs)))
+
+    # -- what the core calls ---------------------------------------------------------------------------
+
+    def params(self) -> dict[str, np.ndarray]:
+        return {name: np.asarray(leaf) for name, leaf in zip(self.names, self.leaves)}
+
+    def loss(self, values: dict[str, np.ndarray]) -> float:
+        return self._contract(self.outputs(self._device_leaves(values)))
+
+    def _batched_outputs(self, leaves: Sequence[Any]) -> list[Any]:
+        return jax.vmap(self._outputs)(list(leaves))
+
+    def vmap_consistent(self) -> bool:
+        """Whether `jax.vmap` evaluates the function, and bit for bit as one call at a time.
+
+        Batched products may round differently from single ones and differently at each
+        position in the batch; such a function is evaluated one point at a time, so that
+        identical points always give identical values (anything else reads as non-determinism).
+        """
+        widest = max(int(np.prod(s, dtype=np.int64)) for s in [*self.shapes, *(leaf.shape for leaf in self.leaves)])
+        self.rows = max(1, min(_ROWS, _BATCH_NUMBERS // 4 // max(widest, 1)))
+        same_rows = sorted({0, self.rows // 2, self.rows - 1})
+        try:
+            single = self._contract(self._outputs(self.leaves))
+            rng = np.random.default_rng(0)
+            batch = []
+            for leaf in self.leaves:
+                x = np.asarray(leaf)
+                rows = x[None] * (1 + 1e-3 * rng.random((self.rows, *x.shape))).astype(x.dtype)
+                rows[same_rows] = x
+                batch.append(jax.device_put(rows, leaf.sharding))
+            values = self._contract_batch(self._batched_outputs(batch))
+            return all(values[i] == single for i in same_rows)
+        except Exception:  # not vmap-able (pure_callback without a batching rule, Python control flow...)
+            return False
+
+    def batched_loss(self, values: dict[str, np.ndarray]) -> np.ndarray:
+        """The loss at a batch of parameter sets (a leading axis on every value), through jax.vmap."""
+        arrays = [np.asarray(values[name], dtype=leaf.dtype) for name, leaf in zip(self.names, self.leaves)]
+        count = arrays[0].shape[0]
+        results: list[float] = []
+        for start in range(0, count, self.rows):
+            part = [a[start : start + self.rows] for a in arrays]
+            filled = len(part[0])
+            if filled < self.rows:  # pad with copies of the last point; their values are dropped
+                part = [np.concatenate([a, np.repeat(a[-1:], self.rows - filled, axis=0)]) for a in part]
+            leaves = [jax.device_put(a, leaf.sharding) for a, leaf in zip(part, self.leaves)]
+            results.extend(_call(lambda: self._contract_batch(self._batched_outputs(leaves)), "fn")[:filled])
+        return np.array(results)
+
+    def grad(self, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        grads = self.vjp(self._device_leaves(values))
+        return {name: np.asarray(g) for name, g in zip(self.names, grads)}
+
+    # -- oracle="forward" --------------------------------------------------------------------------------
+
+    def _tangent_outputs(self, tangents: Sequence[Any]) -> list[Any]:
+        return jax.jvp(self._outputs, (self.leaves,), (list(tangents),))[1]
+
+    def _one_hot(self, indices: np.ndarray) -> list[np.ndarray]:
+        tangents, offset = [], 0
+        for leaf in self.leaves:
+            size = int(np.prod(leaf.shape, dtype=np.int64))
+            batch = np.zeros((len(indices), size), dtype=leaf.dtype)
+            rows = np.flatnonzero((indices >= offset) & (indices < offset + size))
+            batch[rows, indices[rows] - offset] = 1
+            tangents.append(batch.reshape(len(indices), *leaf.shape))
+            offset += size
+        return tangents
+
+    def oracle(self) -> Oracle:
+        size = sum(int(np.prod(leaf.shape, dtype=np.int64)) for leaf in self.leaves)
+        out_size = sum(int(np.prod(s, dtype=np.int64)) for s in self.shapes)
+        batched = jax.vmap(self._tangent_outputs)
+        per_batch = max(1, _BATCH_NUMBERS // max(out_size + size, 1))
+
+        def derivatives(indices: np.ndarray) -> np.ndarray:
+            tangents = self._one_hot(indices)
+            if self.batched_jvp is not False:
+                try:
+                    values = []
+                    for start in range(0, len(indices), per_batch):
+                        outputs = batched([jnp.asarray(t[start : start + per_batch]) for t in tangents])
+                        values.extend(self._contract_batch(outputs))
+                    self.batched_jvp = True
+                    return np.array(values)
+                except Exception:
+                    if self.batched_jvp:
+                        raise
+                    self.batched_jvp = False  # e.g. pure_callback without a vmap rule: loop from now on
+            return np.array(
+                [self._contract(_call(self._tangent_outputs, "fn", [t[k] for t in tangents])) for k in range(len(indices))]
+            )
+
+        return Oracle(derivatives, size=size)
+
+    def _contract_batch(self, outputs: Sequence[Any]) -> list[float]:
+        host = [np.asarray(y, dtype=np.float64) for y in outputs]
+        count = host[0].shape[0]
+        return [float(sum(np.vdot(v, y[k]) for v, y in zip(self.cotangents64, host))) for k in range(count)]
+
+    def require_forward_mode(self) -> None:
+        try:
+            self._tangent_outputs([jnp.zeros_like(leaf) for leaf in self.leaves])
+        except Exception as error:
+            raise InvalidArgument(
+                f"oracle='forward' needs forward-mode AD, but `fn` does not support it ({type(error).__name__}: "
+                f"{str(error).splitlines()[0] if str(error) else ''}). A jax.custom_vjp function has no JVP: use "
+                "jax.custom_jvp, or the default oracle='differences'.",
+                argument="oracle",
+            ) from error
+
+
+def check(
+    fn: Callable[..., Any],
+    *args: Any,
+    argnums: int | Sequence[int] | None = None,
+    oracle: OracleName = "differences",
+    **options: Any,
+) -> Report:
+    """Check JAX's reverse-mode gradient of ``fn(*args)`` against error-barred numerical derivatives.
+
+    Every floating-point leaf of the checked arguments (arrays or pytrees of them) is a tensor of
+    the report, named by argument and pytree path (``params.layers.0.w``). Integer leaves are
+    passed through and listed in a note. A non-scalar output (or a pytree of outputs) is checked
+    through a random cotangent. Works for ``jax.custom_vjp``, ``jax.custom_jvp`` and functions
+    built on ``jax.pure_callback`` with a custom rule.
+
+    Parameters
+    ----------
+    fn : callable
+        ``fn(*args) -> array or pytree of arrays``.
+    *args
+        Its arguments. Float arrays are float32 by default and float64 when
+        ``jax.config.update("jax_enable_x64", True)`` is on; they stay on their device.
+    argnums : int or sequence of int, optional
+        The arguments to check; by default every argument with a floating-point leaf.
+    oracle : {"differences", "forward"}
+        Finite differences with error bars, or exact directional derivatives from ``jax.jvp``
+        (batched with ``jax.vmap``, one at a time where that fails). A ``custom_vjp`` function has
+        no forward mode; a ``custom_jvp`` one has.
+    **options
+        Keyword options of `gradprobe.check` (``seed``, ``rtol``, ...).
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp, gradprobe as gp
+    >>> gp.jax.check(jnp.sin, jnp.array([0.5, -1.0, 2.0])).status
+    'pass'
+    """
+    if not callable(fn):
+        raise InvalidArgument(f"`fn` must be callable, got {type(fn).__name__}.", argument="fn")
+    if oracle not in ("differences", "forward"):
+        raise InvalidArgument(f"`oracle` must be 'differences' or 'forward', got {oracle!r}.", argument="oracle")
+    if argnums is None:
+        numbers = [i for i, arg in enumerate(args) if any(_is_float(leaf) for leaf in jax.tree_util.tree_leaves(arg))]
+    else:
+        numbers = [argnums] if isinstance(argnums, int) else list(argnums)
+        if any(not isinstance(i, int) or isinstance(i, bool) or not -len(args) <= i < len(args) for i in numbers):
+            raise InvalidArgument(
+                f"`argnums` must be argument positions in range({len(args)}), got {argnums!r}.", argument="argnums"
+            )
+        numbers = sorted({i % len(args) for i in numbers})
+    function = _Function(fn, args, numbers, cotangent_seed(options))
+    names = _arg_names(fn, len(args))
+    skipped = [
+        *(f"`{names[i]}` (dtype {arg.dtype})" for i, arg in enumerate(args)
+          if i not in numbers and hasattr(arg, "dtype")),
+        *function.skipped,
+    ]  # fmt: skip
+    notes = [f"arguments not checked: {', '.join(skipped)}."] if skipped else []
+    options = dict(options)
+    # Batched evaluation is the adapter's business: jax.vmap where it is exact, a loop elsewhere.
+    vectorized = options.pop("vectorized", None) is not False and function.vmap_consistent()
+    keywords = {**({"argnums": argnums} if argnums is not None else {}), **({"oracle": oracle} if oracle != "differences" else {})}
+    reproduce = call_line("gp.jax.check(fn, *args", {**keywords, **options})
+    if oracle == "forward":
+        function.require_forward_mode()
+        options = {**options, "oracle": function.oracle()}
+    note = describe_outputs(function.shapes, function.seed)
+    loss = function.batched_loss if vectorized else function.loss
+    notes = [*notes, *([note] if note else [])]
+    return check_contracted(loss, function.grad, function.params(), notes, {**options, "vectorized": vectorized}, reproduce)

@@ -1,0 +1,549 @@
+"""`gradprobe.torch`: check PyTorch gradients (custom autograd Functions, modules) with error bars.
+
+The adapter only converts. The parameters the core sees are numpy copies of the checked tensors;
+every loss evaluation turns them back into tensors of the original dtype **on the original
+device**, runs the user's code there, and contracts a non-scalar output with a fixed random
+cotangent on that device (in float64 where the device has it), so only one number per evaluation
+comes back to the host. The analytic side is autograd's backward of that same contraction, so a
+custom ``backward`` receives a cotangent in its output's own dtype.
+
+Torch's random number generator is re-seeded (inside `torch.random.fork_rng`, so the caller's
+state is untouched) before every evaluation: dropout masks and other torch randomness are the same
+in every evaluation, and the check is of the gradient for that draw. Randomness that does not come
+from torch (atomics, numpy) is found and folded into the error bars by the core's
+non-determinism check.
+
+Probe evaluations are batched with `torch.func.vmap` when the function allows it and gives, bit
+for bit, the values of one call at a time (batched matrix products usually do not, on a CPU);
+otherwise they run one at a time.
+"""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from .._errors import GradprobeError, InvalidArgument, InvalidValue, UserFunctionError
+from .._oracle import Oracle
+from .._report import Report
+from .._vjp import call_line, check_contracted, cotangent_seed, describe_outputs, random_cotangents
+
+__all__ = ["check", "check_module"]
+
+OracleName = Literal["differences", "forward"]
+
+# The vmap consistency test: a batch of this many points, the starting point itself at these rows.
+_PROBE_ROWS, _SAME_ROWS = 8, (0, 3, 7)
+# One vmap call holds about this many numbers per input or output (bounds the batch's memory).
+_VMAP_NUMBERS = 2**22
+
+_NUMPY_DTYPES = {torch.float16: np.float16, torch.float32: np.float32, torch.float64: np.float64}
+
+
+def _dtype_for(values: np.ndarray, like: torch.Tensor) -> torch.dtype:
+    """The tensor's own dtype, or float64 when the core sends float64 values (``shadow=True``)."""
+    return torch.float64 if np.asarray(values).dtype == np.float64 else like.dtype
+
+
+def _user_call(function: Callable[..., Any], argument: str, *args: Any) -> Any:
+    try:
+        return function(*args)
+    except (KeyboardInterrupt, SystemExit, MemoryError, GradprobeError):
+        raise
+    except Exception as error:
+        raise UserFunctionError(f"`{argument}` raised {type(error).__name__}: {error}", argument=argument) from error
+
+
+def _float_outputs(output: Any) -> list[torch.Tensor]:
+    """The floating-point tensors of an output (a tensor or nested tuple/list/dict of them)."""
+    if isinstance(output, torch.Tensor):
+        return [output] if output.is_floating_point() else []
+    if isinstance(output, dict):
+        return [t for value in output.values() for t in _float_outputs(value)]
+    if isinstance(output, (list, tuple)):
+        return [t for value in output for t in _float_outputs(value)]
+    return []
+
+
+@contextmanager
+def _forward_mode() -> Iterator[None]:
+    """Forward-mode AD, without the DeprecationWarning torch's own JVP decompositions emit on first use."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=DeprecationWarning)
+        yield
+
+
+def _accumulation_dtype(device: torch.device) -> torch.dtype:
+    # MPS has no float64; everything else contracts in float64 to keep the loss's rounding low.
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
+class _Function:
+    """A torch computation seen by the core as ``loss(numpy dict) -> float`` and its gradient.
+
+    `call` maps a dict name -> tensor (the checked tensors) to the user's output. `like` holds
+    the original tensors, whose dtype and device every rebuilt tensor takes.
+    """
+
+    def __init__(
+        self,
+        call: Callable[[dict[str, torch.Tensor]], Any],
+        like: dict[str, torch.Tensor],
+        argument: str,
+        seed: int,
+        inputs_argument: str,
+    ) -> None:
+        self.call = call
+        self.like = like
+        self.argument = argument
+        self.seed = seed
+        self.cuda = sorted({t.device.index or 0 for t in like.values() if t.device.type == "cuda"})
+        self.batched_jvp: bool | None = None  # does torch.func.vmap work on its JVP? (oracle="forward")
+        for name, t in like.items():
+            if t.numel() == 0:
+                raise InvalidValue(
+                    f"`{inputs_argument}` tensor `{name}` is empty (shape {tuple(t.shape)}); there is nothing to check.",
+                    argument=inputs_argument,
+                )
+            if not bool(torch.isfinite(t.detach()).all()):
+                raise InvalidValue(
+                    f"`{inputs_argument}` tensor `{name}` holds NaN or inf; check the gradient at a finite point.",
+                    argument=inputs_argument,
+                )
+        with torch.no_grad(), self.fixed_rng():
+            # Clones: a function that works in place must not reach the caller's tensors.
+            start = self._outputs(self.start())
+        if not start:
+            raise InvalidArgument(
+                f"`{argument}` returned no floating-point tensor; return the output(s) to check "
+                "(a tensor, or a tuple of tensors).",
+                argument=argument,
+            )
+        if not all(bool(torch.isfinite(t).all()) for t in start):
+            raise InvalidValue(
+                f"`{argument}` returned NaN or inf at the starting point; a gradient can only be checked where "
+                "the output is finite.",
+                argument=argument,
+            )
+        self.shapes = [tuple(t.shape) for t in start]
+        cotangents = random_cotangents(self.shapes, seed)
+        # Rounded to each output's dtype first, so the contraction and the backward use the same v.
+        self.cotangents = [
+            torch.as_tensor(v).to(device=t.device, dtype=t.dtype).to(_accumulation_dtype(t.device))
+            for v, t in zip(cotangents, start)
+        ]
+
+    @contextmanager
+    def fixed_rng(self) -> Iterator[None]:
+        with torch.random.fork_rng(devices=self.cuda):
+            # Not torch.manual_seed: it also queues seeds for every lazy backend (cuda, xpu, mtia)
+            # and records a stack trace for each, which costs more than a small forward pass.
+            torch.default_generator.manual_seed(self.seed)
+            for index in self.cuda:
+                torch.cuda.default_generators[index].manual_seed(self.seed)
+            yield
+
+    def start(self) -> dict[str, torch.Tensor]:
+        return {name: t.detach().clone() for name, t in self.like.items()}
+
+    def params(self) -> dict[str, np.ndarray]:
+        return {name: t.detach().cpu().numpy().astype(_NUMPY_DTYPES[t.dtype]) for name, t in self.like.items()}
+
+    def tensors(self, values: dict[str, np.ndarray], *, requires_grad: bool = False) -> dict[str, torch.Tensor]:
+        return {
+            name: torch.tensor(np.asarray(values[name]), dtype=_dtype_for(values[name], t), device=t.device)
+            .requires_grad_(requires_grad)
+            for name, t in self.like.items()
+        }
+
+    def _outputs(self, tensors: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        outputs = _float_outputs(_user_call(self.call, self.argument, tensors))
+        if hasattr(self, "shapes") and [tuple(t.shape) for t in outputs] != self.shapes:
+            raise InvalidArgument(
+                f"`{self.argument}` returned outputs of shapes {[tuple(t.shape) for t in outputs]} here but "
+                f"{self.shapes} at the starting point; the output structure must not depend on the inputs' values.",
+                argument=self.argument,
+            )
+        return outputs
+
+    def contract(self, tensors: dict[str, torch.Tensor]) -> torch.Tensor:
+        """<v, output> as a 0-d tensor on the output's device."""
+        total = None
+        for y, v in zip(self._outputs(tensors), self.cotangents):
+            term = torch.sum(y.to(v.dtype) * v)
+            total = term if total is None else total + term.to(total.device)
+        return total
+
+    # -- what the core calls -----------------------------------------------------------------------
+
+    def loss(self, values: dict[str, np.ndarray]) -> float:
+        with torch.no_grad(), self.fixed_rng():
+            return float(self.contract(self.tensors(values)).item())
+
+    def grad(self, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        tensors = self.tensors(values, requires_grad=True)
+        with torch.enable_grad(), self.fixed_rng():
+            total = self.contract(tensors)
+        names = list(tensors)
+        if total.requires_grad:
+            grads = torch.autograd.grad(total, [tensors[n] for n in names], allow_unused=True)
+        else:
+            grads = (None,) * len(names)
+        return {
+            name: (torch.zeros_like(tensors[name]) if g is None else g).detach().cpu().numpy()
+            for name, g in zip(names, grads)
+        }
+
+    def _vmapped(self, tensors: list[torch.Tensor]) -> torch.Tensor:
+        names = list(self.like)
+        with torch.no_grad(), self.fixed_rng():
+            return torch.func.vmap(lambda *t: self.contract(dict(zip(names, t))))(*tensors)
+
+    def vmap_consistent(self, extra: int = 0) -> bool:
+        """Whether `torch.func.vmap` evaluates the function, and bit for bit as one call at a time.
+
+        Batched matrix products round differently from single ones, and differently at each
+        position in the batch; such a function is evaluated one point at a time instead, so that
+        identical points always give identical values (anything else reads as non-determinism).
+        `extra` is the size of the largest other tensor the function touches (the batch).
+        """
+        start = self.start()
+        try:
+            with torch.no_grad(), self.fixed_rng():
+                single = self.contract(start)
+            generator = torch.Generator().manual_seed(0)
+            batch = []
+            for t in start.values():
+                noise = torch.rand((_PROBE_ROWS, *t.shape), generator=generator, dtype=torch.float64)
+                rows = t.unsqueeze(0) * (1 + 1e-3 * noise.to(device=t.device, dtype=t.dtype))
+                rows[list(_SAME_ROWS)] = t
+                batch.append(rows)
+            values = self._vmapped(batch)
+            same = all(bool(values[i] == single) for i in _SAME_ROWS)
+        except Exception:  # not vmap-able (old-style Function, data-dependent control flow, randomness...)
+            return False
+        widest = max([extra, *(t.numel() for t in start.values()), *(int(np.prod(s)) for s in self.shapes)])
+        self.rows_per_call = max(1, _VMAP_NUMBERS // max(widest, 1))
+        return same
+
+    def batched_loss(self, values: dict[str, np.ndarray]) -> np.ndarray:
+        """The loss at a batch of parameter sets (a leading axis on every value), through vmap."""
+        tensors = [
+            torch.tensor(np.asarray(values[name]), dtype=_dtype_for(values[name], t), device=t.device)
+            for name, t in self.like.items()
+        ]
+        count = len(tensors[0])
+        parts = [
+            self._vmapped([t[start : start + self.rows_per_call] for t in tensors]).detach().cpu().numpy()
+            for start in range(0, count, self.rows_per_call)
+        ]
+        return np.concatenate(parts).astype(np.float64)
+
+    # -- oracle="forward" --------------------------------------------------------------------------
+
+    def oracle(self) -> Oracle:
+        names = list(self.like)
+        primals = self.start()
+        sizes = [t.numel() for t in primals.values()]
+        offsets = np.cumsum([0, *sizes])
+
+        def one_hot(indices: np.ndarray) -> list[torch.Tensor]:
+            tangents = []
+            for name, start, size in zip(names, offsets[:-1], sizes):
+                t = primals[name]
+                batch = torch.zeros((len(indices), size), dtype=t.dtype, device=t.device)
+                rows = np.flatnonzero((indices >= start) & (indices < start + size))
+                if len(rows):
+                    batch[torch.as_tensor(rows, device=t.device), torch.as_tensor(indices[rows] - start, device=t.device)] = 1
+                tangents.append(batch.reshape(len(indices), *t.shape))
+            return tangents
+
+        def derivatives(indices: np.ndarray) -> np.ndarray:
+            tangents = one_hot(indices)
+            if self.batched_jvp is not False:
+                try:
+                    values = self._batched(primals, tangents)
+                    self.batched_jvp = True
+                    return values
+                except Exception:
+                    if self.batched_jvp:
+                        raise
+                    self.batched_jvp = False  # not vmap-able: loop from now on
+            return np.array([self._one(primals, [t[k] for t in tangents]) for k in range(len(indices))])
+
+        return Oracle(derivatives, size=int(offsets[-1]))
+
+    def _batched(self, primals: dict[str, torch.Tensor], tangents: list[torch.Tensor]) -> np.ndarray:
+        names = list(primals)
+
+        def directional(*tangent: torch.Tensor) -> torch.Tensor:
+            return torch.func.jvp(
+                lambda *p: self.contract(dict(zip(names, p))), tuple(primals.values()), tangent
+            )[1]
+
+        with _forward_mode(), self.fixed_rng():
+            return torch.func.vmap(directional)(*tangents).detach().cpu().numpy().astype(np.float64)
+
+    def _one(self, primals: dict[str, torch.Tensor], tangent: list[torch.Tensor]) -> float:
+        import torch.autograd.forward_ad as forward_ad
+
+        with _forward_mode(), forward_ad.dual_level(), self.fixed_rng():
+            duals = {name: forward_ad.make_dual(p, t) for (name, p), t in zip(primals.items(), tangent)}
+            out_tangent = forward_ad.unpack_dual(self.contract(duals)).tangent
+        return 0.0 if out_tangent is None else float(out_tangent.item())
+
+    def require_forward_mode(self) -> None:
+        """Fail early, with the fix, when the function has no forward-mode derivative."""
+        primals = self.start()
+        tangent = [torch.zeros_like(t) for t in primals.values()]
+        try:
+            self._one(primals, tangent)
+        except UserFunctionError as error:
+            raise InvalidArgument(
+                f"oracle='forward' needs forward-mode AD, but `{self.argument}` does not support it "
+                f"({error.__cause__ or error}). Give custom autograd.Functions a `jvp` staticmethod "
+                "(and `setup_context` for vmap batching), or use the default oracle='differences'.",
+                argument="oracle",
+            ) from error
+
+
+def _numpy_dtype(tensor: torch.Tensor, name: str, argument: str) -> None:
+    if tensor.dtype not in _NUMPY_DTYPES:
+        raise InvalidArgument(
+            f"`{argument}` tensor `{name}` has dtype {tensor.dtype}; gradprobe checks float16, float32 and "
+            "float64 tensors. Convert it (e.g. `.float()`) or pass it with requires_grad=False.",
+            argument=argument,
+        )
+
+
+def _input_names(fn: Callable[..., Any], count: int) -> list[str]:
+    """Names of `fn`'s positional parameters (``x``, ``W``), else ``input0``, ``input1``..."""
+    fallback = [f"input{i}" for i in range(count)]
+    try:
+        parameters = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return fallback
+    positional = [p.name for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if len(positional) < count:
+        return fallback
+    return positional[:count]
+
+
+def _run(
+    function: _Function, options: dict[str, Any], oracle: OracleName, notes: list[str], head: str, extra: int = 0
+) -> Report:
+    options = dict(options)
+    # Batched evaluation is the adapter's business: vmap where it is exact, a loop elsewhere.
+    vectorized = options.pop("vectorized", None) is not False and function.vmap_consistent(extra)
+    reproduce = call_line(head, {**({"oracle": oracle} if oracle != "differences" else {}), **options})
+    if oracle == "forward":
+        function.require_forward_mode()
+        options = {**options, "oracle": function.oracle()}
+    note = describe_outputs(function.shapes, function.seed)
+    notes = [*notes, *([note] if note else [])]
+    loss = function.batched_loss if vectorized else function.loss
+    return check_contracted(loss, function.grad, function.params(), notes, {**options, "vectorized": vectorized}, reproduce)
+
+
+def _require_oracle_name(oracle: Any) -> None:
+    if oracle not in ("differences", "forward"):
+        raise InvalidArgument(f"`oracle` must be 'differences' or 'forward', got {oracle!r}.", argument="oracle")
+
+
+def check(fn: Callable[..., Any], *inputs: Any, oracle: OracleName = "differences", **options: Any) -> Report:
+    """Check the autograd gradient of ``fn(*inputs)`` against error-barred numerical derivatives.
+
+    The calling convention is ``torch.autograd.gradcheck``'s: any number of inputs, a tensor or a
+    tuple of tensors as output. Tensors with ``requires_grad=True`` are checked; other inputs are
+    passed through unchanged, and tensors among them are listed in the report's notes. A
+    non-scalar output is checked through a random cotangent (its backward is the VJP ``J^T v``).
+
+    Parameters
+    ----------
+    fn : callable
+        ``fn(*inputs) -> tensor or tuple of tensors``, e.g. ``MyFunction.apply``.
+    *inputs
+        Its inputs, in their own dtype (float32 works: no conversion to float64 needed) and on
+        their own device (evaluation happens there). Never modified.
+    oracle : {"differences", "forward"}
+        Where numerical derivatives come from: finite differences with error bars, or exact
+        directional derivatives from forward-mode AD (``torch.func.jvp``, batched with
+        ``torch.func.vmap`` when the function allows it, else one at a time), which checks a
+        custom backward with no finite-difference error at all.
+    **options
+        Keyword options of `gradprobe.check` (``seed``, ``rtol``, ``method``, ...).
+
+    Returns
+    -------
+    Report
+        One tensor per checked input, named after `fn`'s parameters (``x``, ``W``) when it has
+        named ones, else ``input0``, ``input1``...
+
+    Examples
+    --------
+    >>> import torch, gradprobe as gp
+    >>> x = torch.tensor([0.5, -1.0, 2.0], requires_grad=True)
+    >>> gp.torch.check(torch.sin, x).status
+    'pass'
+    """
+    if not callable(fn):
+        raise InvalidArgument(f"`fn` must be callable, got {type(fn).__name__}.", argument="fn")
+    _require_oracle_name(oracle)
+    names = _input_names(fn, len(inputs))
+    checked: dict[str, torch.Tensor] = {}
+    skipped: list[str] = []
+    for name, value in zip(names, inputs):
+        if isinstance(value, torch.Tensor) and value.requires_grad:
+            _numpy_dtype(value, name, "inputs")
+            checked[name] = value
+        elif isinstance(value, torch.Tensor):
+            why = "requires_grad=False" if value.is_floating_point() else f"dtype {value.dtype}"
+            skipped.append(f"`{name}` ({why})")
+    if not checked:
+        raise InvalidValue(
+            "no tensor in `inputs` requires grad, so there is nothing to check; call `.requires_grad_()` on the "
+            "tensors whose gradients you want checked.",
+            argument="inputs",
+        )
+    positions = {name: i for i, name in enumerate(names)}
+
+    def call(tensors: dict[str, torch.Tensor]) -> Any:
+        args = list(inputs)
+        for name, tensor in tensors.items():
+            args[positions[name]] = tensor
+        return fn(*args)
+
+    notes = [f"inputs not checked: {', '.join(skipped)}."] if skipped else []
+    function = _Function(call, checked, "fn", cotangent_seed(options), "inputs")
+    others = [t.numel() for t in inputs if isinstance(t, torch.Tensor)]
+    return _run(function, options, oracle, notes, "gp.torch.check(fn, *inputs", max(others, default=0))
+
+
+# -- modules ---------------------------------------------------------------------------------------
+
+
+def _random_layers(module: torch.nn.Module) -> list[str]:
+    """Submodules whose training mode makes the loss random or batch-dependent."""
+    kinds = (torch.nn.modules.dropout._DropoutNd, torch.nn.modules.batchnorm._BatchNorm)
+    return [name or type(m).__name__ for name, m in module.named_modules() if m.training and isinstance(m, kinds)]
+
+
+@contextmanager
+def _restored(module: torch.nn.Module) -> Iterator[None]:
+    """Put every parameter and buffer back, bit for bit and as the same object, whatever happens."""
+    saved = []
+    for kind in ("_parameters", "_buffers"):
+        for owner in module.modules():
+            for key, tensor in getattr(owner, kind).items():
+                if tensor is not None:
+                    saved.append((owner, kind, key, tensor, tensor.detach().clone(), tensor.requires_grad))
+    try:
+        yield
+    finally:
+        for owner, kind, key, tensor, copy, requires_grad in saved:
+            getattr(owner, kind)[key] = tensor
+            same = torch.equal(tensor.detach(), copy) and torch.equal(torch.signbit(tensor.detach()), torch.signbit(copy))
+            if not same:
+                with torch.no_grad():
+                    tensor.copy_(copy)  # only on change: a copy bumps the version counter autograd watches
+            if tensor.requires_grad != requires_grad and tensor.is_leaf:
+                tensor.requires_grad_(requires_grad)
+
+
+def check_module(
+    module: torch.nn.Module,
+    loss_fn: Callable[..., Any],
+    *batch: Any,
+    oracle: OracleName = "differences",
+    **options: Any,
+) -> Report:
+    """Check the gradients of every trainable parameter of `module` on one batch.
+
+    The loss is ``loss_fn(module(batch[0]), *batch[1:])``, the PyTorch idiom
+    ``loss_fn(model(X), y)``: ``check_module(model, torch.nn.CrossEntropyLoss(), X, y)``.
+    The module is evaluated with `torch.func.functional_call`, so its own parameters and
+    buffers are never written; they are also restored bit for bit afterwards, in case
+    `loss_fn` touches them, even when it raises.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The model. Parameters with ``requires_grad=False`` are not checked (listed in a note).
+    loss_fn : callable
+        ``loss_fn(output, *targets) -> tensor``; a non-scalar result is checked through a
+        random cotangent.
+    *batch
+        The module's input, then whatever else `loss_fn` takes.
+    oracle : {"differences", "forward"}
+        As in `check`.
+    **options
+        Keyword options of `gradprobe.check`.
+
+    Returns
+    -------
+    Report
+        One tensor per parameter, named as in ``module.named_parameters()`` (``layers.0.weight``).
+
+    Warns
+    -----
+    UserWarning
+        When the module is in train mode with dropout or batch-norm layers: torch's RNG is
+        re-seeded before each evaluation (the same dropout masks every time) and batch norm
+        uses this batch's statistics, so the training-mode loss on this batch is what is checked;
+        any randomness left is measured by the non-determinism check and noted.
+
+    Examples
+    --------
+    >>> import torch, gradprobe as gp
+    >>> torch.manual_seed(0) and None
+    >>> net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1))
+    >>> report = gp.torch.check_module(net, torch.nn.MSELoss(), torch.randn(5, 3), torch.randn(5, 1))
+    >>> report.status, list(report.tensors)[:2]
+    ('pass', ['0.weight', '0.bias'])
+    """
+    if not isinstance(module, torch.nn.Module):
+        raise InvalidArgument(
+            f"`module` must be a torch.nn.Module, got {type(module).__name__}; for a plain function use "
+            "`gp.torch.check(fn, *inputs)`.",
+            argument="module",
+        )
+    if not callable(loss_fn):
+        raise InvalidArgument(f"`loss_fn` must be callable, got {type(loss_fn).__name__}.", argument="loss_fn")
+    _require_oracle_name(oracle)
+    trainable = {name: p for name, p in module.named_parameters() if p.requires_grad}
+    frozen = [name for name, p in module.named_parameters() if not p.requires_grad]
+    if not trainable:
+        raise InvalidValue(
+            "`module` has no parameter with requires_grad=True, so there is nothing to check.", argument="module"
+        )
+    for name, p in trainable.items():
+        _numpy_dtype(p, name, "module")
+    notes = [f"parameters not checked (requires_grad=False): {', '.join(frozen)}."] if frozen else []
+    random_layers = _random_layers(module)
+    if random_layers:
+        message = (
+            f"`module` is in train mode with dropout/batch-norm layers ({', '.join(random_layers)}): dropout masks "
+            "are held fixed (torch's RNG is re-seeded before each evaluation) and batch norm uses this batch's "
+            "statistics, so this checks the training-mode loss on this batch. Call `module.eval()` to check "
+            "inference-mode gradients."
+        )
+        warnings.warn(message, UserWarning, stacklevel=2)
+        notes.append(message)
+    inputs, targets = batch[:1], batch[1:]
+
+    def call(tensors: dict[str, torch.Tensor]) -> Any:
+        # Fresh buffers each time: batch norm's running statistics must not drift between evaluations.
+        state = {**{name: b.detach().clone() for name, b in module.named_buffers()}, **tensors}
+        output = torch.func.functional_call(module, state, tuple(inputs))
+        return loss_fn(output, *targets)
+
+    with _restored(module):
+        function = _Function(call, {name: p.detach() for name, p in trainable.items()}, "loss_fn", cotangent_seed(options), "module")
+        widest = max([t.numel() for t in batch if isinstance(t, torch.Tensor)], default=0)
+        return _run(function, options, oracle, notes, "gp.torch.check_module(module, loss_fn, *batch", widest)

@@ -1,0 +1,188 @@
+"""Diagnosis: how a failing tensor is wrong, read off analytic and numerical values."""
+
+import numpy as np
+import pytest
+
+import gradprobe as gp
+from gradprobe._diagnosis import diagnose
+from gradprobe._verdict import FAIL, KINK, NONFINITE, PASS
+from gradprobe.examples import deeplearning_ai as dla
+
+RNG = np.random.default_rng(0)
+M = RNG.standard_normal((4, 4))
+W = RNG.standard_normal((4, 4))
+
+
+def loss(p):
+    return float(np.sum(M * p) + 0.5 * np.sum(p**3))
+
+
+def grad(p):
+    return M + 1.5 * p**2
+
+
+def diagnosis_of(wrong_grad, params=W, loss=loss, **options):
+    report = gp.check(loss, wrong_grad, params, **options)
+    tensor = report.tensors["params"]
+    assert "\n" not in (tensor.hint or "")  # a hint is one line
+    return report.status, tensor.diagnosis, tensor.hint, tensor.scale
+
+
+def test_the_seed_network_reads_w2_doubled_b1_quadrupled_and_nothing_else():
+    X, Y, parameters = dla.gradient_check_n_test_case()
+    report = gp.check(*dla.loss_and_grad(X, Y, dla.backward_propagation_n), parameters)
+    diagnoses = {name: (t.status, t.diagnosis) for name, t in report.tensors.items()}
+    assert diagnoses == {
+        "W1": ("pass", None),
+        "b1": ("fail", "4.00x"),
+        "W2": ("fail", "2.00x"),
+        "b2": ("pass", None),
+        "W3": ("pass", None),
+        "b3": ("pass", None),
+    }
+    assert report.tensors["W2"].hint.startswith("W2 is exactly 2.00x the numerical gradient: look for a duplicated term")
+    assert "4./m instead of 1./m" in report.tensors["b1"].hint
+
+
+@pytest.mark.parametrize(
+    ("factor", "summary", "hint_part"),
+    [
+        (2.0, "2.00x", "missing 1/2"),
+        (0.25, "0.25x", "1/4 of the numerical gradient"),
+        (-1.0, "sign flipped", "wrong sign"),
+        (-2.0, "-2.00x", "has the wrong sign and is exactly 2.00x"),
+        (1.5, "1.50x", "3/2 of the numerical gradient"),
+        (1 / 32, "0.03125x (= 1/32)", "mean over 32 items"),
+        (32.0, "32x (= 32)", "missing 1/m with a batch of m=32"),
+    ],
+    ids=["2x", "quarter", "sign", "minus-2x", "three-halves", "read-off-1/32", "read-off-32"],
+)
+def test_constant_factors_are_numbers(factor, summary, hint_part):
+    status, diagnosis, hint, scale = diagnosis_of(lambda p: factor * grad(p))
+    assert (status, diagnosis) == ("fail", summary)
+    assert hint_part in hint
+    assert scale == pytest.approx(factor, rel=1e-6)
+
+
+def test_one_over_m_is_named_when_the_batch_size_is_given():
+    _, diagnosis, hint, _ = diagnosis_of(lambda p: grad(p) / 8, batch_size=8)
+    assert diagnosis == "0.125x (= 1/m, m=8)"
+    assert "mean over the batch is taken twice" in hint
+    _, diagnosis, hint, _ = diagnosis_of(lambda p: grad(p) * 8, batch_size=8)
+    assert diagnosis == "8x (= m, m=8)" and "missing 1/m" in hint
+
+
+def test_transposed():
+    status, diagnosis, hint, _ = diagnosis_of(lambda p: grad(p).T)
+    assert (status, diagnosis) == ("fail", "transposed")
+    assert "swap the operands" in hint
+
+
+def test_all_zeros_is_a_forgotten_gradient():
+    _, diagnosis, hint, scale = diagnosis_of(lambda p: np.zeros_like(p))
+    assert diagnosis == "all zeros" and "detached" in hint and scale == 0.0
+
+
+def test_wrong_rows_and_columns_are_named_with_their_factor():
+    rows = np.array([[1.0], [1.0], [3.0], [1.0]])
+    _, diagnosis, hint, scale = diagnosis_of(lambda p: grad(p) * rows)
+    assert diagnosis == "4 of 16 wrong (all in row 2, 3.00x)"
+    assert "(all in row 2)" in hint and scale is None
+    _, diagnosis, _, _ = diagnosis_of(lambda p: grad(p) * np.array([1.0, 1.0, 1.0, -1.0]))
+    assert diagnosis == "4 of 16 wrong (all in column 3, sign flipped)"
+
+
+def test_a_few_wrong_elements_are_named():
+    off = np.zeros((4, 4))
+    off[0, 1], off[3, 2] = 1.0, -1.0
+    _, diagnosis, hint, _ = diagnosis_of(lambda p: grad(p) + off)
+    assert diagnosis == "2 of 16 wrong (elements (0, 1), (3, 2))"
+    assert "indexing, slicing or boundary slip" in hint
+
+
+def test_vectors_name_elements_and_higher_ranks_name_slices():
+    x = np.arange(1.0, 7.0)
+    _, diagnosis, _, _ = diagnosis_of(lambda p: 3 * p**2 * np.where(np.arange(6) == 5, 2, 1), x, lambda p: float(np.sum(p**3)))
+    assert diagnosis == "1 of 6 wrong (element 5, 2.00x)"
+    cube = RNG.standard_normal((3, 4, 2))
+    middle = (np.indices(cube.shape)[1] == 1) + 1.0
+    _, diagnosis, _, _ = diagnosis_of(lambda p: 3 * p**2 * middle, cube, lambda p: float(np.sum(p**3)))
+    assert diagnosis == "6 of 24 wrong (all in [:, 1, :], 2.00x)"
+
+
+def test_wrong_only_at_kinks():
+    x = np.array([0.0, 1.0, -1.0, 0.0, 2.0])
+
+    def relu_grad_with_bad_subgradient(p):
+        return np.where(p > 0, 1.0, np.where(p < 0, 0.0, 3.0))  # relu'(0) = 3 lies outside [0, 1]
+
+    _, diagnosis, hint, _ = diagnosis_of(relu_grad_with_bad_subgradient, x, lambda p: float(np.sum(np.maximum(p, 0))))
+    assert diagnosis == "wrong only at kinks (2 of 5, elements 0, 3)"
+    assert "subgradient" in hint
+
+
+def test_scattered_errors_have_no_pattern():
+    noise = np.random.default_rng(5).standard_normal((4, 4))
+    _, diagnosis, hint, _ = diagnosis_of(lambda p: grad(p) + noise)
+    assert diagnosis == "16 of 16 wrong" and "recheck its formula" in hint
+
+
+def test_nan_near_the_point_makes_the_tensor_inconclusive_with_a_diagnosis():
+    with np.errstate(invalid="ignore"):
+        status, diagnosis, hint, _ = diagnosis_of(
+            lambda p: 0.5 / np.sqrt(p), np.array([1e-14, 1.0]), lambda p: float(np.sum(np.sqrt(p)))
+        )
+    assert (status, diagnosis) == ("inconclusive", "loss NaN/inf near 1 of 2, element 0")
+    assert "NaN or inf within a step" in hint
+
+
+def test_every_element_at_a_kink_is_inconclusive_with_a_diagnosis():
+    status, diagnosis, hint, _ = diagnosis_of(
+        lambda p: np.where(p > 0, 1.0, 0.0), np.zeros(3), lambda p: float(np.sum(np.maximum(p, 0)))
+    )
+    assert (status, diagnosis) == ("inconclusive", "every element at a kink")
+    assert "random point" in hint
+
+
+def test_passing_tensors_have_no_diagnosis():
+    report = gp.check(loss, grad, W)
+    assert report.ok and report.tensors["params"].diagnosis is None and report.tensors["params"].hint is None
+
+
+# -- the function itself, on synthetic values ---------------------------------------------------------
+
+
+def _flat(n):
+    return np.asarray(n, dtype=float), np.full(len(n), 1e-9), np.full(len(n), 1e-12)
+
+
+def test_nan_or_inf_in_the_gradient_is_named():
+    numeric, error, floor = _flat([1.0, 2.0, 3.0])
+    codes = np.full(3, FAIL, dtype=np.int8)
+    d = diagnose("b", (3,), np.array([1.0, np.nan, 3.0]), numeric, error, floor, codes)
+    assert d.summary == "NaN in the gradient (element 1)" and "division by zero" in d.hint
+    d = diagnose("b", (3,), np.array([np.inf, 2.0, 3.0]), numeric, error, floor, codes)
+    assert d.summary == "inf in the gradient (element 0)"
+
+
+def test_nonfinite_codes_without_failures_blame_the_loss():
+    numeric, error, floor = _flat([1.0, np.nan, 3.0])
+    codes = np.array([PASS, NONFINITE, PASS], dtype=np.int8)
+    d = diagnose("w", (3,), np.array([1.0, 2.0, 3.0]), numeric, error, floor, codes)
+    assert d.summary == "loss NaN/inf near 1 of 3, element 1"
+
+
+def test_dead_units_do_not_hide_a_factor():
+    # relu units that are off give 0 on both sides; they fit any ratio and must not block "2.00x"
+    numeric, error, floor = _flat([0.0, 0.0, 0.0, 1.0, -2.0])
+    codes = np.array([PASS, PASS, PASS, FAIL, FAIL], dtype=np.int8)
+    d = diagnose("W2", (5,), 2 * numeric, numeric, error, floor, codes)
+    assert (d.summary, d.scale) == ("2.00x", pytest.approx(2.0))
+
+
+def test_kink_elements_are_left_out_of_the_factor():
+    numeric, error, floor = _flat([1.0, 2.0, 0.5, 3.0])
+    analytic = 2 * numeric
+    analytic[2] = 0.0  # a kink: a valid subgradient, not 2x
+    codes = np.array([FAIL, FAIL, KINK, FAIL], dtype=np.int8)
+    assert diagnose("W", (4,), analytic, numeric, error, floor, codes).summary == "2.00x"

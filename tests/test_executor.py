@@ -1,0 +1,187 @@
+"""`executor=` (a process pool, a Dask cluster) and `vectorized=True`: the same report as a serial
+run, seed for seed; a loss that cannot reach the workers is refused before any work."""
+
+import multiprocessing
+import threading
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+import gradprobe as gp
+
+RNG = np.random.default_rng(11)
+# Large enough that "auto" is directional (and localizes the planted error), small enough to be quick.
+LARGE = {"W": RNG.standard_normal((40, 30)) / 6, "v": RNG.standard_normal(30)}
+SMALL = {"W": LARGE["W"][:8, :6].copy(), "v": LARGE["v"][:6].copy()}
+CALLS = {"count": 0}
+
+
+def loss(p):
+    """Module level, so that worker processes can import it."""
+    CALLS["count"] += 1
+    z = np.tanh(p["W"] @ p["v"])
+    return float(np.sum(z**2) + 0.1 * np.sum(p["v"] ** 4))
+
+
+def grad(p):
+    z = np.tanh(p["W"] @ p["v"])
+    d = 2 * z * (1 - z**2)
+    return {"W": np.outer(d, p["v"]), "v": p["W"].T @ d + 0.4 * p["v"] ** 3}
+
+
+def wrong_grad(p):
+    g = grad(p)
+    g["W"][7, 3] *= -1.0
+    return g
+
+
+def batched_loss(p):
+    """`loss` over a leading batch axis of parameter sets."""
+    z = np.tanh(np.einsum("bij,bj->bi", p["W"], p["v"]))
+    return np.sum(z**2, axis=-1) + 0.1 * np.sum(p["v"] ** 4, axis=-1)
+
+
+def one_at_a_time(p):
+    """`batched_loss` on a batch of one: the same arithmetic as in a batch."""
+    return float(batched_loss({key: np.asarray(value)[None] for key, value in p.items()})[0])
+
+
+def raising_loss(p):
+    if abs(float(p["v"][0]) - float(LARGE["v"][0])) > 0:
+        raise ValueError("no such point")
+    return loss(p)
+
+
+def same(first, second):
+    assert first == second
+    assert first.to_json() == second.to_json() and str(first) == str(second)
+
+
+@pytest.fixture(scope="module")
+def pool():
+    # spawn: the workers import this module afresh, as on macOS and Windows
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as executor:
+        yield executor
+
+
+@pytest.mark.parametrize("params, strategy", [(LARGE, "auto"), (SMALL, "full"), (LARGE, "sample")], ids=["directional", "full", "sample"])
+def test_a_process_pool_gives_the_serial_report(pool, params, strategy):
+    serial = gp.check(loss, wrong_grad, params, strategy=strategy, seed=3)
+    CALLS["count"] = 0
+    parallel = gp.check(loss, wrong_grad, params, strategy=strategy, seed=3, executor=pool)
+    same(serial, parallel)
+    if strategy != "sample":  # 32 sampled elements of W rarely include the wrong one
+        assert parallel.status == "fail" and parallel.failing == ("W",)
+    assert CALLS["count"] <= 1  # only the starting point ran here; the probes ran in the workers
+    if strategy == "auto":
+        assert parallel.strategy == "directional" and parallel.tensors["W"].worst[0].index == (7, 3)
+
+
+def test_the_same_seed_gives_the_same_report_and_another_seed_another_direction(pool):
+    first = gp.check(loss, grad, LARGE, seed=5, executor=pool)
+    again = gp.check(loss, grad, LARGE, seed=5)
+    other = gp.check(loss, grad, LARGE, seed=6)
+    same(first, again)
+    assert other.guarantee.thresholds != first.guarantee.thresholds
+
+
+def test_a_dask_cluster_gives_the_serial_report():
+    distributed = pytest.importorskip("distributed")
+    serial = gp.check(loss, wrong_grad, LARGE, seed=2)
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None
+    ) as cluster, distributed.Client(cluster) as client:
+        report = gp.check(loss, wrong_grad, LARGE, seed=2, executor=client.get_executor())
+    same(serial, report)
+    assert report.tensors["W"].worst[0].index == (7, 3)
+
+
+def test_a_loss_that_cannot_be_pickled_is_refused_before_any_work(pool):
+    calls = []
+
+    def local_loss(p):  # a nested function: pickle cannot find it by name
+        calls.append(1)
+        return loss(p)
+
+    with pytest.raises(gp.InvalidArgument, match=r"`loss` cannot be sent to the workers of `executor` \(ProcessPoolExecutor\)") as info:
+        gp.check(local_loss, grad, LARGE, executor=pool)
+    assert info.value.argument == "loss" and "module level" in str(info.value)
+    assert calls == []
+
+
+def test_dask_refuses_what_cloudpickle_cannot_send():
+    distributed = pytest.importorskip("distributed")
+    lock = threading.Lock()
+
+    def locked_loss(p):
+        with lock:
+            return loss(p)
+
+    executor = distributed.client.ClientExecutor.__new__(distributed.client.ClientExecutor)  # never started
+    with pytest.raises(gp.InvalidArgument, match=r"`loss` cannot be sent .* \(ClientExecutor\): it cannot be pickled"):
+        gp.check(locked_loss, grad, LARGE, executor=executor)
+
+
+def test_threads_need_no_pickling_and_agree():
+    with ThreadPoolExecutor(3) as executor:
+        report = gp.check(lambda p: loss(p), wrong_grad, LARGE, executor=executor, seed=4)
+    same(report, gp.check(loss, wrong_grad, LARGE, seed=4))
+
+
+def test_an_error_in_a_worker_names_the_loss(pool):
+    with pytest.raises(gp.UserFunctionError, match=r"`loss` raised ValueError .*no such point") as info:
+        gp.check(raising_loss, grad, LARGE, executor=pool)
+    assert info.value.argument == "loss"
+
+
+@pytest.mark.parametrize("value, message", [("threads", "must be a concurrent.futures.Executor"), (object(), "got object")])
+def test_executor_must_be_an_executor(value, message):
+    with pytest.raises(gp.InvalidArgument, match=message) as info:
+        gp.check(loss, grad, SMALL, executor=value)
+    assert info.value.argument == "executor"
+
+
+def test_a_dask_client_itself_gets_a_hint():
+    class Client:
+        def get_executor(self):
+            return None
+
+    with pytest.raises(gp.InvalidArgument, match=r"pass `client.get_executor\(\)`"):
+        gp.check(loss, grad, SMALL, executor=Client())
+
+
+# -- vectorized ----------------------------------------------------------------------------------------
+
+
+class Counting:
+    def __init__(self, function):
+        self.function, self.calls = function, 0
+
+    def __call__(self, p):
+        self.calls += 1
+        return self.function(p)
+
+
+@pytest.mark.parametrize("strategy", ["full", "directional"])
+def test_vectorized_evaluation_takes_many_points_per_call(strategy):
+    params = SMALL if strategy == "full" else LARGE
+    serial = gp.check(one_at_a_time, wrong_grad, params, strategy=strategy)
+    batched = Counting(batched_loss)
+    report = gp.check(batched, wrong_grad, params, strategy=strategy, vectorized=True)
+    assert report.status == serial.status == "fail" and report.failing == serial.failing
+    assert report.nfev == serial.nfev and batched.calls < report.nfev / 3
+    assert report.tensors == serial.tensors
+    assert report.tensors["W"].worst[0].index == serial.tensors["W"].worst[0].index == (7, 3)
+    assert report.options["vectorized"] is True and "vectorized=True" in report.reproduce
+
+
+def test_vectorized_and_a_process_pool_together(pool):
+    serial = gp.check(batched_loss, wrong_grad, LARGE, vectorized=True, seed=1)
+    same(serial, gp.check(batched_loss, wrong_grad, LARGE, vectorized=True, seed=1, executor=pool))
+
+
+def test_a_vectorized_loss_must_return_one_value_per_parameter_set():
+    with pytest.raises(gp.InvalidArgument, match=r"with vectorized=True, `loss` must return one loss per parameter set") as info:
+        gp.check(lambda p: float(np.sum(p["v"])), grad, SMALL, vectorized=True)
+    assert info.value.argument == "loss"

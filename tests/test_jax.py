@@ -1,0 +1,138 @@
+"""gp.jax.check: custom_vjp, custom_jvp, pure_callback, pytrees, float32/float64, oracle='forward'."""
+
+import numpy as np
+import pytest
+
+jax = pytest.importorskip("jax", reason="JAX is not installed (pip install gradprobe[jax])")
+jnp = pytest.importorskip("jax.numpy")
+
+import gradprobe as gp  # noqa: E402
+
+
+def _clip_fwd(x):
+    return jnp.clip(x, -1.0, 1.0), x
+
+
+@jax.custom_vjp
+def clip(x):
+    return jnp.clip(x, -1.0, 1.0)
+
+
+clip.defvjp(_clip_fwd, lambda x, g: (jnp.where((x > -1) & (x < 1), g, 0.0),))
+
+
+@jax.custom_vjp
+def clip_straight_through(x):
+    return jnp.clip(x, -1.0, 1.0)
+
+
+clip_straight_through.defvjp(_clip_fwd, lambda x, g: (g,))  # the bug: gradient passed where clipped
+
+X = jnp.array([[-1.7, -0.4, 0.2], [0.8, 1.3, -0.05]])
+
+
+def test_custom_vjp_right_and_wrong_in_float32_by_default():
+    report = gp.jax.check(clip, X)
+    assert report.ok and report.tensors["x"].shape == (2, 3)
+    wrong = gp.jax.check(clip_straight_through, X)
+    assert wrong.status == "fail" and wrong.failing == ("x",)
+    assert {e.index for e in wrong.tensors["x"].worst[:2]} == {(0, 0), (1, 1)}  # the two clipped elements
+
+
+def test_float32_by_default_and_float64_with_x64():
+    seen = []
+
+    def recording(x):
+        seen.append(x.dtype)
+        return clip(x)
+
+    gp.jax.check(recording, X)
+    assert seen and set(seen) == {np.dtype("float32")}
+    enable_x64 = jax.enable_x64 if hasattr(jax, "enable_x64") else __import__("jax.experimental").experimental.enable_x64
+    with enable_x64(True):
+        seen.clear()
+        report = gp.jax.check(recording, jnp.asarray(np.asarray(X), dtype=jnp.float64))
+        assert report.ok and set(seen) == {np.dtype("float64")}
+        assert report.resolution < 1e-8
+        assert gp.jax.check(clip_straight_through, jnp.asarray(np.asarray(X), dtype=jnp.float64)).status == "fail"
+
+
+def test_pytrees_are_named_by_path_and_integers_are_skipped():
+    def mlp(params, x, labels):
+        h = jnp.tanh(x @ params["layers"][0]["w"] + params["layers"][0]["b"])
+        logits = h @ params["out"]
+        return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(x.shape[0]), labels])
+
+    key = jax.random.PRNGKey(0)
+    k1, k2, k3 = jax.random.split(key, 3)
+    params = {"layers": [{"w": jax.random.normal(k1, (3, 4)), "b": jnp.zeros(4)}], "out": jax.random.normal(k2, (4, 2))}
+    x = jax.random.normal(k3, (5, 3))
+    labels = jnp.array([0, 1, 1, 0, 1])
+    report = gp.jax.check(mlp, params, x, labels)
+    assert report.ok, report
+    assert list(report.tensors) == ["params.layers.0.b", "params.layers.0.w", "params.out", "x"]
+    assert any("arguments not checked: `labels` (dtype int32)" in note for note in report.notes)
+    only_params = gp.jax.check(mlp, params, x, labels, argnums=0)
+    assert "x" not in only_params.tensors
+
+
+def test_custom_jvp_and_the_forward_oracle():
+    @jax.custom_jvp
+    def softplus(x):
+        return jnp.logaddexp(x, 0.0)
+
+    softplus.defjvp(lambda primals, tangents: (softplus(primals[0]), jax.nn.sigmoid(primals[0]) * tangents[0]))
+    x = jnp.linspace(-3.0, 3.0, 8)
+    differences = gp.jax.check(softplus, x)
+    exact = gp.jax.check(softplus, x, oracle="forward")
+    assert differences.ok and exact.ok and exact.method == "forward"
+    assert exact.resolution < differences.resolution
+
+
+def test_forward_oracle_refuses_custom_vjp_with_the_fix():
+    @jax.custom_vjp
+    def custom(x):
+        return jnp.sin(x) * x
+
+    custom.defvjp(lambda x: (custom(x), x), lambda x, g: (g * (jnp.cos(x) * x + jnp.sin(x)) * (1 + 1e-3),))
+    x = jnp.linspace(0.1, 2.0, 6)
+    with pytest.raises(gp.InvalidArgument, match="custom_vjp function has no JVP: use jax.custom_jvp") as error:
+        gp.jax.check(custom, x, oracle="forward")
+    assert error.value.argument == "oracle"
+    assert gp.jax.check(custom, x).status == "fail"  # the default finite differences catch the 1e-3
+
+
+def test_pure_callback_inside_custom_vjp():
+    def host_cube(x):
+        return np.asarray(x) ** 3
+
+    @jax.custom_vjp
+    def cube(x):
+        return jax.pure_callback(host_cube, jax.ShapeDtypeStruct(x.shape, x.dtype), x)
+
+    cube.defvjp(lambda x: (cube(x), x), lambda x, g: (3 * x**2 * g,))
+
+    @jax.custom_vjp
+    def cube_wrong(x):
+        return cube(x)
+
+    cube_wrong.defvjp(lambda x: (cube(x), x), lambda x, g: (2 * x**2 * g,))
+    x = jnp.array([0.5, -1.0, 1.5])
+    assert gp.jax.check(cube, x).ok
+    assert gp.jax.check(cube_wrong, x).tensors["x"].diagnosis == "0.67x"
+
+
+def test_tuple_outputs_and_the_cotangent_note():
+    report = gp.jax.check(lambda x: (jnp.sin(x), {"e": jnp.exp(x).sum()}), jnp.array([0.1, 0.7]))
+    assert report.ok and any("cotangent" in note for note in report.notes)
+
+
+def test_argument_validation():
+    with pytest.raises(gp.InvalidValue, match="no floating-point array"):
+        gp.jax.check(lambda i: i * 2, jnp.arange(3))
+    with pytest.raises(gp.InvalidArgument, match="`argnums` must be argument positions"):
+        gp.jax.check(jnp.sin, X, argnums=3)
+    with pytest.raises(gp.InvalidArgument, match="`oracle` must be 'differences' or 'forward'"):
+        gp.jax.check(jnp.sin, X, oracle="jvp")
+    with pytest.raises(gp.InvalidArgument, match="`fn` must be callable"):
+        gp.jax.check(None, X)

@@ -1,0 +1,354 @@
+"""gp.torch.check and gp.torch.check_module: custom autograd Functions, modules, oracle='forward'."""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="PyTorch is not installed (pip install gradprobe[torch])")
+
+import gradprobe as gp  # noqa: E402
+
+DTYPES = [torch.float32, torch.float64]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # Tiny tensors gain nothing from intra-op threads, and on a loaded 2-core machine
+    # OpenMP's waiting threads make a (6, 5) batch norm take 70 ms instead of 15 us.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+DTYPE_IDS = ["float32", "float64"]
+
+
+class Linear(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, W, b):
+        ctx.save_for_backward(x, W)
+        return x @ W.T + b
+
+    @staticmethod
+    def backward(ctx, g):
+        x, W = ctx.saved_tensors
+        return g @ W, g.T @ x, g.sum(0)
+
+
+class LinearBiasBug(Linear):
+    @staticmethod
+    def backward(ctx, g):
+        x, W = ctx.saved_tensors
+        return g @ W, g.T @ x, g.mean(0)  # mean instead of sum over the batch
+
+
+def linear_inputs(dtype, requires_grad=(True, True, True)):
+    generator = torch.Generator().manual_seed(0)
+    shapes = [(5, 3), (4, 3), (4,)]
+    return tuple(
+        torch.randn(s, generator=generator, dtype=torch.float64).to(dtype).requires_grad_(r)
+        for s, r in zip(shapes, requires_grad)
+    )
+
+
+def linear(x, W, b):
+    return Linear.apply(x, W, b)
+
+
+def linear_bias_bug(x, W, b):
+    return LinearBiasBug.apply(x, W, b)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_custom_function_right_and_wrong_in_its_own_dtype(dtype):
+    seen = []
+
+    def recording(x, W, b):
+        seen.append((x.dtype, x.device))
+        return linear(x, W, b)
+
+    inputs = linear_inputs(dtype)
+    report = gp.torch.check(recording, *inputs)
+    assert report.status == "pass", report
+    assert list(report.tensors) == ["x", "W", "b"]  # named after fn's parameters
+    assert all(d == (dtype, inputs[0].device) for d in seen)  # evaluated in float32 when given float32
+    wrong = gp.torch.check(linear_bias_bug, *linear_inputs(dtype))
+    assert wrong.status == "fail" and wrong.failing == ("b",)
+    assert wrong.tensors["b"].scale == pytest.approx(1 / 5, rel=1e-3)  # the 1/m of the mean
+
+
+def test_unnamed_inputs_and_the_cotangent_note():
+    report = gp.torch.check(Linear.apply, *linear_inputs(torch.float64))
+    assert list(report.tensors) == ["input0", "input1", "input2"]
+    assert any("cotangent" in note for note in report.notes)
+
+
+def test_inputs_without_requires_grad_are_skipped_and_listed():
+    x, W, b = linear_inputs(torch.float64, requires_grad=(False, True, True))
+    index = torch.tensor([0, 2, 2])
+
+    def gathered(x, W, b, index):
+        return linear(x, W, b)[index]
+
+    report = gp.torch.check(gathered, x, W, b, index)
+    assert report.ok and list(report.tensors) == ["W", "b"]
+    assert any("`x` (requires_grad=False)" in note and "`index` (dtype torch.int64)" in note for note in report.notes)
+
+
+def test_nothing_to_check_is_an_error():
+    with pytest.raises(gp.InvalidValue, match=r"no tensor in `inputs` requires grad.*requires_grad_\(\)"):
+        gp.torch.check(torch.sin, torch.ones(3))
+
+
+def test_unsupported_dtype_is_an_error():
+    with pytest.raises(gp.InvalidArgument, match="dtype torch.bfloat16"):
+        gp.torch.check(torch.sin, torch.ones(3, dtype=torch.bfloat16, requires_grad=True))
+
+
+def test_scalar_output_is_the_gradient_itself():
+    x = torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64, requires_grad=True)
+    report = gp.torch.check(lambda x: (x**3).sum(), x)
+    assert report.ok and not report.notes
+    assert np.allclose(report.tensors["x"].analytic, 3 * x.detach().numpy() ** 2)
+
+
+def test_tuple_outputs_with_integer_parts():
+    x = torch.tensor([0.3, -1.2, 2.5, 0.9], dtype=torch.float64, requires_grad=True)
+    assert gp.torch.check(lambda x: torch.sort(x * x), x).ok  # (values, int64 indices)
+    assert gp.torch.check(lambda x: (x.sin(), x.exp() * 2), x).ok
+
+
+def test_inputs_are_not_modified_and_the_rng_state_is_kept():
+    inputs = linear_inputs(torch.float32)
+    before = [t.detach().clone() for t in inputs]
+    state = torch.random.get_rng_state()
+    gp.torch.check(linear, *inputs)
+    assert all(torch.equal(a, b) for a, b in zip(before, inputs))
+    assert all(t.grad is None for t in inputs)
+    assert torch.equal(state, torch.random.get_rng_state())
+
+
+def test_torch_randomness_is_held_fixed_between_evaluations():
+    x = torch.linspace(-1, 1, 12, dtype=torch.float64, requires_grad=True)
+    report = gp.torch.check(lambda x: torch.nn.functional.dropout(x.sin(), 0.5, training=True), x)
+    assert report.ok and not any("non-deterministic" in note for note in report.notes)
+
+
+class JitteryRowSum(torch.autograd.Function):
+    """Row sums with a random relative jitter of 1e-5 on every call (like GPU atomics, only louder,
+    so that two calls never agree by chance); the backward is exact."""
+
+    rng = np.random.default_rng()
+
+    @staticmethod
+    def forward(ctx, x):
+        jitter = torch.as_tensor(1 + 1e-5 * JitteryRowSum.rng.standard_normal(x.shape[0]), dtype=x.dtype)
+        return x.sum(-1) * jitter
+
+    @staticmethod
+    def backward(ctx, g):
+        return g[:, None].expand(-1, 16).clone()
+
+
+def test_non_deterministic_function_is_noted_not_failed():
+    x = torch.linspace(-2, 3, 32).reshape(2, 16).requires_grad_()
+    report = gp.torch.check(JitteryRowSum.apply, x)
+    assert report.status != "fail", report
+    assert any("non-deterministic" in note for note in report.notes)
+
+
+# -- modules ---------------------------------------------------------------------------------------
+
+
+class MLP(torch.nn.Module):
+    def __init__(self, dropout=0.0, batchnorm=False):
+        super().__init__()
+        torch.manual_seed(0)
+        self.layers = torch.nn.Sequential(
+            torch.nn.Linear(3, 5),
+            torch.nn.Tanh(),
+            torch.nn.BatchNorm1d(5) if batchnorm else torch.nn.Identity(),
+            torch.nn.Dropout(dropout),
+            torch.nn.Linear(5, 2),
+        )
+
+    def forward(self, x):
+        return self.layers(x)
+
+
+def batch():
+    generator = torch.Generator().manual_seed(1)
+    return torch.randn(6, 3, generator=generator), torch.randn(6, 2, generator=generator)
+
+
+def snapshot(module):
+    return {name: t.detach().clone() for name, t in [*module.named_parameters(), *module.named_buffers()]}
+
+
+def test_module_parameters_are_named_and_checked():
+    model = MLP().eval()
+    report = gp.torch.check_module(model, torch.nn.MSELoss(), *batch())
+    assert report.ok, report
+    assert list(report.tensors) == ["layers.0.weight", "layers.0.bias", "layers.4.weight", "layers.4.bias"]
+    assert report.tensors["layers.0.weight"].shape == (5, 3)
+
+
+def test_module_with_a_wrong_custom_backward_is_blamed():
+    class BuggyLinear(torch.nn.Linear):
+        def forward(self, x):
+            return LinearBiasBug.apply(x, self.weight, self.bias)
+
+    model = torch.nn.Sequential(BuggyLinear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1))
+    report = gp.torch.check_module(model, lambda out: out.square().sum(), batch()[0])
+    assert report.status == "fail" and report.failing == ("0.bias",)
+
+
+def test_module_is_restored_bit_for_bit_even_when_the_loss_raises():
+    model = MLP(batchnorm=True).train()
+    before = snapshot(model)
+    identities = {name: id(p) for name, p in model.named_parameters()}
+    calls = []
+
+    def vandal(output, target):
+        calls.append(1)
+        with torch.no_grad():  # mess with the real module, then fail midway through the check
+            model.layers[0].weight.mul_(2.0)
+            model.layers[2].running_mean.add_(1.0)
+        if len(calls) == 7:
+            raise RuntimeError("boom")
+        return torch.nn.functional.mse_loss(output, target)
+
+    with pytest.warns(UserWarning, match="train mode"), pytest.raises(gp.UserFunctionError, match="boom"):
+        gp.torch.check_module(model, vandal, *batch())
+    after = snapshot(model)
+    assert all(torch.equal(before[k].view(torch.int32), after[k].view(torch.int32)) for k in before if before[k].is_floating_point())
+    assert {name: id(p) for name, p in model.named_parameters()} == identities
+    assert model.training and all(p.grad is None for p in model.parameters())
+
+
+def test_train_mode_dropout_and_batchnorm_warn_and_still_check():
+    model = MLP(dropout=0.3, batchnorm=True).train()
+    before = snapshot(model)
+    with pytest.warns(UserWarning, match=r"train mode with dropout/batch-norm layers \(layers.2, layers.3\)"):
+        report = gp.torch.check_module(model, torch.nn.MSELoss(), *batch())
+    assert report.ok, report
+    assert any("train mode" in note for note in report.notes)
+    assert all(torch.equal(before[k], v) for k, v in snapshot(model).items())  # running stats untouched
+
+
+def test_frozen_parameters_are_listed():
+    model = MLP().eval()
+    model.layers[0].weight.requires_grad_(False)
+    report = gp.torch.check_module(model, torch.nn.MSELoss(), *batch())
+    assert "layers.0.weight" not in report.tensors
+    assert any("requires_grad=False): layers.0.weight" in note for note in report.notes)
+    assert not model.layers[0].weight.requires_grad
+
+
+def test_module_argument_validation():
+    with pytest.raises(gp.InvalidArgument, match="`module` must be a torch.nn.Module"):
+        gp.torch.check_module(lambda x: x, torch.nn.MSELoss(), torch.ones(2))
+    with pytest.raises(gp.InvalidArgument, match="`loss_fn` must be callable"):
+        gp.torch.check_module(MLP(), None, torch.ones(2, 3))
+
+
+# -- oracle="forward" ------------------------------------------------------------------------------
+
+
+class Softplus(torch.autograd.Function):
+    @staticmethod
+    def forward(x):
+        return torch.nn.functional.softplus(x)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        (x,) = inputs
+        ctx.save_for_backward(x)
+        ctx.save_for_forward(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return g * torch.sigmoid(x)
+
+    @staticmethod
+    def jvp(ctx, t):
+        (x,) = ctx.saved_tensors
+        return t * torch.sigmoid(x)
+
+
+class SoftplusSlightlyOff(Softplus):
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return g * torch.sigmoid(x) * (1 + 2e-5)
+
+
+def test_forward_oracle_checks_a_custom_backward_without_finite_differences():
+    x = torch.linspace(-2, 2, 12).reshape(3, 4).requires_grad_()
+    assert gp.torch.check(Softplus.apply, x, oracle="forward").ok
+    exact = gp.torch.check(SoftplusSlightlyOff.apply, x, oracle="forward")
+    differences = gp.torch.check(SoftplusSlightlyOff.apply, x)
+    assert exact.status == "fail" and exact.method == "forward"
+    assert differences.status == "pass" and exact.resolution < differences.resolution / 2
+
+
+class OldStyleExp(torch.autograd.Function):  # no setup_context: forward AD works, vmap does not
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        ctx.save_for_forward(x)
+        return x.exp()
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * ctx.saved_tensors[0].exp()
+
+    @staticmethod
+    def jvp(ctx, t):
+        return t * ctx.saved_tensors[0].exp()
+
+
+def counting(function):
+    def counted(*args):
+        counted.calls += 1
+        return function(*args)
+
+    counted.calls = 0
+    return counted
+
+
+def test_probes_are_batched_with_vmap_where_exact_and_looped_elsewhere():
+    x = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(4, dtype=torch.float64, requires_grad=True)
+    composite = counting(lambda x, w: torch.nn.functional.layer_norm(x, (4,), w).sin())
+    report = gp.torch.check(composite, x, w)
+    assert report.ok and composite.calls < report.nfev / 4  # many probes per call
+    looped = counting(lambda x, w: torch.nn.functional.layer_norm(x, (4,), w).sin())
+    report = gp.torch.check(looped, x, w, vectorized=False)
+    assert report.ok and looped.calls >= report.nfev
+    old_style = counting(OldStyleExp.apply)
+    report = gp.torch.check(old_style, x)
+    assert report.ok and old_style.calls >= report.nfev
+
+
+def test_forward_oracle_batches_with_vmap_and_falls_back_to_a_loop():
+    x = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(4, dtype=torch.float64, requires_grad=True)
+    composite = counting(lambda x, w: torch.nn.functional.layer_norm(x, (4,), w))
+    report = gp.torch.check(composite, x, w, oracle="forward", vectorized=False)
+    assert report.ok and report.method == "forward"
+    assert composite.calls < report.nfev - 16  # the 2 x 16 tangents took a few batched calls, not 32
+    old_style = counting(OldStyleExp.apply)
+    report = gp.torch.check(old_style, x, oracle="forward", vectorized=False)
+    assert report.ok and old_style.calls >= report.nfev  # one call per tangent
+
+
+def test_forward_oracle_needs_forward_mode():
+    with pytest.raises(gp.InvalidArgument, match=r"needs forward-mode AD.*`jvp` staticmethod"):
+        gp.torch.check(linear, *linear_inputs(torch.float64), oracle="forward")
+    with pytest.raises(gp.InvalidArgument, match="`oracle` must be 'differences' or 'forward'"):
+        gp.torch.check(linear, *linear_inputs(torch.float64), oracle="exact")
+
+
+def test_forward_oracle_on_a_module():
+    report = gp.torch.check_module(MLP().eval().double(), torch.nn.MSELoss(), *(t.double() for t in batch()), oracle="forward")
+    assert report.ok and report.method == "forward"
