@@ -89,8 +89,9 @@ def test_the_same_seed_gives_the_same_report_and_another_seed_another_direction(
 def test_a_dask_cluster_gives_the_serial_report():
     distributed = pytest.importorskip("distributed")
     serial = gp.check(loss, wrong_grad, LARGE, seed=2)
+    # Random ports: a fixed one may be taken by another cluster on the machine.
     with distributed.LocalCluster(
-        n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None
+        n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0", scheduler_port=0
     ) as cluster, distributed.Client(cluster) as client:
         report = gp.check(loss, wrong_grad, LARGE, seed=2, executor=client.get_executor())
     same(serial, report)

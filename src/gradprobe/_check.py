@@ -53,8 +53,6 @@ SPACING_ULPS = 32
 TAYLOR_MOVE, TAYLOR_STEPS = 0.05, 8
 # Probes needed before their own noise measure (median of their fourth-order combinations) counts.
 PROBE_NOISE_MINIMUM = 8
-# A probe with this fraction of its values exactly equal to the loss at the point (and not all) sees a staircase.
-STAIRCASE_FLAT = 0.25
 # A probe that saw no change at all is retried with steps this much larger, at most this often.
 FLAT_GROWTH, FLAT_RETRIES = 64.0, 3
 COMPLEX_STEP = 1e-20
@@ -355,7 +353,9 @@ class _Checker:
             flat = flat[self.analytic[indices[flat]] != 0]
             if not len(flat):
                 break
-            ladder.restart(flat, ladder.steps[flat] * FLAT_GROWTH)
+            # ...but never so large that a half-precision parameter overflows.
+            limit = np.array([np.finfo(self.params.leaf_of(int(i)).dtype).max / 8 for i in indices[flat]])
+            ladder.restart(flat, np.minimum(ladder.steps[flat] * FLAT_GROWTH, limit))
             ladder.descend(flat, until=first)
         assert ladder.estimates is not None
         self._probe_noise(ladder)
@@ -407,17 +407,7 @@ class _Checker:
         measured = (
             noise_from_samples(estimates.noise_samples[quiet]) if quiet.sum() >= PROBE_NOISE_MINIMUM else 0.0
         )
-        # A loss that moves in steps (a sum that cancels to a few ulps of a larger term) is flat
-        # between them: many probe values equal the loss at the point exactly. Its noise is then
-        # the height of a step, whatever the smooth-looking tables said.
-        changes = (ladder.values - ladder.f0)[:, : 2 * fd.window_levels(self.options.method)]  # type: ignore[arg-type]
-        flat = np.sum(changes == 0, axis=1)
-        # A probe that saw both: some values exactly unchanged, others not (a parameter that does
-        # not touch the loss at all sees only the former, a smooth loss only the latter).
-        stairs = (flat >= STAIRCASE_FLAT * changes.shape[1]) & (flat < np.sum(np.isfinite(changes), axis=1))
-        if np.any(stairs):
-            steps = np.abs(changes[stairs])
-            measured = max(measured, float(np.min(steps[np.isfinite(steps) & (steps > 0)])) / 2)
+        measured = max(measured, self._staircase(ladder))
         if measured > ladder.sigma:
             self.notes.append(
                 f"the probes show more noise ({measured:.2e}) than the loss's difference tables ({ladder.sigma:.2e}); "
@@ -425,6 +415,30 @@ class _Checker:
             )
             self.sigma = measured
             ladder.assume_noise(measured)
+
+    def _staircase(self, ladder: Ladder) -> float:
+        """Half the height of the loss's steps, if the probes saw a staircase; else 0.
+
+        A loss that cancels to a few ulps of a larger intermediate (``log(1 + y)`` for tiny
+        ``y``) is flat between steps of one such ulp: some probe values equal the loss at the
+        point exactly, and every change is a whole multiple of one power of two. Its noise is the
+        height of a step, whatever the smooth-looking noise tables said.
+        """
+        changes = (ladder.values - ladder.f0)[:, : 2 * fd.window_levels(self.options.method)]  # type: ignore[arg-type]
+        changes = changes[np.all(np.isfinite(changes), axis=1)]
+        mixed = np.any(changes == 0, axis=1) & np.any(changes != 0, axis=1)
+        if not np.any(mixed):
+            return 0.0
+        sizes = np.abs(changes[mixed])
+        sizes = sizes[sizes > 0]
+        quantum = float(np.min(sizes))
+        power = np.log2(quantum)
+        multiples = sizes / quantum
+        # Whole multiples of a power of two, up to the last bits the final rounding may change.
+        exact = 1e-9 * np.maximum(multiples, 1.0)
+        if abs(power - np.round(power)) <= 1e-9 and np.all(np.abs(multiples - np.round(multiples)) <= exact):
+            return quantum / 2
+        return 0.0
 
     def _check_noise(self, estimates: fd.Estimates, sigma: float, usable: np.ndarray) -> fd.Estimates:
         """Widen the error bars if the probes themselves show more noise than was measured.

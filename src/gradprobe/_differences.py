@@ -2,26 +2,29 @@
 
 A probe evaluates the loss on a *ladder* of symmetric points ``x ± t_k w`` with ``t_k = t / 2**k``
 (level ``k``; ``w`` is the probe's direction, ``t`` its step) plus the shared ``f(x)``. Every
-probe starts with levels 0 and 1; the checker adds finer levels one at a time, only to the probes
-that need them. The estimate comes from the last two or three levels of the ladder (the *window*):
+probe gets levels 0, 1 and 2; the checker adds finer levels one at a time, only to the probes
+that need them (`_probes.Ladder`). The estimate comes from the last three levels of the ladder
+(the *window*; two for ``method="central"``):
 
 * central differences ``D_k = (f(x + t_k w) - f(x - t_k w)) / (2 t_k)``, combined by Richardson
-  extrapolation: ``(4 D_1 - D_0) / 3`` from two levels, ``(64 D_2 - 20 D_1 + D_0) / 45`` from three;
+  extrapolation: ``(64 D_2 - 20 D_1 + D_0) / 45``, or ``(4 D_1 - D_0) / 3`` from the top two
+  levels where that bar is smaller (mild curvature: half the round-off);
 * a **truncation** bound: the change between the estimates of the two finest orders
-  (``|D_0 - D_1| / 3``, the error of ``D_1``; ``|R_0 - R_1| / 15``, the error of the finer
-  two-level extrapolation ``R_1``), which over-states the error of the estimate actually used;
+  (``|R_0 - R_1| / 15``, the error of the finer two-level extrapolation ``R_1``; ``|D_0 - D_1| / 3``,
+  the error of ``D_1``), which over-states the error of the estimate actually used;
 * a **round-off** bound: the standard deviation the estimate inherits from the loss's noise
   ``sigma``, computed exactly from the weights the estimate puts on each evaluation;
-* a **jump**: the one-sided slopes ``(f(x ± t_k w) - f(x)) / ±t_k`` differ by ``f'' t_k`` on a
-  smooth function; extrapolating that difference to ``t = 0`` leaves the jump of the derivative,
-  zero unless a kink (relu at 0, abs at 0, a max with a tie) sits inside the step. A jump larger
-  than `ROUGH` times its own noise marks the probe *rough*: its central differences mix the two
-  sides, and the checker halves the step until the kink is outside it or the probe is at its
-  finest level (then the kink is at the point itself).
+* **jumps**: the one-sided slopes ``(f(x ± t_k w) - f(x)) / ±t_k`` differ by ``f'' t_k`` on a
+  smooth function; combinations of the levels that cancel that leave the jump of the derivative,
+  zero unless a kink (relu at 0, abs at 0, a max with a tie) sits inside the step. Any of them
+  larger than `ROUGH` times its own noise marks the window *rough*: its central differences mix
+  the two sides, and the checker halves the step until the kink is outside it, or the same jump
+  shows in three successive windows (*at the point*), or the probe is at its finest level.
 
-All quantities come from the loss's values over the displacements that the rounded points
-really have; the gradient under test enters only as the analytic value the estimate is compared
-with, so two checks of different gradients at one point see exactly the same numerical side.
+The error bar is `CONFIDENCE` times truncation plus round-off. All quantities come from the loss's
+values over the displacements that the rounded points really have; the gradient under test enters
+only as the analytic value the estimate is compared with, so two checks of different gradients at
+one point see exactly the same numerical side.
 """
 
 from __future__ import annotations
@@ -397,12 +400,14 @@ def element_scales(params) -> np.ndarray:
     return scales
 
 
-#: The largest level-0 step, as a fraction of the parameter's scale.
+#: The largest level-0 step, as a fraction of the parameter's scale (float16: 0.35, see `choose_steps`).
 MAX_RELATIVE_STEP = 0.1
-# Step rule t/s = (C eta)**(1/p): for Richardson over three levels the bound |R_0 - R_1| / 15
-# grows like t**4 and the round-off like 4.1 sigma / t; with derivatives that vary on the scale
-# of the parameter (f^(5) ~ g / s**4) they balance at C = 7800, p = 5. Central differences bound
-# their error by |D_0 - D_1| / 3 ~ t**2 against 1.4 sigma / t: C = 17, p = 3.
+# Step rule t/s = (C eta)**(1/p). Richardson over three levels: its own truncation bound grows like
+# t**4 and would allow t/s = (7800 eta)**(1/5), but the kink test's two-level jump estimates keep a
+# smooth part f'''' t**3 / 16 that must stay below their noise (~8 sigma / t) or every probe looks
+# rough: with derivatives varying on the parameter's scale (f'''' ~ g / s**3) that is t/s below
+# about (130 eta)**(1/4). Central differences bound their error by |D_0 - D_1| / 3 ~ t**2 against
+# 1.4 sigma / t: C = 17, p = 3.
 _STEP_RULE = {"richardson": (100.0, 4), "central": (17.0, 3)}
 
 
@@ -412,7 +417,7 @@ def choose_steps(params, sigma: float, gradient: np.ndarray, method: Method) -> 
     ``eta = sigma / (s g)`` is the loss's noise relative to the change a step of the parameter's
     scale ``s`` makes along its tensor's typical gradient ``g``; the relative step grows with it
     as ``(C eta)**(1/p)`` (see `_STEP_RULE`), between ``eps**(1/p)`` of the parameter's dtype and
-    `MAX_RELATIVE_STEP`, rounded to the grid ``2**(k + 1/2)``. The ladder then halves the step
+    `MAX_RELATIVE_STEP` (or ``2 eps**(1/4)`` if larger: float16), rounded to the grid ``2**(k + 1/2)``. The ladder then halves the step
     wherever that was too coarse.
 
     Examples
@@ -430,9 +435,11 @@ def choose_steps(params, sigma: float, gradient: np.ndarray, method: Method) -> 
         s = scales[leaf.slice]
         g_typical = rms(gradient[leaf.slice])
         lowest = float(np.finfo(leaf.dtype).eps) ** (1 / power)
+        # Half precision is so noisy that only a wider step resolves anything.
+        largest = max(MAX_RELATIVE_STEP, 2 * float(np.finfo(leaf.dtype).eps) ** 0.25)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             eta = sigma / (s * g_typical) if g_typical > 0 else np.full_like(s, np.inf)
-            relative = np.clip((constant * np.nan_to_num(eta, nan=np.inf)) ** (1 / power), lowest, MAX_RELATIVE_STEP)
+            relative = np.clip((constant * np.nan_to_num(eta, nan=np.inf)) ** (1 / power), lowest, largest)
         # On a fixed geometric grid, so that a gradient that differs a little (a small bug) almost
         # always gets the very same steps, hence the very same numerical side. Not powers of two:
         # points on a binary grid round in a regular pattern that the noise model does not expect.

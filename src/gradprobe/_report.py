@@ -29,8 +29,9 @@ class Coverage:
     not_covered : one line per gap the budget left ("b3: not checked", "W1: 120 of 960
         elements checked", "W2: wrong elements not named, they lie in (12, 0) .. (15, 99)").
     evaluations : loss evaluations per phase, in order: "setup" (the starting point and the
-        noise estimate), then "coordinates", or "verdict" (random directions) and "localization"
-        (naming wrong elements, including the Taylor-slope diagnosis).
+        noise estimate), then "coordinates", or "verdict" (random directions, until pass or fail
+        is known) and "localization" (which tensors, then which elements, are wrong, and the
+        Taylor-slope diagnosis).
     """
 
     complete: bool = True
