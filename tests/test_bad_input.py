@@ -915,7 +915,7 @@ def _():
         ("rtol", float("nan"), "`rtol` must be a number"),
         ("seed", -3, "`seed` must be a non-negative int"),
         ("seed", 1.5, "`seed` must be a non-negative int"),
-        ("shadow", "yes", "`shadow` must be True or False"),
+        ("shadow", "yes", "`shadow` must be True, False or None"),
         ("batch_size", 0, "`batch_size` must be a positive int"),
     ]:
         rejects_before_work(square, double, X, gp.GradprobeError, option, message, **{option: value})
@@ -1418,10 +1418,6 @@ def _():
 KNOWN_ISSUES = {
     "float16-large-values": "numerics (issue 3): probes of float16 parameters near 1e3 step past float16's "
     "range (RuntimeWarning: overflow in _probes.round_at) when the gradient is zero",
-    "subnormal-beside-float16": "numerics (issue 3): the error bar CONFIDENCE * (truncation + roundoff) "
-    "overflows (RuntimeWarning in _differences.finite_differences) for subnormal parameters",
-    "loss-oscillates-between-floats": "numerics (issue 3): sin at 1e30 (floats 1e14 apart) FAILs its exact "
-    "gradient instead of saying inconclusive",
     "strategy-directional-invisible-tensor": "strategies (issue 4): strategy='directional' PASSes a tensor "
     "at resolution 1.8e78 where strategy='full' says inconclusive",
     "strategy-directional-subnormal": "strategies (issue 4): ZeroDivisionError in _directional.evaluate_level "

@@ -79,7 +79,7 @@ def test_functions_must_be_callable(argument):
         ("method", "forward", "`method` must be one of"),
         ("rtol", -1.0, r"`rtol` must be a number in \[0, 1\)"),
         ("seed", -3, "`seed` must be a non-negative int"),
-        ("shadow", "yes", "`shadow` must be True or False"),
+        ("shadow", "yes", "`shadow` must be True, False or None"),
         ("batch_size", 0, "`batch_size` must be a positive int"),
         ("budget", 1.5, r"`budget` must be an int number of loss evaluations .* got 1.5"),
         ("budget", 5, "`budget` of 5 evaluations is too small"),

@@ -75,6 +75,53 @@ def test_custom_function_right_and_wrong_in_its_own_dtype(dtype):
     assert wrong.tensors["b"].scale == pytest.approx(1 / 5, rel=1e-3)  # the 1/m of the mean
 
 
+class LeakyReluFloat32Slope(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return torch.where(x > 0, x, 0.1 * x)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return g * torch.where(x > 0, 1.0, 0.1).to(g.dtype)  # two Python scalars: a float32 slope
+
+
+def test_a_float32_constant_in_a_float64_backward_is_caught():
+    # The slope is 0.1f = 0.10000000149: 1.5e-8 relative off in float64 (gradcheck's rtol is 1e-3),
+    # exactly right in float32.
+    x = torch.tensor([-0.7, 0.4, -1.9, 1.3, -0.05, 2.2], dtype=torch.float64, requires_grad=True)
+    report = gp.torch.check(LeakyReluFloat32Slope.apply, x)
+    assert report.status == "fail", report
+    assert report.tensors["input0"].counts["fail"] == 3  # the three negative elements
+    assert gp.torch.check(LeakyReluFloat32Slope.apply, x.detach().float().requires_grad_()).status == "pass"
+
+
+class MaxPoolArgmax(torch.autograd.Function):
+    """Max over windows of 3; a tied maximum's gradient goes to the first tied element."""
+
+    @staticmethod
+    def forward(ctx, x):
+        values, index = x.reshape(-1, 3).max(-1)
+        ctx.save_for_backward(index)
+        return values
+
+    @staticmethod
+    def backward(ctx, g):
+        (index,) = ctx.saved_tensors
+        return torch.zeros(len(g), 3, dtype=g.dtype).scatter_(1, index[:, None], g[:, None]).reshape(-1)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_exact_ties_are_kinks_not_failures(dtype):
+    # At a 2-way tie the one-sided derivatives are 0 and 1: argmax routing is as valid as an even
+    # split, so the tied elements are listed as kinks and the check cannot pass or fail.
+    x = torch.tensor([1.5, 1.5, -0.5, 0.5, -1.0, 2.0], dtype=dtype, requires_grad=True)
+    report = gp.torch.check(MaxPoolArgmax.apply, x)
+    assert report.status == "inconclusive", report
+    assert sorted(report.tensors["input0"].kinks) == [(0,), (1,)]
+
+
 def test_unnamed_inputs_and_the_cotangent_note():
     report = gp.torch.check(Linear.apply, *linear_inputs(torch.float64))
     assert list(report.tensors) == ["input0", "input1", "input2"]

@@ -7,10 +7,10 @@ Run from the repository root:
 
 PyTorch: the 15 custom ``torch.autograd.Function`` ops of `torch_ops` (each correct and with a
 planted bug), in float64 and float32, checked by ``torch.autograd.gradcheck`` with its defaults
-(slow mode and ``fast_mode=True``) and by ``gp.torch.check`` with its defaults. One extra row,
-``leaky_relu (f64 slope)``, is the leaky ReLU whose backward keeps its 0.1 slope in the input's
-dtype (the `torch_ops` version builds it with ``torch.where(x > 0, 1.0, 0.1)``, which is a
-float32 tensor, so its float64 gradient is off by 1.5e-8 relative).
+(slow mode and ``fast_mode=True``) and by ``gp.torch.check`` with its defaults. Then the three
+`torch_ops.extra_cases` (max-pool at exact ties, with an even split and with argmax routing; the
+leaky ReLU whose slope is a float32 tensor), reported on their own and not counted: what each tool
+says about them, not a score.
 
 JAX: the 7 ``jax.custom_vjp`` ops of `jax_ops`, checked by
 ``jax.test_util.check_grads(fn, args, order=1, modes=["rev"])`` (reverse mode only: a custom_vjp
@@ -52,6 +52,8 @@ class Outcome:
     blamed: tuple[int, ...] = ()
     detail: str = ""
     kinks: int = 0
+    difference: float = float("nan")  # gradprobe: the report's difference and resolution
+    resolution: float = float("nan")
     times: list[float] = field(default_factory=list)
     verdicts_seen: set[str] = field(default_factory=set)
 
@@ -103,61 +105,41 @@ def _gradprobe_torch(fn, make_inputs, dtype) -> Outcome:
     kinks = sum(len(t.kinks) for t in report.tensors.values())
     reasons = sorted({t.reason for t in report.tensors.values() if t.reason})
     detail = ", ".join(
-        [*(f"{n}: {report.tensors[n].diagnosis}" for n in report.failing), *(f"({r})" for r in reasons)]
+        [*(f"{n}: {report.tensors[n].diagnosis}" for n in report.failing), *(f"reason: {r}" for r in reasons)]
         + ([f"{kinks} at kinks"] if kinks else [])
         + (["noted non-deterministic"] if any("non-deterministic" in note for note in report.notes) else [])
     )
-    return Outcome(report.status if report.status != "fail" else "FAIL", blamed, detail, kinks)
+    status = report.status if report.status != "fail" else "FAIL"
+    return Outcome(status, blamed, detail, kinks, report.difference, report.resolution)
 
 
-def _fixed_leaky_relu():
-    """The leaky ReLU of `torch_ops` with its slope built in the gradient's dtype."""
-    import torch
-
-    from benchmarks.frameworks import torch_ops
-
-    class LeakyReluExactSlope(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, x):
-            ctx.save_for_backward(x)
-            return torch.where(x > 0, x, 0.1 * x)
-
-        @staticmethod
-        def backward(ctx, g):
-            (x,) = ctx.saved_tensors
-            return g * torch.where(x > 0, torch.ones_like(g), torch.full_like(g, 0.1))
-
-    original = next(op for op in torch_ops.ops() if op.name == "leaky_relu_near_kink")
-    return torch_ops.TorchOp(
-        "leaky_relu (f64 slope)",
-        lambda x: LeakyReluExactSlope.apply(x),
-        original.buggy_fn,
-        original.bug,
-        original.buggy_input,
-        original.make_inputs,
-    )
+def _torch_tools(fn, make_inputs, dtype, repeats: int) -> dict[str, Outcome]:
+    return {
+        "gradcheck slow": _timed(lambda: _gradcheck(fn, make_inputs, dtype, False), repeats),
+        "gradcheck fast": _timed(lambda: _gradcheck(fn, make_inputs, dtype, True), repeats),
+        "gradprobe": _timed(lambda: _gradprobe_torch(fn, make_inputs, dtype), repeats),
+    }
 
 
-def run_torch(repeats: int) -> dict:
+def run_torch(repeats: int) -> tuple[dict, dict]:
+    """(pairs, extras): pairs[(dtype, op, 'correct'|'buggy')] = (op, row); extras[(dtype, case)] = (case, row)."""
     import torch
 
     from benchmarks.frameworks import torch_ops
 
     torch.set_num_threads(1)
-    cases = [*torch_ops.ops(), _fixed_leaky_relu()]
-    results = {}
+    results, extras = {}, {}
     for dtype in (torch.float64, torch.float32):
-        for op in cases:
+        label = str(dtype).removeprefix("torch.")
+        for op in torch_ops.ops():
             for kind, fn in (("correct", op.fn), ("buggy", op.buggy_fn)):
-                row = {
-                    "gradcheck slow": _timed(lambda: _gradcheck(fn, op.make_inputs, dtype, False), repeats),
-                    "gradcheck fast": _timed(lambda: _gradcheck(fn, op.make_inputs, dtype, True), repeats),
-                    "gradprobe": _timed(lambda: _gradprobe_torch(fn, op.make_inputs, dtype), repeats),
-                }
-                results[(str(dtype).removeprefix("torch."), op.name, kind)] = (op, row)
+                results[(label, op.name, kind)] = (op, _torch_tools(fn, op.make_inputs, dtype, repeats))
                 print(".", end="", flush=True, file=sys.stderr)
+        for case in torch_ops.extra_cases():
+            extras[(label, case.name)] = (case, _torch_tools(case.fn, case.make_inputs, dtype, repeats))
+            print(".", end="", flush=True, file=sys.stderr)
     print(file=sys.stderr)
-    return results
+    return results, extras
 
 
 # -- jax -------------------------------------------------------------------------------------------
@@ -222,7 +204,7 @@ def _cell(outcome: Outcome, kind: str, culprit: int, names: list[str]) -> str:
         if outcome.kinks:
             text += f" ({outcome.kinks} at kinks)"
     else:
-        text = verdict
+        text = verdict + (f" ({outcome.kinks} at kinks)" if outcome.kinks else "")
     if len(outcome.verdicts_seen) > 1:
         text += f" (varies: {'/'.join(sorted(outcome.verdicts_seen))})"
     return text
@@ -338,36 +320,77 @@ def jax_tables(results: dict) -> list[str]:
     return lines
 
 
-def reading(torch_results: dict | None) -> list[str]:
-    """What the two cases that need explaining got, in this run's words."""
-    if torch_results is None:
+def extra_tables(extras: dict) -> list[str]:
+    """The extra cases: one row per function, what each tool said in each dtype (not a score)."""
+    tools = ["gradcheck slow", "gradcheck fast", "gradprobe"]
+    lines = [
+        "#### PyTorch, extra cases (not counted above)",
+        "",
+        "| case | backward | " + " | ".join(f"{t}: float64 / float32" for t in tools)
+        + " | gradprobe expected | ms float64: slow / fast / gradprobe |",
+        "|---|---|" + "---|" * (len(tools) + 2),
+    ]
+    names = list(dict.fromkeys(name for _, name in extras))
+    for name in names:
+        case = extras[("float64", name)][0]
+        cells = []
+        for tool in tools:
+            said = []
+            for dtype in ("float64", "float32"):
+                outcome = extras[(dtype, name)][1][tool]
+                text = outcome.verdict + (" (x)" if outcome.verdict == "FAIL" and outcome.blamed else "")
+                if outcome.kinks:
+                    text += f" ({outcome.kinks} at kinks)"
+                if len(outcome.verdicts_seen) > 1:
+                    text += f" (varies: {'/'.join(sorted(outcome.verdicts_seen))})"
+                said.append(text)
+            cells.append(" / ".join(said))
+        times = " / ".join(f"{extras[('float64', name)][1][t].median_ms:.1f}" for t in tools)
+        lines.append(f"| {name} | {case.what} | " + " | ".join(cells) + f" | {case.expected} | {times} |")
+    lines.append("")
+    return lines
+
+
+def reading(torch_results: dict | None, extras: dict | None) -> list[str]:
+    """What the extra cases are for, in this run's words."""
+    if torch_results is None or extras is None:
         return []
 
-    def said(dtype: str, name: str, kind: str) -> str:
-        key = (dtype, name, kind)
-        if key not in torch_results:
+    def said(dtype: str, name: str, tool: str = "gradprobe") -> str:
+        key = (dtype, name)
+        if key not in extras:
             return "not run"
-        outcome = torch_results[key][1]["gradprobe"]
-        return outcome.verdict + (f" ({outcome.detail})" if outcome.detail else "")
+        outcome = extras[key][1][tool]
+        return outcome.verdict + (f", {outcome.detail}" if outcome.detail and tool == "gradprobe" else "")
 
+    slope = extras.get(("float64", "leaky_relu_f32_slope"))
+    resolution = f"{slope[1]['gradprobe'].resolution:.1e}" if slope else "?"
     return [
-        "Two cases need a word:",
+        "Besides the 15 correct/buggy pairs, three extra cases are reported on their own (last table),",
+        "since no score applies to them:",
         "",
-        "- `leaky_relu_near_kink`, correct, float64 (gradprobe: "
-        f"{said('float64', 'leaky_relu_near_kink', 'correct')}): its backward builds the slope with",
-        "  `torch.where(x > 0, 1.0, 0.1)`, a float32 tensor, so for float64 inputs the gradient of every",
-        "  negative element is 0.10000000149 instead of 0.1, 1.5e-8 too large: a real error, below gradcheck's",
-        "  rtol=1e-3 and above gradprobe's float64 resolution (about 1e-9). The row `leaky_relu (f64 slope)` is",
-        "  the same op with the slope built in the gradient's dtype (gradprobe: "
-        f"{said('float64', 'leaky_relu (f64 slope)', 'correct')}).",
-        "- `maxpool1d_ties`, buggy (gradprobe: float64 "
-        f"{said('float64', 'maxpool1d_ties', 'buggy')}; float32 {said('float32', 'maxpool1d_ties', 'buggy')}):",
-        "  the backward routes a tied maximum's gradient to the first tied element (what argmax-based",
-        "  max-pool backwards do) while the forward is symmetric. At an exact tie the loss has a kink: the",
-        "  one-sided derivatives are 0 and 1, and both the even split (1/2, 1/2) and the argmax choice (1, 0)",
-        "  are valid one-sided gradients. gradcheck's central difference sees 1/2 and calls the argmax choice",
-        "  wrong; gradprobe lists the tied elements as kinks instead of failing them. A `pass` there is counted",
-        "  as a miss, since the benchmark defines the even split as the right answer.",
+        "- **gradprobe found a bug in our own \"correct\" op that gradcheck passed.** The first version of",
+        "  `leaky_relu_near_kink`'s correct backward built its slope with `torch.where(x > 0, 1.0, 0.1)`: two",
+        "  Python scalars make a float32 tensor, so for float64 inputs every negative element got the slope",
+        "  0.10000000149 instead of 0.1, 1.5e-8 relative too large. gradcheck passes it in float64 (slow: "
+        f"{said('float64', 'leaky_relu_f32_slope', 'gradcheck slow')},",
+        f"  fast: {said('float64', 'leaky_relu_f32_slope', 'gradcheck fast')}; the error is far below its rtol=1e-3);"
+        f" gradprobe fails it (float64: {said('float64', 'leaky_relu_f32_slope')};",
+        f"  its resolution there is {resolution}). The op in the tables above now builds its slope in x's dtype",
+        "  (`torch.full_like(x, 0.1)`); the float32-slope version is kept as the extra case",
+        "  `leaky_relu_f32_slope`, expected to fail in float64 and to pass in float32, where 0.1f is the right",
+        f"  slope (gradprobe, float32: {said('float32', 'leaky_relu_f32_slope')}).",
+        "- `maxpool1d_ties`: max-pool (kernel 3, stride 3) on inputs with exact 2-way ties at window maxima.",
+        "  At an exact tie the loss has a kink: its one-sided derivatives are 0 and 1, so both the even split",
+        "  (1/2, 1/2) and argmax routing (1, 0) are valid one-sided gradients, and no finite-difference checker",
+        "  can call either wrong. gradprobe lists the tied elements as kinks and gives no verdict for both",
+        f"  (even split, float64: {said('float64', 'maxpool1d_ties, even split')}; argmax, float64:",
+        f"  {said('float64', 'maxpool1d_ties, argmax')}): correct behaviour, not a miss. gradcheck's central",
+        "  difference sees 1/2 at a tie, so it passes the even split and fails argmax routing (which is what",
+        "  `torch.nn.functional.max_pool1d`'s own backward does). The `maxpool1d` pair in the tables above has a",
+        "  genuine bug instead: overlapping windows (kernel 3, stride 2) on inputs without ties (values at least",
+        "  0.2 apart), six elements that are the maximum of both windows they belong to, and a backward that",
+        "  scatters with overwrite instead of scatter_add, so those six get one window's gradient only.",
     ]
 
 
@@ -381,7 +404,8 @@ def machine() -> str:
     return ", ".join(parts)
 
 
-def section(torch_results: dict | None, jax_results: dict | None, repeats: int) -> str:
+def section(torch_results: tuple[dict, dict] | None, jax_results: dict | None, repeats: int) -> str:
+    pairs, extras = torch_results if torch_results is not None else (None, None)
     lines = [
         "## Frameworks",
         "",
@@ -394,11 +418,12 @@ def section(torch_results: dict | None, jax_results: dict | None, repeats: int) 
         "decide. Times are medians over the repeats, in milliseconds per check (PyTorch: per op, the median of",
         "its correct and buggy check). `check_grads` names no argument, so its blame column is empty.",
         "",
-        *reading(torch_results),
+        *reading(pairs, extras),
         "",
     ]
-    if torch_results is not None:
-        lines += torch_tables(torch_results)
+    if pairs is not None:
+        lines += torch_tables(pairs)
+        lines += extra_tables(extras)
     if jax_results is not None:
         lines += jax_tables(jax_results)
     return "\n".join(lines).rstrip() + "\n"
@@ -413,6 +438,11 @@ def write_section(path: str, text: str) -> None:
     else:
         following = existing.find("\n## ", start + 1)
         tail = existing[following:] if following >= 0 else ""
+        # The GPU run (`gpu_check.py` on a device machine) is recorded by hand: keep it.
+        old = existing[start : following if following >= 0 else len(existing)]
+        kept = old.find("\n### On a GPU")
+        if kept >= 0:
+            text = text.rstrip() + "\n" + old[kept:].rstrip() + "\n"
         updated = existing[: start + 1] + text + tail
     with open(path, "w") as handle:
         handle.write(updated)

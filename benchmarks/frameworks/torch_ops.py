@@ -14,12 +14,20 @@ Conventions worth knowing when using these cases:
   by ``fn``/``buggy_fn`` and are not part of the inputs.
 * Outputs may be non-scalar; the checker is expected to use random
   cotangents.
-* ``maxpool1d_ties`` has exact 2-way ties at window maxima.  Central finite
-  differences see a derivative of 1/2 for each element of a 2-way tie, so the
-  "correct" backward splits the gradient evenly between the tied elements; the
-  buggy one routes it all to the first tied element (what an argmax-based
-  backward does).  Note that this is a valid subgradient, so the "bug" is a
-  convention mismatch with the forward's even tie-splitting.
+* ``maxpool1d`` uses overlapping windows (kernel 3, stride 2) on inputs with
+  no ties (values at least 0.1 apart), chosen so that several elements are
+  the maximum of both windows they belong to; the buggy backward scatters
+  with overwrite instead of accumulating, so those elements get the gradient
+  of one window only.
+* ``extra_cases()`` holds three single-function cases that are not part of
+  the correct/buggy pairs, because no finite-difference checker can or should
+  get them "right": ``maxpool1d_ties`` (exact 2-way ties at window maxima,
+  backward splitting the gradient evenly, or routing it all to the first tied
+  element as argmax-based backwards do -- at an exact tie both are valid
+  one-sided derivatives) and ``leaky_relu_f32_slope`` (the leaky ReLU whose
+  backward builds its slope with ``torch.where(x > 0, 1.0, 0.1)``, a float32
+  tensor: in float64 its gradient is 1.5e-8 too large for x < 0, a real
+  dtype bug below gradcheck's rtol).
 * ``nondet_sum`` simulates an atomicAdd-style GPU reduction: the forward adds
   per-chunk partial sums (in the input dtype) in a random order on every call,
   so the result jitters in the last bits; the backward is exact.
@@ -38,7 +46,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-__all__ = ["TorchOp", "ops"]
+__all__ = ["TorchCase", "TorchOp", "extra_cases", "ops"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +58,17 @@ class TorchOp:
     buggy_input: int  # index of the input whose gradient is wrong
     make_inputs: Callable[[torch.dtype], tuple]  # fresh, seeded inputs of the given dtype
     nondeterministic: bool = False
+
+
+@dataclass(frozen=True)
+class TorchCase:
+    """One function on its own (no correct/buggy pair): what each checker says about it."""
+
+    name: str
+    fn: Callable[..., torch.Tensor | tuple]
+    make_inputs: Callable[[torch.dtype], tuple]
+    what: str  # what the backward does
+    expected: str  # what a finite-difference checker can say, and why
 
 
 # --------------------------------------------------------------------------
@@ -390,24 +409,72 @@ def _index_add_inputs(dtype):
 
 
 # --------------------------------------------------------------------------
-# 8. max-pool 1-D (kernel 3, stride 3) with exact 2-way ties
+# 8. max-pool 1-D with overlapping windows (kernel 3, stride 2), no ties
 
-_POOL_K = 3
+_POOL_K, _POOL_STRIDE = 3, 2
 
 
-def _pool_forward(ctx, x):
+class MaxPool1dFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        windows = x.unfold(-1, _POOL_K, _POOL_STRIDE)  # (B, W, K)
+        y, arg = windows.max(-1)
+        starts = torch.arange(windows.shape[-2]) * _POOL_STRIDE
+        ctx.save_for_backward(arg + starts)  # index of each window's maximum in x
+        ctx.shape = x.shape
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        (index,) = ctx.saved_tensors
+        # An element that is the maximum of two overlapping windows gets both gradients.
+        return g.new_zeros(ctx.shape).scatter_add_(-1, index, g)
+
+
+class MaxPool1dBuggyFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return MaxPool1dFn.forward(ctx, x)
+
+    @staticmethod
+    def backward(ctx, g):
+        (index,) = ctx.saved_tensors
+        # BUG: scatter (overwrite) instead of scatter_add: an element that is the maximum of
+        # two overlapping windows keeps the gradient of one of them only.
+        return g.new_zeros(ctx.shape).scatter_(-1, index, g)
+
+
+def _pool_inputs(dtype):
+    g = _gen(108)
+    B, L = 2, 15  # 7 windows of 3, stride 2
+    x = 0.25 * torch.stack([torch.randperm(L, generator=g) for _ in range(B)]).to(torch.float64) - 2.0
+    x = x + 0.05 * torch.rand(B, L, generator=g, dtype=torch.float64)  # values >= 0.2 apart: no ties
+    # Window boundaries (even positions) that are the maximum of both windows sharing them.
+    for row, shared in enumerate(((2, 6, 10), (4, 8, 12))):
+        for k, j in enumerate(shared):
+            x[row, j] = 2.5 + 0.3 * k + 0.05 * torch.rand((), generator=g, dtype=torch.float64)
+    return (_leaf(x, dtype),)
+
+
+# --------------------------------------------------------------------------
+# extra: max-pool 1-D (kernel 3, stride 3) with exact 2-way ties (see the module docstring)
+
+_TIES_K = 3
+
+
+def _ties_forward(ctx, x):
     B, L = x.shape
-    xw = x.reshape(B, L // _POOL_K, _POOL_K)
+    xw = x.reshape(B, L // _TIES_K, _TIES_K)
     y = xw.max(-1).values
     ctx.save_for_backward(xw, y)
     ctx.shape = x.shape
     return y
 
 
-class MaxPool1dFn(torch.autograd.Function):
+class MaxPoolTiesEvenFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x):
-        return _pool_forward(ctx, x)
+        return _ties_forward(ctx, x)
 
     @staticmethod
     def backward(ctx, g):
@@ -417,24 +484,23 @@ class MaxPool1dFn(torch.autograd.Function):
         return dx.reshape(ctx.shape)
 
 
-class MaxPool1dBuggyFn(torch.autograd.Function):
+class MaxPoolTiesFirstFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x):
-        return _pool_forward(ctx, x)
+        return _ties_forward(ctx, x)
 
     @staticmethod
     def backward(ctx, g):
         xw, y = ctx.saved_tensors
         mask = xw == y.unsqueeze(-1)
-        # BUG: all of the gradient to the first tied element (argmax style),
-        # while the forward treats ties symmetrically and finite differences
-        # see 1/2 for each element of a 2-way tie.
+        # All of the gradient to the first tied element (argmax style): at an exact tie the
+        # one-sided derivatives are 0 and 1, so this is as valid as the even split.
         first = mask & (mask.cumsum(-1) == 1)
         dx = first.to(g.dtype) * g.unsqueeze(-1)
         return dx.reshape(ctx.shape)
 
 
-def _pool_inputs(dtype):
+def _ties_inputs(dtype):
     g = _gen(108)
     B, W = 2, 5
     rows = []
@@ -442,7 +508,7 @@ def _pool_inputs(dtype):
         row = []
         for w in range(W):
             # three distinct multiples of 0.5 (exact in every float dtype)
-            vals = 0.5 * torch.randperm(10, generator=g)[:_POOL_K].to(torch.float64) - 2.0
+            vals = 0.5 * torch.randperm(10, generator=g)[:_TIES_K].to(torch.float64) - 2.0
             if (b * W + w) % 2 == 0:  # make an exact 2-way tie at the maximum
                 order = torch.argsort(vals, descending=True)
                 vals[order[1]] = vals[order[0]]
@@ -515,7 +581,9 @@ class LeakyReluFn(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         (x,) = ctx.saved_tensors
-        return g * torch.where(x > 0, 1.0, _LEAK).to(g.dtype)
+        # The slope in x's own dtype: torch.where(x > 0, 1.0, 0.1) would be a float32 tensor,
+        # whose 0.1 is 1.5e-8 off in float64 (see LeakyReluF32SlopeFn).
+        return g * torch.where(x > 0, torch.ones_like(x), torch.full_like(x, _LEAK))
 
 
 class LeakyReluBuggyFn(torch.autograd.Function):
@@ -528,6 +596,21 @@ class LeakyReluBuggyFn(torch.autograd.Function):
     def backward(ctx, g):
         (x,) = ctx.saved_tensors
         return g * (x > 0).to(g.dtype)  # BUG: plain-ReLU mask, negative slope dropped
+
+
+class LeakyReluF32SlopeFn(torch.autograd.Function):
+    """The leaky ReLU as first written here: its slope tensor is float32 whatever x's dtype."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return torch.where(x > 0, x, _LEAK * x)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        # Two Python scalars make a float32 tensor: 0.1 becomes 0.10000000149 (1.5e-8 relative).
+        return g * torch.where(x > 0, 1.0, _LEAK).to(g.dtype)
 
 
 def _leaky_inputs(dtype):
@@ -790,10 +873,10 @@ def ops() -> list[TorchOp]:
             _index_add_inputs,
         ),
         TorchOp(
-            "maxpool1d_ties",
+            "maxpool1d",
             lambda x: MaxPool1dFn.apply(x),
             lambda x: MaxPool1dBuggyFn.apply(x),
-            "all gradient to the first of two tied maxima instead of splitting 1/2-1/2",
+            "scatter instead of scatter_add: a maximum shared by two overlapping windows gets one gradient",
             0,
             _pool_inputs,
         ),
@@ -853,5 +936,32 @@ def ops() -> list[TorchOp]:
             "uses exp(x - max) without normalising by the sum (unnormalised softmax)",
             0,
             _lse_inputs,
+        ),
+    ]
+
+
+def extra_cases() -> list[TorchCase]:
+    """Cases outside the correct/buggy pairs: what each checker says, not a score."""
+    return [
+        TorchCase(
+            "maxpool1d_ties, even split",
+            lambda x: MaxPoolTiesEvenFn.apply(x),
+            _ties_inputs,
+            "exact 2-way ties at window maxima; backward splits a tied maximum's gradient 1/2-1/2",
+            "no verdict: at an exact tie the loss has a kink (one-sided derivatives 0 and 1)",
+        ),
+        TorchCase(
+            "maxpool1d_ties, argmax",
+            lambda x: MaxPoolTiesFirstFn.apply(x),
+            _ties_inputs,
+            "the same ties; backward routes a tied maximum's gradient to the first tied element",
+            "no verdict: an equally valid one-sided derivative at the same kinks",
+        ),
+        TorchCase(
+            "leaky_relu_f32_slope",
+            lambda x: LeakyReluF32SlopeFn.apply(x),
+            _leaky_inputs,
+            "slope built with torch.where(x > 0, 1.0, 0.1), a float32 tensor",
+            "FAIL in float64 (slope 1.5e-8 too large for x < 0), pass in float32 (exact there)",
         ),
     ]

@@ -15,7 +15,12 @@ torch (``torch.autograd.gradcheck``, default settings):
   * float32: outcome only printed (false alarms are expected: gradcheck's
     eps=1e-6 is too small for float32), not asserted;
   * for nondeterministic ops: forward jitter over repeated calls is printed and
-    gradcheck is also run with ``nondet_tol``.
+    gradcheck is also run with ``nondet_tol``;
+  * the extra cases (``torch_ops.extra_cases()``): gradcheck's float64 outcome at
+    exact max-pool ties (even split passes, argmax routing fails: its central
+    difference sees 1/2), and the float32-slope leaky ReLU: its float64
+    gradient is 1.5e-8 relative off autograd's, while the fixed
+    ``leaky_relu_near_kink`` matches autograd to the last bit.
 
 jax (``jax.test_util.check_grads(fn, args, order=1, modes=["rev"])``):
   * float64 (x64 enabled here, not in the library): correct passes, buggy fails;
@@ -217,8 +222,47 @@ def verify_torch() -> bool:
         print("\nnondeterministic ops:")
         for n in notes:
             print("  " + n)
+    ok_all &= verify_torch_extras()
     print(f"\ntorch: {'ALL EXPECTATIONS MET' if ok_all else 'SOME EXPECTATIONS FAILED'}\n")
     return ok_all
+
+
+def verify_torch_extras() -> bool:
+    """The extra cases: gradcheck at exact ties, and the size of the float32-slope error."""
+    import torch
+
+    from benchmarks.frameworks import torch_ops
+
+    extras = {case.name: case for case in torch_ops.extra_cases()}
+    print("\nextra cases (gradcheck defaults; expected outcome in brackets):")
+    ok = True
+    for name, expected in (("maxpool1d_ties, even split", "pass"), ("maxpool1d_ties, argmax", "FAIL")):
+        case = extras[name]
+        got = _torch_gradcheck(case.fn, case.make_inputs(torch.float64))[0]
+        got32 = _torch_gradcheck(case.fn, case.make_inputs(torch.float32))[0]
+        ok &= got == expected
+        print(f"  {name:27} float64 {got:5} [{expected}]  float32 {got32}")
+
+    # Autograd of the plain forward is the reference: 0.1 * x differentiates to exactly 0.1 * g.
+    leaky = next(op for op in torch_ops.ops() if op.name == "leaky_relu_near_kink")
+    (x,) = leaky.make_inputs(torch.float64)
+    g = torch.randn(x.shape, dtype=x.dtype, generator=torch.Generator().manual_seed(0))
+    (reference,) = torch.autograd.grad(torch.where(x > 0, x, 0.1 * x), x, g)
+
+    def off(fn) -> float:
+        (grad,) = torch.autograd.grad(fn(x), x, g)
+        return float(((grad - reference).abs() / reference.abs()).max())
+
+    fixed, f32_slope = off(leaky.fn), off(extras["leaky_relu_f32_slope"].fn)
+    slope_ok = fixed == 0.0 and 1e-8 < f32_slope < 2e-8
+    ok &= slope_ok
+    gc = _torch_gradcheck(extras["leaky_relu_f32_slope"].fn, leaky.make_inputs(torch.float64))[0]
+    print(
+        f"  leaky_relu: largest relative difference from autograd, float64: fixed op {fixed:.1e} [0], "
+        f"leaky_relu_f32_slope {f32_slope:.2e} [1.5e-08]; gradcheck on the latter: {gc} "
+        f"{'ok' if slope_ok else 'MISMATCH'}"
+    )
+    return ok
 
 
 # --------------------------------------------------------------------------

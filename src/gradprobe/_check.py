@@ -15,7 +15,7 @@ from ._diagnosis import diagnose
 from ._errors import GradprobeError, InvalidArgument, UserFunctionError
 from ._matching import flatten_gradient
 from ._noise import SPACING_RATIO, estimate_noise, noise_from_samples
-from ._objective import Objective, require_callable
+from ._objective import LinePoints, Objective, require_callable
 from ._executor import require_sendable
 from ._options import Options, reported_options, validate_options
 from ._oracle import Oracle, as_oracle, exact_estimates
@@ -25,6 +25,7 @@ from ._probes import Ladder, coordinate_points, min_steps, round_at
 from ._report import Coverage, Element, Report, TensorReport
 from ._strategies import DIRECTIONAL_NOISE_TABLES, choose_strategy, expected_evaluations, needs_strategies, run_strategy
 from ._verdict import (
+    ANALYTIC_ULPS,
     ELEMENT_STATUSES,
     FAIL,
     KINK,
@@ -56,6 +57,8 @@ PROBE_NOISE_MINIMUM = 8
 # A probe that saw no change at all is retried with steps this much larger, at most this often.
 FLAT_GROWTH, FLAT_RETRIES = 64.0, 3
 COMPLEX_STEP = 1e-20
+#: Parameters of a dtype with a larger machine epsilon (float16) are probed in float64 by default.
+SHADOW_EPS = 1e-4
 
 
 @dataclass(frozen=True)
@@ -76,7 +79,7 @@ def check(
     method: str = "auto",
     rtol: float | None = None,
     seed: int = 0,
-    shadow: bool = False,
+    shadow: bool | None = None,
     batch_size: int | None = None,
     oracle: Callable[[Any, Any], Any] | None = None,
     budget: int | str | timedelta | None = None,
@@ -113,9 +116,11 @@ def check(
         gradient). By default only the error bars decide.
     seed : int
         Seed for the random directions; the same seed gives the same report.
-    shadow : bool
-        Evaluate the loss in float64 even for lower-precision parameters, to separate a wrong
-        formula from precision loss.
+    shadow : bool, optional
+        Evaluate the loss in float64 even for lower-precision parameters (the gradient under test
+        is still the one `grad` returns for the parameters as given). By default (None) on when a
+        parameter is float16, whose own finite differences cannot resolve a gradient (a note says
+        so; a loss that fails in float64 is evaluated in float16 instead), off otherwise.
     batch_size : int, optional
         The batch size m, so that a factor of m or 1/m is named as such in the diagnosis.
     oracle : callable, optional
@@ -166,14 +171,55 @@ def check(
     user_params = Params(params)
     exact = as_oracle(oracle, user_params, method)
     analytic, ignored = _analytic_gradient(grad, user_params)
-    probed = Params(user_params.build(user_params.values, dtype=np.float64)) if options.shadow else user_params
-    require_sendable(loss, probed, options.executor)
-    objective = Objective(loss, probed, executor=options.executor, vectorized=options.vectorized)
+    objective, f0, notes = _shadowed_objective(loss, user_params, options)
     checker = _Checker(objective, user_params, analytic, options, oracle=exact)
-    with Progress(options.progress, total=expected_evaluations(options, probed.size)) as bar:
+    checker.notes.extend(notes)
+    with Progress(options.progress, total=expected_evaluations(options, user_params.size)) as bar:
         objective.on_evaluation = lambda count: bar.advance(count, objective.probing)
         checker.progress = bar
-        return checker.run(grad, ignored)
+        return checker.run(grad, ignored, f0=f0)
+
+
+def needs_shadow(params: Params) -> bool:
+    """Whether some parameter's dtype is too coarse for finite differences to resolve a gradient.
+
+    A float16 loss carries about 1e-3 relative noise, so its finite differences resolve only about
+    a tenth of the gradient, whatever the step.
+    """
+    return any(float(np.finfo(leaf.dtype).eps) > SHADOW_EPS for leaf in params.leaves)
+
+
+def _shadowed_objective(loss: Callable[[Any], Any], params: Params, options: Options) -> tuple[Objective, float | None, list[str]]:
+    """The objective the probes evaluate: in float64 with `shadow` (by default, for float16 parameters).
+
+    Returns the objective, the loss at the point when it was already evaluated (else None), and notes.
+    """
+    shadow = needs_shadow(params) if options.shadow is None else options.shadow
+    if not shadow:
+        require_sendable(loss, params, options.executor)
+        return Objective(loss, params, executor=options.executor, vectorized=options.vectorized), None, []
+    widened = Params(params.build(params.values, dtype=np.float64))
+    require_sendable(loss, widened, options.executor)
+    objective = Objective(loss, widened, executor=options.executor, vectorized=options.vectorized)
+    if options.shadow:
+        return objective, None, []  # asked for: a loss that fails in float64 is an error
+    coarse = [f"`{leaf.name}`" for leaf in params.leaves if float(np.finfo(leaf.dtype).eps) > SHADOW_EPS]
+    which = f"{', '.join(coarse)} {'is' if len(coarse) == 1 else 'are'} float16"
+    try:
+        f0 = objective.initial()
+    except GradprobeError as error:
+        native = Objective(loss, params, executor=options.executor, vectorized=options.vectorized)
+        native.nfev = objective.nfev  # the failed float64 call counts
+        return native, None, [
+            f"the loss could not be evaluated in float64 ({error}), so it was evaluated in the parameters' own "
+            f"precision ({which}): float16 finite differences resolve only about a tenth of a gradient; make the "
+            "loss accept float64 parameters to check it more finely."
+        ]
+    return objective, f0, [
+        f"the loss was evaluated in float64 ({which}, whose finite differences cannot resolve a gradient); the "
+        "gradient under test is still the one `grad` computed in float16. Pass shadow=False to evaluate the loss "
+        "in float16."
+    ]
 
 
 def _analytic_gradient(grad: Callable[[Any], Any], params: Params) -> tuple[np.ndarray, tuple[str, ...]]:
@@ -206,9 +252,9 @@ class _Checker:
         for leaf in user_params.leaves:
             self.eps[leaf.slice] = np.finfo(leaf.dtype).eps
 
-    def run(self, grad: Callable[[Any], Any], ignored: tuple[str, ...]) -> Report:
-        f0 = self.objective.initial()
-        spread = self._gradient_spread(grad)
+    def run(self, grad: Callable[[Any], Any], ignored: tuple[str, ...], *, f0: float | None = None) -> Report:
+        f0 = self.objective.initial() if f0 is None else f0
+        spread = self._gradient_spread(grad) + self._gradient_rounding(grad)
         strategy = choose_strategy(self.options, self.params.size)
         # Large models: one table (8 evaluations) is most of what a directional verdict costs.
         sigma = self._noise(f0, tables=DIRECTIONAL_NOISE_TABLES) if strategy == "directional" else self._noise(f0)
@@ -229,7 +275,7 @@ class _Checker:
             status=overall_status([t.status for t in tensors.values()]),  # type: ignore[arg-type]
             difference=relative_difference(self.analytic, e.numeric),
             resolution=resolution(
-                undetectable(e, elements.codes, elements.floor), e.numeric, safe_norm(self.analytic)
+                self._undetectable(e, elements.codes, elements.floor), e.numeric, safe_norm(self.analytic)
             ),
             nfev=nfev,
             tensors=tensors,
@@ -255,6 +301,26 @@ class _Checker:
             )
         return spread
 
+    def _gradient_rounding(self, grad: Callable[[Any], Any]) -> np.ndarray:
+        """With the loss evaluated in float64 (`shadow`), the rounding of the gradient under test.
+
+        The numerical side then measures the exact gradient, while `grad` rounds in the
+        parameters' own precision, by more than a fixed number of ulps after a deep backward pass.
+        The same `grad` called in float64 measures that rounding, which is added to the error
+        bars (a wrong formula is just as wrong in float64, so no error hides
+        in it). A `grad` that fails in float64 is left at the fixed floor.
+        """
+        if all(leaf.dtype == user.dtype for leaf, user in zip(self.params.leaves, self.user_params.leaves)):
+            return np.zeros(self.params.size)
+        try:
+            precise, _ = _analytic_gradient(grad, self.params)
+        except GradprobeError:
+            return np.zeros(self.params.size)
+        with np.errstate(invalid="ignore", over="ignore"):
+            rounding = np.abs(precise - self.analytic)
+        # Measured, not estimated: it enters the error bars once (spread is scaled by CONFIDENCE).
+        return np.where(np.isfinite(rounding), rounding, 0.0) / fd.CONFIDENCE
+
     def _noise(self, f0: float, tables: int | None = None) -> float:
         """The loss's noise: ECnoise along random directions, or the spread of repeated calls."""
         if tables is None:
@@ -262,15 +328,22 @@ class _Checker:
         repeats = self.objective.evaluate([(np.array([], dtype=int), np.array([]))] * 2)
         repeat_spread = float(np.max(np.abs(repeats - f0)))
         eps = max(float(np.finfo(leaf.dtype).eps) for leaf in self.params.leaves)
-        indices = np.arange(self.params.size)
+        all_double = all(leaf.dtype == np.float64 for leaf in self.params.leaves)
+        indices = np.arange(self.params.size) if not all_double else None
+        everything = slice(0, self.params.size)
 
         def line() -> Callable[[np.ndarray], np.ndarray]:
             # Random signs and lengths: points on a regular grid can round in a regular pattern,
             # which hides the noise from a difference table.
             lengths = self.rng.uniform(0.5, 1.5, self.params.size)
-            direction = self.rng.choice([-1.0, 1.0], self.params.size) * lengths * fd.element_scales(self.params)
+            direction = self.rng.choice([-1.0, 1.0], self.params.size)
+            direction *= lengths  # in place: this runs over every parameter of a model of millions
+            direction *= fd.element_scales(self.params)
 
             def evaluate(offsets: np.ndarray) -> np.ndarray:
+                if all_double:
+                    # The points are on the table's grid already: nothing to round, nothing to shift.
+                    return self.objective.evaluate(LinePoints(self.params.values, [(everything, direction, offsets)]))
                 intended = [self.params.values + o * direction for o in offsets]
                 moved = [round_at(self.params, indices, p) for p in intended]
                 values = self.objective.evaluate([(indices, m) for m in moved])
@@ -480,6 +553,27 @@ class _Checker:
             scale[leaf.slice] = max(candidates) or overall or 1.0
         return scale
 
+    @staticmethod
+    def _overall_scale(estimates: fd.Estimates) -> float:
+        """The RMS of the whole numerical gradient (its finite elements)."""
+        numeric = estimates.numeric[np.isfinite(estimates.numeric)]
+        return fd.rms(numeric) if numeric.size else 0.0
+
+    def _flat_leaves(self, estimates: fd.Estimates) -> list:
+        """The tensors whose numerical gradient is zero within its error bars (plus rounding on the
+        scale of the whole gradient), while the gradient as a whole is not."""
+        overall = self._overall_scale(estimates)
+        flat = []
+        if not overall > 0:
+            return flat
+        with np.errstate(invalid="ignore", over="ignore"):
+            zero = np.abs(estimates.numeric) <= estimates.error + ANALYTIC_ULPS * self.eps * overall
+        for leaf in self.params.leaves:
+            seen = np.isfinite(estimates.numeric[leaf.slice])
+            if np.any(seen) and np.all(zero[leaf.slice][seen]) and fd.rms(estimates.numeric[leaf.slice][seen]) < overall:
+                flat.append(leaf)
+        return flat
+
     def _judge(self, estimates: fd.Estimates, indices: np.ndarray | None = None, scale_from: fd.Estimates | None = None):
         """Codes and analytic floors for the probes of `indices` (all coordinates by default).
 
@@ -503,12 +597,26 @@ class _Checker:
             else:
                 sizes = []
             typical[leaf.slice] = max([float(np.median(np.abs(analytic))), *sizes])
+        if len(estimates.numeric) == self.params.size:
+            # A tensor the loss does not depend on (a bias before batch norm) has nothing of its own
+            # to measure against: its zeros are resolved, and its analytic rounding excused, on the
+            # scale of the whole gradient (known only once every element has been probed).
+            overall = self._overall_scale(estimates)
+            for leaf in self._flat_leaves(estimates):
+                scale[leaf.slice] = np.maximum(scale[leaf.slice], overall)
+                typical[leaf.slice] = max(typical[leaf.offset], overall)
         floor = analytic_floor(self.analytic[indices], typical[indices], self.eps[indices], self.options.rtol)
         judgement = judge(estimates, scale[indices], floor)
         if getattr(self, "ragged", False):
             # Nothing the finite differences say can be trusted: every element is unresolved.
             return np.where(judgement.codes == NONFINITE, NONFINITE, NOISE).astype(np.int8), floor
         return judgement.codes, floor
+
+    def _undetectable(self, estimates: fd.Estimates, codes: np.ndarray, floor: np.ndarray) -> np.ndarray:
+        """`undetectable`, except that on a ragged loss (no derivative at this precision) anything can hide."""
+        if getattr(self, "ragged", False):
+            return np.full(len(codes), np.inf)
+        return undetectable(estimates, codes, floor)
 
     def _exact(self, spread: np.ndarray) -> _Elements:
         estimates = exact_estimates(self.oracle, self.user_params, self.analytic, spread)  # type: ignore[arg-type]
@@ -556,11 +664,12 @@ class _Checker:
     def _tensor_reports(self, f0: float, elements: _Elements) -> dict[str, TensorReport]:
         e = elements.estimates
         reports = {}
+        flat = {leaf.name for leaf in self._flat_leaves(e)}
         for leaf in self.user_params.leaves:
             part = leaf.slice
             codes = elements.codes[part]
             a, n, err, floor = self.analytic[part], e.numeric[part], e.error[part], elements.floor[part]
-            bound = undetectable(e.take(part), codes, floor)
+            bound = self._undetectable(e.take(part), codes, floor)
             tensor_resolution = resolution(bound, n, safe_norm(a))
             # A tensor whose gradient is tiny next to the others' is judged against the gradient's
             # typical size: missing 10% of almost nothing does not make it inconclusive.
@@ -568,15 +677,25 @@ class _Checker:
             judged = resolution(bound, n, safe_norm(a)) if typical == 0 else min(
                 tensor_resolution, resolution(bound, np.full(leaf.size, typical), 0.0)
             )
-            status, reason = tensor_status(codes, judged, zero=not (np.any(a) or np.any(n) or typical))
+            if leaf.name in flat:
+                # Zero within its error bars: its resolution means something only on the whole gradient's scale.
+                tensor_resolution = judged
+            kink_free = self._undetectable(replace(e.take(part), jump=None), codes, floor)
+            kink_free_judged = min(resolution(kink_free, n, safe_norm(a)), resolution(kink_free, np.full(leaf.size, typical or 1.0), 0.0))
+            status, reason = tensor_status(
+                codes, judged, zero=not (np.any(a) or np.any(n) or typical), kink_free=kink_free_judged
+            )
             gap = np.where(np.isfinite(n), np.abs(a - n), np.inf)
             order = np.argsort(-gap, kind="stable")[:WORST_KEPT]
             worst = tuple(Element(leaf.index(leaf.offset + int(i)), float(a[i]), float(n[i])) for i in order)
             kinks = tuple(leaf.index(leaf.offset + int(i)) for i in np.flatnonzero(codes == KINK))
             diagnosis = slope = None
             if status != "pass":
-                one_sided = (e.left[part], e.right[part])
-                diagnosis = diagnose(leaf.name, leaf.shape, a, n, err, floor, codes, self.options.batch_size, one_sided)
+                at_kink = None if e.at_point is None else (e.is_rough & e.at_point)[part]
+                diagnosis = diagnose(
+                    leaf.name, leaf.shape, a, n, err, floor, codes, self.options.batch_size, at_kink, reason=reason,
+                    tensor_resolution=tensor_resolution, ragged=getattr(self, "ragged", False),
+                )  # fmt: skip
             if status == "fail":
                 slope = self._taylor_slope(f0, leaf, a - n)
             reports[leaf.name] = TensorReport(

@@ -128,7 +128,9 @@ def _load(target: str) -> tuple[Any, Any, Any]:
         raise _InputError(f"cannot load {file!r} as Python; TARGET must be path/to/file.py:NAME.")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module  # so that pickling the user's functions (process pools) works
-    sys.path.insert(0, str(path.resolve().parent))
+    folder = str(path.resolve().parent)
+    if folder not in sys.path:  # the file's own imports resolve as when run as a script
+        sys.path.insert(0, folder)
     try:
         spec.loader.exec_module(module)
     except (KeyboardInterrupt, SystemExit):

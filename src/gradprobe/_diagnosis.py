@@ -3,8 +3,9 @@
 `diagnose` looks, in this order, for: NaN/inf in the gradient or in the loss near the point, an
 all-zero gradient, one constant factor across the tensor (2.00x, 0.25x, 1/m, sign flipped), a
 transpose, failures only at non-differentiable points, and failures confined to some rows,
-columns or elements (named, with their own factor when they share one). Tensors that are
-inconclusive get a diagnosis too (too noisy, every element at a kink).
+columns or elements (named, with their own factor when they share one). A gradient where the
+loss is flat "should be zero". Tensors that are inconclusive get a diagnosis too (too noisy,
+at kinks, no derivative at this precision).
 """
 
 from __future__ import annotations
@@ -25,8 +26,6 @@ LINES = 3
 #: A factor of at least this size that is an exact integer (or its reciprocal) is read as a batch
 #: size rather than a hand-typed constant such as 2 or 4.
 BATCH_LIKE = 10
-#: One-sided slopes that differ by more than this fraction of their size mark a kink.
-KINK_JUMP = 1e-3
 
 
 @dataclass(frozen=True)
@@ -48,7 +47,11 @@ def diagnose(
     floor: np.ndarray,
     codes: np.ndarray,
     batch_size: int | None = None,
-    one_sided: tuple[np.ndarray, np.ndarray] | None = None,
+    at_kink: np.ndarray | None = None,
+    *,
+    reason: str | None = None,
+    tensor_resolution: float | None = None,
+    ragged: bool = False,
 ) -> Diagnosis:
     """Name the shape of a failure from a tensor's flat values and per-element outcome codes.
 
@@ -59,7 +62,11 @@ def diagnose(
         error bar and the analytic side's rounding floor.
     codes : flat per-element outcomes (indices into ``ELEMENT_STATUSES``).
     batch_size : the m of 1/m, when the user gave it.
-    one_sided : the (left, right) one-sided slopes, to recognise non-differentiable points.
+    at_kink : flat mask of the elements where the numerical side found a kink at the point (the
+        same jump between the one-sided slopes at successively finer steps).
+    reason, tensor_resolution : for an inconclusive tensor, why (``"noise"``, ``"kink"``...) and
+        its resolution.
+    ragged : the loss has no derivative at this precision (it varies like noise at every scale).
 
     Examples
     --------
@@ -86,13 +93,20 @@ def diagnose(
             "zero, log(0), sqrt(0) or an overflow in the backward pass.",
         )
     if not wrong.any():
-        return _undecided(name, shape, codes)
+        return _undecided(name, shape, codes, reason, tensor_resolution, ragged)
     usable = np.isfinite(numeric) & (codes != KINK) & (codes != NONFINITE)
     if not np.any(analytic) and np.any(np.abs(numeric[usable]) > tolerance[usable]):
         return Diagnosis(
             "all zeros",
             f"{name}'s gradient is all zeros: is it detached, never accumulated, or overwritten by a fresh buffer?",
             0.0,
+        )
+    if np.any(usable) and not np.any(np.abs(numeric[usable]) > tolerance[usable]):
+        return Diagnosis(
+            "should be zero",
+            f"the loss does not change with {name} (its numerical gradient is zero within the error bars), but "
+            f"its gradient is not: a term that cancels in the loss (a bias before a normalisation, a mean that is "
+            "subtracted) or a gradient meant for another parameter?",
         )
     ratio = _constant_ratio(analytic[usable], numeric[usable], error[usable], floor[usable])
     # Elements where both sides are ~0 (dead units) fit any ratio; count only the others.
@@ -110,18 +124,12 @@ def diagnose(
     flat_wrong = np.flatnonzero(wrong)
     where = _locate(shape, flat_wrong)
     count, size = len(flat_wrong), wrong.size
-    if one_sided is not None:
-        left, right = (np.asarray(side, dtype=float) for side in one_sided)
-        # Across a kink the one-sided slopes jump by about the gradient's own size; on a smooth
-        # function they differ only by curvature times the step.
-        with np.errstate(invalid="ignore"):
-            kinked = np.abs(right - left) > error + floor + KINK_JUMP * (np.abs(left) + np.abs(right))
-        if np.all(kinked[wrong]):
-            return Diagnosis(
-                f"wrong only at kinks ({count} of {size}{_comma(where)})",
-                f"{name} is right except at {count} non-differentiable point(s){_at(where)}, where its value is not "
-                "between the one-sided slopes (relu at 0, abs, max ties): use a subgradient such as relu'(0) = 0.",
-            )
+    if at_kink is not None and np.all(np.asarray(at_kink, dtype=bool)[wrong]):
+        return Diagnosis(
+            f"wrong only at kinks ({count} of {size}{_comma(where)})",
+            f"{name} is right except at {count} non-differentiable point(s){_at(where)}, where its value is not "
+            "between the one-sided slopes (relu at 0, abs, max ties): use a subgradient such as relu'(0) = 0.",
+        )
     if where or count <= max(1, size // 4):
         subset = _constant_ratio(analytic[flat_wrong], numeric[flat_wrong], error[flat_wrong], floor[flat_wrong])
         factor, which = "", ""
@@ -142,7 +150,14 @@ def diagnose(
     )
 
 
-def _undecided(name: str, shape: tuple[int, ...], codes: np.ndarray) -> Diagnosis:
+def _undecided(
+    name: str,
+    shape: tuple[int, ...],
+    codes: np.ndarray,
+    reason: str | None = None,
+    tensor_resolution: float | None = None,
+    ragged: bool = False,
+) -> Diagnosis:
     """An inconclusive tensor: why the numerical side could not decide."""
     nonfinite = np.flatnonzero(codes == NONFINITE)
     if len(nonfinite):
@@ -152,17 +167,40 @@ def _undecided(name: str, shape: tuple[int, ...], codes: np.ndarray) -> Diagnosi
             f"the loss becomes NaN or inf within a step of {name}{_at(where)}: check at a point well inside its "
             "domain (log, sqrt, division), or clip the inputs.",
         )
+    if ragged:
+        return Diagnosis(
+            "no derivative at this precision",
+            f"the loss varies like noise between neighbouring floating-point values of {name}, at every step "
+            "tried (sin of 1e30, say, whose neighbouring floats are many periods apart): it has no derivative to "
+            "compare at this precision; check at smaller parameter values or in higher precision.",
+        )
+    kinks = np.flatnonzero(codes == KINK)
+    if len(kinks) == codes.size:
+        return Diagnosis(
+            "every element at a kink",
+            f"{name} sits on a non-differentiable point at every element (relu inputs at exactly 0?): "
+            "check at a random point instead.",
+        )
+    if reason == "kink":
+        where = _locate(shape, kinks)
+        return Diagnosis(
+            f"{len(kinks)} of {codes.size} at kinks{_comma(where)}",
+            f"{name} sits on non-differentiable points at {len(kinks)} element(s){_at(where)}, where any value "
+            "between the one-sided slopes is valid, so an error there up to half their jump could hide: "
+            "check at a random point instead.",
+        )
     noisy = np.flatnonzero(codes == NOISE)
     if len(noisy):
         return Diagnosis(
             f"too noisy at {len(noisy)} of {codes.size}",
             f"the loss's noise or rounding hides {name}'s gradient at {len(noisy)} element(s): make the loss "
-            "deterministic, use float64, or pass shadow=True.",
+            "deterministic, or evaluate it in float64 (shadow=True).",
         )
+    coarse = f" (resolution {tensor_resolution:.1e})" if tensor_resolution is not None else ""
     return Diagnosis(
-        "every element at a kink",
-        f"{name} sits on a non-differentiable point at every element (relu inputs at exactly 0?): "
-        "check at a random point instead.",
+        f"too noisy{coarse}",
+        f"every element of {name} agrees within its error bar, but together the error bars could hide more than "
+        "a tenth of its gradient: make the loss deterministic, or evaluate it in float64 (shadow=True).",
     )
 
 

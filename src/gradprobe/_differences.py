@@ -29,6 +29,7 @@ one point see exactly the same numerical side.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -112,6 +113,8 @@ class Estimates:
         the noise where the estimate was made (NaN for windows of two levels).
     noise : the loss's noise assumed for each probe (the measured one, or more for a probe whose
         values are so large that their own rounding exceeds it).
+    kinked : the probe saw `kink` at some level of its ladder, this window or a coarser one
+        (set by `_probes.Ladder`).
     """
 
     numeric: np.ndarray
@@ -130,10 +133,13 @@ class Estimates:
     significance: np.ndarray | None = None
     noise_samples: np.ndarray | None = None
     noise: np.ndarray | None = None
+    kinked: np.ndarray | None = None
 
     @property
     def finite(self) -> np.ndarray:
-        return np.isfinite(self.numeric) & np.isfinite(self.error)
+        """The loss gave an estimate: its value is finite (its error bar may be infinite: a step
+        so small that the loss's noise over it overflows, which leaves the element unresolved)."""
+        return np.isfinite(self.numeric) & ~np.isnan(self.error)
 
     @property
     def is_rough(self) -> np.ndarray:
@@ -279,14 +285,15 @@ def finite_differences(
             samples = np.full((len(odd), 2), np.nan)
         # The largest estimate: at a kink within the step some of them under-state the jump.
         jump = np.take_along_axis(jumps, np.argmax(np.abs(jumps), axis=1)[:, None], axis=1)[:, 0]
-        finite = np.isfinite(numeric) & np.isfinite(truncation) & np.isfinite(roundoff)
+        finite = np.isfinite(numeric) & ~np.isnan(truncation) & ~np.isnan(roundoff)
+        error = CONFIDENCE * (truncation + roundoff)  # inf where sigma / step overflows (subnormal steps)
         # Two levels never settle a Richardson estimate: a single jump estimate can miss several
         # small kinks inside the step (a first-layer weight moves every sample's pre-activation).
         settled = finite & ~rough & (truncation <= roundoff) & (m >= window_levels(method))
     return Estimates(
         numeric=numeric,
         analytic=analytic,
-        error=CONFIDENCE * (truncation + roundoff),
+        error=error,
         truncation=truncation,
         roundoff=roundoff,
         right=numeric + jump / 2,
@@ -389,15 +396,31 @@ def element_scales(params) -> np.ndarray:
 
     A parameter at zero (a bias at initialisation) still gets a sensible step from its
     neighbours; a tensor that is all zeros falls back to the RMS of all parameters (at most 1).
+    The result is read-only and remembered per `params` (a check asks for it several times, and
+    each time costs a dozen passes over millions of parameters).
     """
+    try:
+        cached = _SCALES.get(params)
+    except TypeError:  # not weakly referenceable
+        cached = None
+    if cached is not None:
+        return cached
     values = params.values
     overall = rms(values) or 1.0
     scales = np.empty_like(values)
     for leaf in params.leaves:
         part = values[leaf.slice]
         typical = rms(part) or min(overall, 1.0)
-        scales[leaf.slice] = np.maximum(np.abs(part), typical)
+        np.maximum(np.abs(part), typical, out=scales[leaf.slice])
+    scales.setflags(write=False)
+    try:
+        _SCALES[params] = scales
+    except TypeError:
+        pass
     return scales
+
+
+_SCALES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 #: The largest level-0 step, as a fraction of the parameter's scale (float16: 0.35, see `choose_steps`).

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from . import _differences as fd
+from ._objective import LinePoints
 from ._probes import run_ladder
 from ._verdict import FAIL, KINK, NOISE, NONFINITE, PASS, analytic_floor, judge
 
@@ -121,6 +122,8 @@ class DirectionalProber:
         self._user_eps = [float(np.finfo(leaf.dtype).eps) for leaf in checker.user_params.leaves]
         self._leaf_smin: dict[int, float] = {}
         self._spread_any = bool(np.any(spread))
+        self._all_double = all(leaf.dtype == np.float64 for leaf in self.params.leaves)
+        self._buffers: tuple[np.ndarray, np.ndarray] | None = None
 
     def _typical_steps(self) -> list[float]:
         """Per tensor, the median coordinate step relative to the element's scale (the core's
@@ -156,9 +159,18 @@ class DirectionalProber:
         w = np.empty(stop - start)
         for leaf, a, b in self.parts(start, stop):
             m = b - a
-            v = keyed_rng(self.seed, purpose, start, stop, round_, a).standard_normal(m)
-            w[a - start : b - start] = v * self.scales[a:b] * (self._part_step(leaf, m) / math.sqrt(m))
+            piece = w[a - start : b - start]  # written in place: no temporaries of the block's size
+            keyed_rng(self.seed, purpose, start, stop, round_, a).standard_normal(m, out=piece)
+            piece *= self.scales[a:b]
+            piece *= self._part_step(leaf, m) / math.sqrt(m)
         return w
+
+    def _scratch(self, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """Two work vectors of at least `size`, kept for the prober's life (the ladder's points
+        and their displacements; fresh vectors of millions per point cost page faults)."""
+        if self._buffers is None or len(self._buffers[0]) < size:
+            self._buffers = (np.empty(size), np.empty(size))
+        return self._buffers
 
     def _round(self, start: int, stop: int, values: np.ndarray) -> np.ndarray:
         for leaf, a, b in self.parts(start, stop):
@@ -209,19 +221,26 @@ class DirectionalProber:
     def _ladder(self, blocks, directions, steps, scale, floor, widen) -> fd.Estimates:
         x = self.params.values
 
+        lengths = [_dot(w, w) for w in directions]
+        moved, delta = self._scratch(max(b - a for a, b in blocks))
+        finish = None if self._all_double else (lambda block, values: self._round(block.start, block.stop, values))
+
         def evaluate_level(which: np.ndarray, level: int):
-            points, predicted, displacement = [], [], []
-            for k in which:
-                (a, b), w, t = blocks[k], directions[k], steps[k]
-                g, ww, here = self.analytic[a:b], _dot(w, w), x[a:b]
-                for offset in fd.level_offsets(level):
-                    moved = self._round(a, b, here + (offset * t) * w)
-                    delta = moved - here
-                    points.append((slice(a, b), moved))
-                    predicted.append(_dot(g, delta))
-                    displacement.append(_dot(delta, w) / ww)
+            lines = [(slice(*blocks[k]), directions[k], steps[k] * fd.level_offsets(level)) for k in which]
+            predicted, displacement = np.full(2 * len(which), np.nan), np.full(2 * len(which), np.nan)
+
+            def seen(j: int, point: np.ndarray) -> None:
+                # What the loss sees is the rounded point: its displacement, not t w, is measured.
+                k = which[j // 2]
+                (a, b), w = blocks[k], directions[k]
+                change = np.subtract(point, x[a:b], out=delta[: b - a])
+                predicted[j] = _dot(self.analytic[a:b], change)
+                displacement[j] = _dot(change, w) / lengths[k]
+
+            # Each point is computed as the loss reads it, into one reused vector.
+            points = LinePoints(x, lines, finish=finish, buffer=moved, seen=seen)
             values = self.checker.objective.evaluate(points).reshape(len(which), 2)
-            return values, np.reshape(predicted, (-1, 2)), np.reshape(displacement, (-1, 2))
+            return values, predicted.reshape(-1, 2), displacement.reshape(-1, 2)
 
         def decided(estimates: fd.Estimates, which: np.ndarray) -> np.ndarray:
             codes = judge(estimates, scale[which], floor[which]).codes
@@ -235,34 +254,40 @@ class DirectionalProber:
             return done
 
         # Each level halves the step; stop before the typical element moves by under 16 ulps.
-        deepest = np.array([self._deepest(a, b, w) for (a, b), w in zip(blocks, directions)])
+        deepest = np.array([self._deepest(a, b, ww) for (a, b), ww in zip(blocks, lengths)])
         estimates, _ = run_ladder(
             evaluate_level, self.method, self.f0, steps, self.sigma, deepest=deepest, decided=decided, adjust=widen  # type: ignore[arg-type]
         )
         return estimates
 
-    def _deepest(self, start: int, stop: int, w: np.ndarray) -> int:
+    def _deepest(self, start: int, stop: int, squared_length: float) -> int:
         eps = max(self._leaf_eps[leaf] for leaf, _, _ in self.parts(start, stop))
-        typical_move = float(np.sqrt(np.mean(w**2)))
-        smallest = 16 * eps * (float(np.sqrt(np.mean(self.params.values[start:stop] ** 2))) or 1.0)
+        m = stop - start
+        typical_move = math.sqrt(squared_length / m)
+        x = self.params.values[start:stop]
+        smallest = 16 * eps * (math.sqrt(_dot(x, x) / m) or 1.0)
         return int(np.clip(math.floor(math.log2(max(typical_move / smallest, 1.0))) + 1, 2, fd.MAX_LEVELS))
 
     def _scale_and_floor(self, blocks, directions) -> tuple[np.ndarray, np.ndarray]:
         """Per block: the typical size of ``g . w`` (the unit for "resolved") and the disagreement
         the analytic side's own rounding explains."""
         scale, floor = np.empty(len(blocks)), np.empty(len(blocks))
+        products, magnitudes = self._scratch(max(b - a for a, b in blocks))
         for k, ((a, b), w) in enumerate(zip(blocks, directions)):
-            gw = self.analytic[a:b] * w
+            gw = np.multiply(self.analytic[a:b], w, out=products[: b - a])
             typical_squares, slope = _dot(gw, gw), float(gw.sum())
             absolute = np.abs(gw, out=gw)
             sum_absolute = float(absolute.sum())
             # The analytic side's rounding: max(|g_i|, the tensor's typical |g|) |w_i| per element.
             rounding_squares, eps, fallback = 0.0, 0.0, 0.0
+            piece_w = magnitudes[: b - a]
             for leaf, c, d in self.parts(a, b):
-                piece_w = np.abs(w[c - a : d - a])
-                floor_piece = np.maximum(absolute[c - a : d - a], self._leaf_typical[leaf] * piece_w)
-                rounding_squares += _dot(floor_piece, floor_piece)
-                fallback += (self._leaf_typical[leaf] or 1.0) ** 2 * _dot(piece_w, piece_w)
+                here = piece_w[c - a : d - a]
+                np.abs(w[c - a : d - a], out=here)
+                fallback += (self._leaf_typical[leaf] or 1.0) ** 2 * _dot(here, here)
+                here *= self._leaf_typical[leaf]
+                np.maximum(absolute[c - a : d - a], here, out=here)
+                rounding_squares += _dot(here, here)
                 eps = max(eps, self._user_eps[leaf])
             scale[k] = math.sqrt(typical_squares) or math.sqrt(fallback) or 1.0
             rounding = np.array([math.sqrt(rounding_squares)])

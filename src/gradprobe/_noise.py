@@ -24,7 +24,7 @@ class NoiseEstimate:
     sigma: float
     reliable: bool
     nfev: int
-    ragged: bool = False  # no table found the noise, and every one jumped about like noise
+    ragged: bool = False  # no table found the noise, and most jumped about like noise at every try
 
 
 def _gamma(order: int) -> float:
@@ -68,8 +68,9 @@ def noise_from_table(values: np.ndarray) -> tuple[float, str]:
 
 #: The last table's spacing is the first one's divided by this.
 SPACING_RATIO = 4.0
-#: A table whose highest differences exceed this fraction of its values' spread has no smooth
-#: part at all: the loss is noise at that spacing.
+#: A loss whose tables vary by more than this fraction of its value at every try, and whose
+#: variation does not shrink by more than this factor while the spacing shrinks 10**4-fold, is
+#: *ragged*: noise at every scale the parameters can express.
 RAGGED = 0.1
 
 
@@ -78,31 +79,35 @@ def _one_table(evaluate_line, f0: float, step: float) -> tuple[float, bool, int,
 
     Returns ``(sigma, reliable, nfev, ragged)``; when no try is reliable, `sigma` is the smallest
     fallback of the tries that found the table too wide (NaN if none did), and `ragged` says
-    whether every try was noise through and through (its highest differences as large as the
-    spread of its values: no smooth part at any spacing).
+    whether every try found the loss varying by a good part of its own value (more than `RAGGED`)
+    with a variation that did not shrink with the spacing: a smooth part varies 10**4 times less
+    at the last try than at the first, a kink too; a loss such as sin(1e30), whose neighbouring
+    floats are many periods apart, varies as much at every spacing (on a regular grid its values
+    can look smooth, an aliased wave, so the shape of one table proves nothing).
     """
     half = _POINTS // 2
     offsets = np.array([k for k in range(-half, half + 1) if k != 0], dtype=float)
     nfev = 0
     fallback = float("nan")
-    ragged = True
+    spreads = []
     for _ in range(3):
         values = evaluate_line(offsets * step)
         nfev += len(offsets)
         table = np.insert(values, half, f0)
         if not np.all(np.isfinite(table)):
             step /= 100.0
-            ragged = False
+            spreads.append(np.nan)
             continue
         sigma, verdict = noise_from_table(table)
         if verdict == "ok":
             return sigma, True, nfev, False
+        spread = float(table.max() - table.min())
+        wide = spread > RAGGED * float(np.max(np.abs(table)))
+        spreads.append(spread if verdict == "step too large" and wide else np.nan)
         if verdict == "step too large":
             fallback = float(np.nanmin([fallback, sigma]))
-            ragged &= sigma > RAGGED * (table.max() - table.min())
-        else:
-            ragged = False
         step = step * 100.0 if verdict == "step too small" else step / 100.0
+    ragged = bool(np.all(np.isfinite(spreads)) and min(spreads) > RAGGED * max(spreads))
     return fallback, False, nfev, ragged
 
 
@@ -125,17 +130,19 @@ def estimate_noise(lines, f0: float, step: float, floor: float) -> NoiseEstimate
     >>> estimate.reliable, bool(3e-11 < estimate.sigma < 3e-10), estimate.nfev
     (True, True, 16)
     """
-    found, fallbacks, nfev, ragged = [], [], 0, True
+    found, fallbacks, nfev, ragged = [], [], 0, 0
     for k, line in enumerate(lines):
         spacing = step / SPACING_RATIO ** (k / max(len(lines) - 1, 1))
         sigma, reliable, used, table_ragged = _one_table(line, f0, spacing)
         nfev += used
-        ragged &= table_ragged
+        ragged += table_ragged
         (found if reliable else fallbacks).append(sigma)
     if not found:
-        # A loss that looks wild at every spacing tried (sin of 1e30) is noise at that scale.
+        # A loss that looks wild at every spacing tried, down to a few ulps (sin of 1e30), is noise
+        # at every scale the parameters can express. A majority of the tables must say so: one
+        # table of pure noise passes for a smooth one now and then (see `looks_like_noise`).
         rough = [s for s in fallbacks if np.isfinite(s)]
-        return NoiseEstimate(max([floor, *rough]), False, nfev, ragged and bool(rough))
+        return NoiseEstimate(max([floor, *rough]), False, nfev, 2 * ragged > len(lines) and bool(rough))
     return NoiseEstimate(max(max(found), floor), True, nfev)
 
 

@@ -14,6 +14,76 @@ from ._params import Params
 Point = tuple[np.ndarray, np.ndarray]
 
 
+class LinePoints(Sequence[Point]):
+    """Points on lines, ``x[block] + t direction``, each computed when it is read.
+
+    A list of points that move millions of parameters holds one vector per point; here a point
+    read by index is written into one `buffer` that the next read overwrites, which is all the
+    serial loop of `Objective.evaluate` needs (it copies each point into fresh arrays for the loss
+    before reading the next). A slice gives independent copies: what an executor's task carries.
+    Besides memory, this spares a fresh allocation of every point (page faults cost more than the
+    arithmetic).
+
+    Parameters
+    ----------
+    origin : the flat parameter vector ``x``.
+    lines : ``(block, direction, steps)`` per line: a slice of the flat vector, the direction on
+        it, and the steps ``t`` along it; points are ordered line by line, step by step.
+    finish : optional ``finish(block, values) -> values``, applied to each point (rounding to the
+        parameters' dtypes, in place).
+    buffer : optional scratch of at least the largest block's size, reused across reads.
+    seen : optional ``seen(k, values)``, called with each point as it is computed (to measure
+        what the loss will see while the values are at hand).
+
+    Examples
+    --------
+    >>> x = np.array([1.0, 2.0, 3.0])
+    >>> points = LinePoints(x, [(slice(0, 3), np.array([1.0, -1.0, 0.0]), [0.5, 2.0]), (slice(1, 2), np.ones(1), [1.0])])
+    >>> len(points), points[1][1].tolist(), points[2]
+    (3, [3.0, 0.0, 3.0], (slice(1, 2, None), array([3.])))
+    >>> [values.tolist() for _, values in points[0:2]]
+    [[1.5, 1.5, 3.0], [3.0, 0.0, 3.0]]
+    """
+
+    def __init__(
+        self,
+        origin: np.ndarray,
+        lines: Sequence[tuple[slice, np.ndarray, Sequence[float]]],
+        *,
+        finish: Callable[[slice, np.ndarray], np.ndarray] | None = None,
+        buffer: np.ndarray | None = None,
+        seen: Callable[[int, np.ndarray], None] | None = None,
+    ) -> None:
+        self.origin, self.lines, self.finish, self.seen = origin, lines, finish, seen
+        self._order = [(line, float(t)) for line, (_, _, steps) in enumerate(lines) for t in steps]
+        self._buffer = buffer
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    def values(self, k: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Point `k`'s values on its block, written into `out` (a fresh array if None)."""
+        line, t = self._order[k]
+        block, direction, _ = self.lines[line]
+        values = np.multiply(direction, t, out=out)
+        values += self.origin[block]  # the very rounding of `origin + t * direction`
+        if self.finish is not None:
+            values = self.finish(block, values)
+        if self.seen is not None:
+            self.seen(k, values)
+        return values
+
+    def __getitem__(self, k: Any) -> Any:
+        if isinstance(k, slice):
+            return [(self.lines[self._order[i][0]][0], self.values(i)) for i in range(*k.indices(len(self)))]
+        k = range(len(self))[k]  # negative indices; IndexError past the end (ends iteration)
+        block = self.lines[self._order[k][0]][0]
+        size = block.stop - block.start
+        if self._buffer is None or len(self._buffer) < size:
+            self._buffer = np.empty(max(size, *(b.stop - b.start for b, _, _ in self.lines)))
+        return block, self.values(k, out=self._buffer[:size])
+
+
 def require_callable(function: Any, argument: str) -> None:
     if not callable(function):
         raise InvalidArgument(
@@ -98,6 +168,7 @@ class Objective:
         self.executor = executor
         self.vectorized = vectorized
         self._light: Params | None = None
+        self._scratch: dict[np.dtype, np.ndarray] = {}
         self.probing = ""
 
     def light_params(self) -> Params:
@@ -156,8 +227,10 @@ class Objective:
             return evaluate_vectorized(self, points, dtype)
         results = np.empty(len(points), dtype=complex if dtype is not None and np.dtype(dtype).kind == "c" else float)
         # One scratch vector, restored after each point: `build` copies it into fresh arrays.
+        # Made on first need (points that move every parameter do without) and kept: a fresh
+        # vector of millions per call costs more in page faults than the copying.
         base = self.params.values
-        flat = base.astype(results.dtype)
+        flat = self._scratch.get(results.dtype)
         everything = slice(0, base.size)
         checked: tuple[Any, bool] = (None, False)  # the last index array, and whether it is arange(n)
         for k, (indices, values) in enumerate(points):
@@ -171,6 +244,8 @@ class Objective:
             if covers:  # moves every parameter: no scratch, no fancy indexing
                 tree = self.params.build(np.asarray(values, dtype=results.dtype), dtype=dtype)
             else:
+                if flat is None:
+                    flat = self._scratch[results.dtype] = base.astype(results.dtype)
                 flat[indices] = values
                 try:
                     tree = self.params.build(flat, dtype=dtype)

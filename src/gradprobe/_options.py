@@ -20,7 +20,7 @@ class Options:
     method: str
     rtol: float
     seed: int
-    shadow: bool
+    shadow: bool | None  # None: on when a parameter's dtype cannot resolve a gradient (float16)
     batch_size: int | None
     budget: Budget = field(default_factory=Budget)
     executor: Any = None
@@ -72,8 +72,10 @@ def validate_options(
         )
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise InvalidArgument(f"`seed` must be a non-negative int, got {seed!r}.", argument="seed")
-    if not isinstance(shadow, bool):
-        raise InvalidArgument(f"`shadow` must be True or False, got {shadow!r}.", argument="shadow")
+    if shadow is not None and not isinstance(shadow, bool):
+        raise InvalidArgument(
+            f"`shadow` must be True, False or None (on for float16 parameters), got {shadow!r}.", argument="shadow"
+        )
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
         raise InvalidArgument(
             f"`batch_size` must be a positive int (the m in 1/m) or None, got {batch_size!r}.", argument="batch_size"

@@ -13,6 +13,7 @@ or a kink inside their step descend further.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 
@@ -184,11 +185,12 @@ class Ladder:
                 ),
                 active,
             )  # fmt: skip
-            self.estimates = estimates if self.estimates is None else fd.merge(self.estimates, estimates, active)
             if estimates.kink is not None:
                 self.kinked[active] |= estimates.kink
                 newly_clear = self.kinked[active] & (self.cleared[active] == 0) & estimates.settled
                 self.cleared[active[newly_clear]] = level + 1
+                estimates = replace(estimates, kinked=self.kinked[active])
+            self.estimates = estimates if self.estimates is None else fd.merge(self.estimates, estimates, active)
             decided = self.decided(estimates, active)
             # After a kink inside the step, the first window that looks clean is the one where the
             # kink just dropped below notice: trust only the second clean window in a row.

@@ -518,9 +518,10 @@ def _coordinate_report(run: _Run, leaf: Any, mine: ElementResults, planned: int,
     whole = len(mine) == leaf.size
     diagnosis = slope = None
     if status == "fail" or (status == "inconclusive" and reason != "budget"):
-        one_sided = (e.left, e.right)
+        at_kink = None if e.at_point is None else e.is_rough & e.at_point
         shape = leaf.shape if whole else (len(mine),)
-        diagnosis = diagnose(leaf.name, shape, a, e.numeric, e.error, mine.floor, mine.codes, run.options.batch_size, one_sided)
+        diagnosis = diagnose(leaf.name, shape, a, e.numeric, e.error, mine.floor, mine.codes, run.options.batch_size, at_kink,
+                             reason=reason, tensor_resolution=tensor_resolution)  # fmt: skip
     if status == "fail":
         slope = run.taylor_slope(leaf, mine)
     worst = run.element_list(leaf, mine, WORST_KEPT)

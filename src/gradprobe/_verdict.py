@@ -7,6 +7,8 @@ inconclusive, with a reason, when the numerical side cannot tell:
 * ``"kink"``: the one-sided derivatives differ by the same jump at successively finer steps (a
   non-differentiable point such as relu at 0, abs at 0, a max with a tie), and the analytic
   value lies between them, as any valid choice of derivative there does (outside them it fails);
+  also an element whose probe saw a kink inside its step and that agrees only within the wider
+  error bar (or between the one-sided derivatives) that the kink left at the finest step;
 * ``"noise"``: the error bar is over `UNRESOLVED` of the tensor's typical gradient, so a pass
   would mean little, or the loss was too ragged at every step tried to have a derivative;
 * ``"nonfinite"``: the loss was NaN or inf at every step tried near the point.
@@ -73,11 +75,16 @@ def judge(estimates: Estimates, scale: np.ndarray, floor: np.ndarray) -> Judgeme
         # between them is a valid (sub)derivative. A kink just off the point makes the jump
         # estimates understate the jump by up to SAME_JUMP.
         between = gap <= (0.5 + SAME_JUMP) * jump + err + floor
-    smooth = np.where(agrees, np.where(resolved, PASS, NOISE), FAIL)
+    # A probe that saw a kink inside its step on the way down: its error bar, if still too wide,
+    # is the kink's doing (the step had to shrink below it), not the loss's noise.
+    kinked = np.zeros(len(n), bool) if estimates.kinked is None else estimates.kinked
+    smooth = np.where(agrees, np.where(resolved, PASS, np.where(kinked, KINK, NOISE)), FAIL)
     # Still rough at the finest step: a kink at the point if its jump held steady over the last
-    # windows, else a loss too ragged to differentiate at any step tried (noise, dense kinks).
+    # windows; a kink somewhere inside the finest step if one was seen on the way down; else a
+    # loss too ragged to differentiate at any step tried (noise, dense kinks).
     at_point = estimates.is_rough if estimates.at_point is None else estimates.at_point
-    codes = np.where(estimates.is_rough, np.where(at_point, np.where(between, KINK, FAIL), NOISE), smooth)
+    inside = np.where(kinked & between, KINK, NOISE)
+    codes = np.where(estimates.is_rough, np.where(at_point, np.where(between, KINK, FAIL), inside), smooth)
     codes = np.where(estimates.finite, codes, NONFINITE)
     return Judgement(codes.astype(np.int8), floor)
 
@@ -87,11 +94,19 @@ def undetectable(estimates: Estimates, codes: np.ndarray, floor: np.ndarray) -> 
 
     The numerical value may itself be off by its error bar, and the analytic one by its rounding
     floor, so an error up to ``2 (err + floor)`` can hide; at a kink, anything between the
-    one-sided derivatives too; at a non-finite point, anything.
+    one-sided derivatives too; at a non-finite point, anything. A window still rough at the
+    finest step (a kink somewhere inside it, or a loss whose derivatives vary much faster than
+    the step assumed) is not judged at all: the estimate may be off by a share of the jump, and
+    the analytic value's whole disagreement with it may be an error.
     """
-    bound = 2 * (estimates.error + floor)
-    if estimates.jump is not None:
-        bound = np.where(codes == KINK, bound + np.abs(estimates.jump) / 2, bound)
+    with np.errstate(over="ignore", invalid="ignore"):
+        bound = 2 * (estimates.error + floor)
+        if estimates.jump is not None:
+            jump = np.abs(estimates.jump)
+            bound = np.where(codes == KINK, bound + jump / 2, bound)
+            unjudged = (codes == NOISE) & estimates.is_rough
+            gap = np.abs(estimates.analytic - estimates.numeric)
+            bound = np.where(unjudged, bound + (0.5 + SAME_JUMP) * jump + gap, bound)
     return np.where(codes == NONFINITE, np.inf, bound)
 
 
@@ -130,14 +145,18 @@ def safe_norm(values: np.ndarray) -> float:
     return largest * float(np.linalg.norm(values / largest))
 
 
-def tensor_status(codes: np.ndarray, tensor_resolution: float = 0.0, *, zero: bool = False) -> tuple[str, str | None]:
+def tensor_status(
+    codes: np.ndarray, tensor_resolution: float = 0.0, *, zero: bool = False, kink_free: float | None = None
+) -> tuple[str, str | None]:
     """A tensor's status and, when inconclusive, the reason.
 
     It fails if any element fails; it is inconclusive if any element's loss was not finite near
     the point ("nonfinite"), if every element sits at a kink ("kink"), or if the check could miss
-    an error of more than `UNRESOLVED` of the tensor's gradient ("noise"); otherwise it passes.
-    For a gradient that is `zero` on both sides a relative resolution means nothing: it is
-    "noise" only if some element's error bar is (see `judge`).
+    an error of more than `UNRESOLVED` of the tensor's gradient ("noise"; "kink" when the
+    resolution without the kinks' jumps, `kink_free`, would have been fine: the elements at
+    kinks are what leaves it unresolved); otherwise it passes. For a gradient that is `zero` on
+    both sides a relative resolution means nothing: it is "noise" only if some element's error
+    bar is (see `judge`).
 
     Examples
     --------
@@ -147,6 +166,8 @@ def tensor_status(codes: np.ndarray, tensor_resolution: float = 0.0, *, zero: bo
     ('fail', None)
     >>> tensor_status(np.array([PASS, NOISE]), tensor_resolution=0.5)
     ('inconclusive', 'noise')
+    >>> tensor_status(np.array([PASS, KINK]), tensor_resolution=0.5, kink_free=1e-9)
+    ('inconclusive', 'kink')
     """
     if np.any(codes == FAIL):
         return "fail", None
@@ -155,7 +176,8 @@ def tensor_status(codes: np.ndarray, tensor_resolution: float = 0.0, *, zero: bo
     if np.all(codes == KINK):
         return "inconclusive", "kink"
     if np.any(codes == NOISE) if zero else not tensor_resolution <= UNRESOLVED:
-        return "inconclusive", "noise"
+        limited_by_kinks = kink_free is not None and kink_free <= UNRESOLVED and np.any(codes == KINK)
+        return "inconclusive", "kink" if limited_by_kinks and not zero else "noise"
     return "pass", None
 
 
