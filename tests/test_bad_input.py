@@ -1416,12 +1416,6 @@ def _():
 # Cases that show a bug in a module this catalogue does not own, left failing (strict: they must
 # be fixed, and the mark removed, rather than pass by accident). Each is in docs/bad_input.md.
 KNOWN_ISSUES = {
-    "float16-large-values": "numerics (issue 3): probes of float16 parameters near 1e3 step past float16's "
-    "range (RuntimeWarning: overflow in _probes.round_at) when the gradient is zero",
-    "strategy-directional-invisible-tensor": "strategies (issue 4): strategy='directional' PASSes a tensor "
-    "at resolution 1.8e78 where strategy='full' says inconclusive",
-    "strategy-directional-subnormal": "strategies (issue 4): ZeroDivisionError in _directional.evaluate_level "
-    "for subnormal parameters",
 }
 
 

@@ -186,3 +186,89 @@ def test_kink_elements_are_left_out_of_the_factor():
     analytic[2] = 0.0  # a kink: a valid subgradient, not 2x
     codes = np.array([FAIL, FAIL, KINK, FAIL], dtype=np.int8)
     assert diagnose("W", (4,), analytic, numeric, error, floor, codes).summary == "2.00x"
+
+
+# -- kinks are the numerical side's finding, never a guess from the values ------------------------------
+
+
+def test_a_wrong_element_on_a_smooth_float32_loss_is_not_blamed_on_a_kink():
+    # Its one-sided slopes differ by float32 noise more than by its error bar; before, that alone
+    # read as "wrong only at kinks".
+    rng = np.random.default_rng(9)
+    W = rng.standard_normal((8, 8)).astype(np.float32)
+    A, y = rng.standard_normal((16, 8)).astype(np.float32), rng.standard_normal((16, 8)).astype(np.float32)
+
+    def loss(p):
+        return np.mean((np.tanh(A @ p) - y) ** 2)
+
+    def grad(p):
+        h = np.tanh(A @ p)
+        return A.T @ (2 * (h - y) * (1 - h**2)) / h.size
+
+    g0 = grad(W)
+    smallest = np.unravel_index(np.argmin(np.abs(g0)), g0.shape)
+
+    def wrong(p):
+        g = grad(p).copy()
+        g[smallest] += 3e-3 * np.sqrt(np.mean(g0**2))
+        return g
+
+    status, diagnosis, _, _ = diagnosis_of(wrong, W, loss)
+    assert status == "fail" and diagnosis.startswith(f"1 of 64 wrong (element {tuple(int(i) for i in smallest)}")
+
+
+def test_kinks_come_from_the_estimators_mask():
+    numeric, error, floor = _flat([0.5, 2.0, 3.0])
+    codes = np.full(3, FAIL, dtype=np.int8)
+    analytic = np.array([3.0, 2.5, 3.5])
+    assert diagnose("w", (3,), analytic, numeric, error, floor, codes, at_kink=np.array([True, True, True])).summary == (
+        "wrong only at kinks (3 of 3, elements 0, 1, 2)"
+    )
+    assert not diagnose("w", (3,), analytic, numeric, error, floor, codes, at_kink=np.array([True, False, True])).summary.startswith("wrong only at kinks")
+    assert not diagnose("w", (3,), analytic, numeric, error, floor, codes).summary.startswith("wrong only at kinks")
+
+
+def test_some_elements_at_kinks_name_them_when_they_leave_the_tensor_unresolved():
+    x = np.array([0.0, 1.0, -2.0, 0.3])
+    report = gp.check(lambda p: float(np.sum(np.maximum(p, 0))), lambda p: (p > 0) * 1.0, x)
+    t = report.tensors["params"]
+    assert (t.status, t.reason, t.diagnosis, t.kinks) == ("inconclusive", "kink", "1 of 4 at kinks, element 0", ((0,),))
+    assert "half their jump" in t.hint
+    assert "1 of 4 at kinks, element 0" in str(report) and "1 at kinks" not in str(report)
+
+
+def test_an_inconclusive_tensor_without_noisy_elements_says_its_resolution():
+    numeric, error, floor = _flat([1.0, 2.0])
+    d = diagnose("w", (2,), numeric, numeric, error, floor, np.array([PASS, PASS], dtype=np.int8), reason="noise",
+                 tensor_resolution=0.15)  # fmt: skip
+    assert d.summary == "too noisy (resolution 1.5e-01)"
+
+
+def test_a_gradient_where_the_loss_is_flat_should_be_zero():
+    # A bias followed by a normalisation: the loss does not depend on it.
+    rng = np.random.default_rng(0)
+    X, Y = rng.standard_normal((16, 5)), rng.standard_normal((16, 3))
+
+    def loss(p):
+        z = X @ p["W"] + p["b"]
+        zc = z - z.mean(0)
+        return float(np.mean((zc / np.sqrt((zc**2).mean(0) + 1e-5) - Y) ** 2))
+
+    params = {"W": 0.5 * rng.standard_normal((5, 3)), "b": 0.1 * rng.standard_normal(3)}
+    numeric_w = gp.check(loss, lambda p: {"W": np.zeros((5, 3)), "b": np.zeros(3)}, params).tensors["W"].numeric
+    report = gp.check(loss, lambda p: {"W": numeric_w, "b": np.full(3, 0.01)}, params)
+    assert report.tensors["b"].status == "fail" and report.tensors["b"].diagnosis == "should be zero"
+    assert "does not change with b" in report.tensors["b"].hint
+
+
+def test_ragged_losses_say_there_is_no_derivative():
+    report = gp.check(lambda p: float(np.sum(np.sin(p))), np.cos, np.array([1e30, -3e30]))
+    t = report.tensors["params"]
+    assert (report.status, t.reason, t.diagnosis) == ("inconclusive", "noise", "no derivative at this precision")
+    assert "neighbouring floating-point values" in t.hint
+
+
+def test_a_factor_near_one_shows_the_digits_that_make_it_wrong():
+    x = np.array([0.5, -1.0, 2.0])
+    report = gp.check(lambda p: float(np.sum(p**3)), lambda p: 3 * p**2 * (1 + 3e-6), x)
+    assert report.tensors["params"].diagnosis == "1.000003x"

@@ -160,3 +160,31 @@ def test_the_numerical_side_does_not_depend_on_the_gradient_under_test():
     a, b = gp.check(loss, right, x), gp.check(loss, wrong, x)
     assert np.array_equal(a.tensors["params"].numeric, b.tensors["params"].numeric)
     assert b.status == "fail" and a.resolution == pytest.approx(b.resolution, rel=1e-6)
+
+
+def test_an_error_bar_that_overflows_is_infinite_not_a_non_finite_loss():
+    # A subnormal step: the loss's noise over it is more than the largest float.
+    t = np.array([1e-320])
+    moved = t * np.array([[1, -1, 0.5, -0.5, 0.25, -0.25]])
+    values = 1.0 + np.zeros_like(moved)
+    with np.errstate(all="raise"):  # no warning escapes
+        e = fd.finite_differences("richardson", 1.0, values, 0 * moved, moved, t, 1e-10)
+    assert e.numeric[0] == 0 and e.error[0] == np.inf and bool(e.finite[0])
+    grown = fd.rescale_noise(e, 1e-10)
+    assert grown.error[0] == np.inf and not np.isnan(grown.error[0])
+
+
+def test_the_ladder_remembers_a_kink_seen_on_the_way_down():
+    from gradprobe._probes import Ladder
+
+    kink_at = 1.2e-4  # relu's kink inside the first steps (1e-3, 5e-4, ...), clear of the finer ones
+
+    def evaluate_level(which, level):
+        offsets = fd.level_offsets(level)[None, :] * 1e-3
+        values = np.maximum(offsets - kink_at, 0.0) + 2.0 * offsets
+        return values, 0 * offsets, offsets
+
+    ladder = Ladder(evaluate_level, "richardson", 0.0, np.array([1e-3]), 1e-16, deepest=np.array([12]))
+    ladder.descend(np.arange(1))
+    assert bool(ladder.kinked[0]) and bool(ladder.estimates.kinked[0])
+    assert abs(ladder.estimates.numeric[0] - 2.0) <= ladder.estimates.error[0]

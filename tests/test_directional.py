@@ -2,6 +2,7 @@
 `strategy="auto"`, `budget=`, and `strategy="sample"`."""
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -68,7 +69,7 @@ def test_the_resolution_formula():
 
 @pytest.mark.parametrize("pattern", ["one element", "zero-sum", "alternating", "all positive"])
 def test_errors_above_the_resolution_are_caught_for_every_seed(pattern):
-    """Errors that all-positive random vectors can miss (pytorch#59615) do not escape Gaussian ones."""
+    """Errors that all-positive random vectors can miss (pytorch#59615) do not escape ours."""
     g = grad(PARAMS)["A"]
     size = 1e-3 * np.linalg.norm(g)  # relative size 1e-3, far above the resolution
     rng = np.random.default_rng(0)
@@ -163,3 +164,44 @@ def test_sample_probes_a_random_subset_of_coordinates():
     # 10 samples catch an error on 30% of the elements with probability 1 - 0.7**10
     assert report.guarantee.miss_probability(0.3, tensor="A") == pytest.approx(0.7**10)
     assert "sampled elements per tensor" in str(report.guarantee)
+
+
+def test_a_tensor_the_loss_cannot_see_is_inconclusive_as_with_every_coordinate():
+    """W's gradient (3e-60) is invisible in a loss of order 1: an error of 1e10 in it would go
+    unnoticed. A tensor whose gradient is tiny but resolved in absolute terms still passes."""
+    params = {"A": PARAMS["A"], "w": 1e-30, "b": PARAMS["u"]}
+    c = 1e-40
+
+    def tiny_loss(p):
+        return float(np.sum(np.sin(p["A"])) + p["w"] ** 3 + c * np.sum(p["b"] ** 2))
+
+    def tiny_grad(p):
+        return {"A": np.cos(p["A"]), "w": 3 * p["w"] ** 2, "b": 2 * c * p["b"]}
+
+    for strategy in ("full", "directional"):
+        report = gp.check(tiny_loss, tiny_grad, params, strategy=strategy)
+        assert report.tensors["w"].status == "inconclusive" and report.tensors["w"].reason == "noise", report
+        assert report.tensors["A"].status == report.tensors["b"].status == "pass", report
+        assert report.status == "inconclusive"
+
+
+def test_subnormal_parameters_get_a_verdict():
+    x = np.array([1.9e-310, 1.5e-310, -1.8e-310])
+    report = gp.check(lambda p: float(np.sum(np.tanh(p))), lambda p: 1 - np.tanh(p) ** 2, x, strategy="directional")
+    assert report.status == "pass" and 0 < report.resolution < 1e-3
+    wrong = gp.check(lambda p: float(np.sum(np.tanh(p))), lambda p: 2 - 2 * np.tanh(p) ** 2, x, strategy="directional")
+    assert wrong.status == "fail"
+
+
+def test_a_budgeted_full_check_says_each_finding_once():
+    """Each chunk of a budgeted "full" check measures the noise where its probes are (here in
+    almost every chunk more than the difference tables saw); the report says so once per kind of
+    finding, with the largest noise any error bar used."""
+    x = np.random.default_rng(0).standard_normal(900)
+    report = gp.check(lambda p: float(np.round(np.sum(p**2), 6)), lambda p: 2 * p, x, strategy="full", budget=2000)
+    assert report.nfev <= 2000 and len(report.notes) == len(set(report.notes))
+    noisy = [note for note in report.notes if note.startswith("the probes show more noise")]
+    assert 1 <= len(noisy) <= 2, report.notes
+    assert len({re.sub(r"[0-9.]+e[-+][0-9]+", "#", note) for note in noisy}) == len(noisy)
+    largest = max(float(note.split("(")[1].split(")")[0]) for note in noisy)
+    assert report.noise == pytest.approx(largest, rel=1e-2)

@@ -119,3 +119,22 @@ def test_a_loss_that_moves_in_steps_is_inconclusive_not_wrong():
     report = gp.check(loss, grad, np.array([0.01]))
     assert report.status == "inconclusive" and report.tensors["params"].reason == "noise"
     assert report.noise == pytest.approx(2.0**-53)
+
+
+def test_a_loss_that_varies_as_much_at_every_spacing_is_ragged():
+    # sin at 1e30 along a line: on each regular grid an aliased wave (smooth-looking), but just as
+    # large at 1e-4 times the spacing.
+    rng = np.random.default_rng(0)
+    x = 1e30 * rng.uniform(0.5, 2, 3)
+    lines = []
+    for _ in range(6):
+        direction = 1e30 * rng.uniform(0.5, 1.5, 3) * rng.choice([-1, 1], 3)
+        lines.append(lambda offsets, d=direction: np.array([np.sum(np.sin(x + o * d)) for o in offsets]))
+    estimate = estimate_noise(lines, float(np.sum(np.sin(x))), 1e-11, floor=1e-16)
+    assert estimate.ragged and not estimate.reliable
+
+
+def test_kinks_and_wide_smooth_tables_are_not_ragged():
+    kink = estimate_noise([lambda offsets: np.abs(offsets)] * 3, 0.0, 1e-3, floor=1e-16)
+    wide = estimate_noise([lambda offsets: np.exp(1e3 * offsets)] * 3, 1.0, 1e-3, floor=1e-16)
+    assert not kink.ragged and not wide.ragged

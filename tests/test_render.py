@@ -126,3 +126,22 @@ def test_every_renderer_shows_a_randomized_checks_guarantee():
     _terminal.show(report, out, color="always")
     for text in (str(report), ANSI.sub("", out.getvalue()), report._repr_html_()):
         assert "guarantee: " in text
+
+
+def test_worst_elements_show_the_digits_where_analytic_and_numeric_part():
+    x = np.array([0.5, -1.0, 2.0])
+    report = gp.check(lambda p: float(np.sum(p**3)), lambda p: 3 * p**2 * (1 + 1.5e-8), x)
+    assert report.status == "fail"
+    worst = [line.split() for line in str(report).splitlines() if line.lstrip().startswith("at (")]
+    for words in worst:
+        analytic, numeric = words[words.index("analytic") + 1], words[words.index("numeric") + 1]
+        assert analytic != numeric and len(analytic.split("e")[0].replace(".", "").lstrip("-")) == 10
+    assert "analytic  1.200000018e+01  numeric  1.200000000e+01" in str(report)
+    html = report.to_html()
+    assert "1.200000018e+01" in html and "1.200000000e+01" in html
+
+
+def test_a_large_disagreement_keeps_seven_digits(failing):
+    *_, report = failing
+    worst = [line for line in str(report).splitlines() if line.lstrip().startswith("at (")]
+    assert all(re.search(r"analytic +-?\d\.\d{6}e[+-]\d\d +numeric +-?\d\.\d{6}e", w) for w in worst)

@@ -227,6 +227,19 @@ def _is_integer(value: float) -> int | None:
 
 
 def _number(ratio: float) -> str:
+    """A factor as read: "2.00x", "0.0312x"; one within a percent of 1 with the digits that show it
+    is not 1 ("1.003x", "1.000000015x"), since a wrong gradient was measured off by that much.
+
+    Examples
+    --------
+    >>> _number(2.0), _number(1.003), _number(-1.000000015), _number(1e-4)
+    ('2.00x', '1.003x', '-1.000000015x', '0.0001x')
+    """
+    off = abs(abs(ratio) - 1)
+    if 0 < off < 0.01:
+        places = min(15, int(np.ceil(-np.log10(off))) + 1)
+        text = f"{ratio:.{places}f}".rstrip("0")
+        return f"{text}x"
     return f"{ratio:.2f}x" if 0.1 <= abs(ratio) < 1000 else f"{ratio:.3g}x"
 
 
@@ -278,7 +291,7 @@ def _factor(name: str, ratio: float, batch_size: int | None) -> tuple[str, str]:
         )
     return (
         _number(ratio),
-        f"{subject} is a constant {size:.3g}x the numerical gradient: look for a wrong scale factor.",
+        f"{subject} is a constant {_number(size)} the numerical gradient: look for a wrong scale factor.",
     )
 
 

@@ -332,13 +332,17 @@ def rescale_noise(estimates: Estimates, sigma: float) -> Estimates:
         return estimates
     with np.errstate(invalid="ignore", divide="ignore"):
         factor = np.where(estimates.noise > 0, np.maximum(estimates.noise, sigma) / estimates.noise, 1.0)
-    roundoff = estimates.roundoff * factor
+    with np.errstate(over="ignore", invalid="ignore"):
+        roundoff = estimates.roundoff * factor
+        # Where the bar was infinite already it stays so (inf - inf would make it NaN).
+        grown = np.where(roundoff == estimates.roundoff, 0.0, roundoff - estimates.roundoff)
+        error = estimates.error + CONFIDENCE * grown
     significance = estimates.significance / factor
     rough = (significance > 1) & estimates.finite
     return replace(
         estimates,
         roundoff=roundoff,
-        error=estimates.error + CONFIDENCE * (roundoff - estimates.roundoff),
+        error=error,
         significance=significance,
         rough=rough,
         settled=estimates.finite & ~rough & (estimates.truncation <= roundoff),
@@ -384,11 +388,12 @@ def rms(values: np.ndarray) -> float:
     >>> print(f"{rms(np.array([3e200, 4e200])):.4g}")
     3.536e+200
     """
-    values = np.abs(np.asarray(values, dtype=float)).ravel()
+    values = np.abs(np.asarray(values, dtype=float)).ravel()  # a fresh array: the rest is in place
     largest = float(np.max(values, initial=0.0))
     if largest == 0 or not np.isfinite(largest):
         return largest
-    return largest * float(np.sqrt(np.mean((values / largest) ** 2)))
+    np.divide(values, largest, out=values)
+    return largest * float(np.sqrt(np.mean(np.square(values, out=values))))
 
 
 def element_scales(params) -> np.ndarray:
@@ -406,11 +411,10 @@ def element_scales(params) -> np.ndarray:
     if cached is not None:
         return cached
     values = params.values
-    overall = rms(values) or 1.0
     scales = np.empty_like(values)
     for leaf in params.leaves:
         part = values[leaf.slice]
-        typical = rms(part) or min(overall, 1.0)
+        typical = rms(part) or min(rms(values) or 1.0, 1.0)
         np.maximum(np.abs(part), typical, out=scales[leaf.slice])
     scales.setflags(write=False)
     try:

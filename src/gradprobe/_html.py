@@ -14,7 +14,7 @@ from html import escape
 from typing import Any
 
 from ._errors import InvalidArgument
-from ._render import HEADER, coverage_lines, error_bar, facts, headline, row, worst
+from ._render import HEADER, coverage_lines, error_bar, facts, headline, pair, row, worst
 from ._report import Report, TensorReport
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
@@ -61,9 +61,10 @@ def _worst_table(tensor: TensorReport) -> str:
     rows = []
     for element in worst(tensor):
         bar = error_bar(tensor, element)
+        analytic, numeric = (value.strip() for value in pair(element))
         rows.append(
             f"<tr><td><code>{escape(str(element.index))}</code></td>"
-            f'<td class="num">{element.analytic:.6e}</td><td class="num">{element.numeric:.6e}</td>'
+            f'<td class="num">{analytic}</td><td class="num">{numeric}</td>'
             f'<td class="num">{"-" if bar is None else f"{bar:.1e}"}</td></tr>'
         )
     if not rows:

@@ -243,6 +243,8 @@ class Objective:
                 covers = checked[1]
             if covers:  # moves every parameter: no scratch, no fancy indexing
                 tree = self.params.build(np.asarray(values, dtype=results.dtype), dtype=dtype)
+            elif not isinstance(indices, slice) and not len(indices):  # moves nothing (a repeat call)
+                tree = self.params.build(base.astype(results.dtype, copy=False), dtype=dtype)
             else:
                 if flat is None:
                     flat = self._scratch[results.dtype] = base.astype(results.dtype)

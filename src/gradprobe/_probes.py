@@ -38,7 +38,10 @@ def round_at(params: Params, indices: np.ndarray, values: np.ndarray) -> np.ndar
         if leaf.dtype == np.float64:
             continue
         inside = (indices >= leaf.offset) & (indices < leaf.offset + leaf.size)
-        rounded[inside] = rounded[inside].astype(leaf.dtype)
+        # A point past the dtype's range (a noise table retried at ever larger spacings on a flat
+        # loss) stays at its largest finite value rather than overflowing to inf.
+        largest = float(np.finfo(leaf.dtype).max)
+        rounded[inside] = np.clip(rounded[inside], -largest, largest).astype(leaf.dtype)
     return rounded
 
 

@@ -82,10 +82,37 @@ def error_bar(tensor: TensorReport, element: Element) -> float | None:
         return None
 
 
+#: Significant digits of an element's values: at least this many, more where they differ later.
+MIN_DIGITS, MAX_DIGITS = 7, 17
+
+
+def digits(analytic: float, numeric: float) -> int:
+    """Significant digits that show where `analytic` and `numeric` part (7 to 17).
+
+    Examples
+    --------
+    >>> digits(2.0, 1.0), digits(1.0, 1.0 + 1.5e-8), digits(1.0, 1.0)
+    (7, 10, 7)
+    """
+    size = max(abs(analytic), abs(numeric))
+    gap = abs(analytic - numeric)
+    if not (math.isfinite(size) and math.isfinite(gap)) or gap == 0 or size == 0:
+        return MIN_DIGITS
+    # The first digit at which they differ, and one more to read the difference by.
+    return max(MIN_DIGITS, min(MAX_DIGITS, math.ceil(math.log10(size / gap)) + 2))
+
+
+def pair(element: Element) -> tuple[str, str]:
+    """The element's analytic and numerical values, with enough digits to see them differ."""
+    places = digits(element.analytic, element.numeric) - 1
+    return f"{element.analytic: .{places}e}", f"{element.numeric: .{places}e}"
+
+
 def element_line(tensor: TensorReport, element: Element) -> str:
     bar = error_bar(tensor, element)
     plus_minus = f" ± {bar:.1e}" if bar is not None and math.isfinite(bar) else ""
-    return f"at {element.index}: analytic {element.analytic: .6e}  numeric {element.numeric: .6e}{plus_minus}"
+    analytic, numeric = pair(element)
+    return f"at {element.index}: analytic {analytic}  numeric {numeric}{plus_minus}"
 
 
 def reproduce_line(report: Report) -> str:

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -44,6 +45,7 @@ from ._verdict import (
     FAIL,
     KINK,
     PASS,
+    UNRESOLVED,
     overall_status,
     relative_difference,
     resolution,
@@ -64,6 +66,33 @@ WORST_KEPT = 5
 #: Located elements listed in `TensorReport.worst` (all of them, up to localization's own cap).
 LOCATED_KEPT = MAX_FRONTIER
 TAYLOR_EVALUATIONS = 5
+
+
+def merged_notes(notes: list[str]) -> tuple[str, ...]:
+    """The notes, each said once: notes that differ only in their measured values (the same
+    finding in several chunks of a budgeted check) become the one with the largest first value
+    (for "the probes show more noise (X) than ...", the largest noise any error bar used), in the
+    place of the first. Names and indices (``W1``, ``(17, 3)``) tell notes apart.
+
+    Examples
+    --------
+    >>> merged_notes(["more noise (1.0e-09) than (1e-12)", "a", "more noise (3.0e-09) than (1e-12)", "a"])
+    ('more noise (3.0e-09) than (1e-12)', 'a')
+    >>> merged_notes(["W1: no element stands out", "W2: no element stands out"])
+    ('W1: no element stands out', 'W2: no element stands out')
+    """
+    kept: dict[str, tuple[float, str]] = {}
+    for note in notes:
+        kind = _MEASURED.sub("#", note)
+        values = [float(x) for x in _MEASURED.findall(note)]
+        size = values[0] if values else -math.inf
+        if kind not in kept or size > kept[kind][0]:
+            kept[kind] = (size, note)
+    return tuple(note for _, note in kept.values())
+
+
+#: A measured value in a note: a decimal point or an exponent (integers are counts and indices).
+_MEASURED = re.compile(r"(?<![\w.])[-+]?(?:\d+\.\d*(?:[eE][-+]?\d+)?|\d+[eE][-+]?\d+)")
 
 
 def choose_strategy(options: Any, size: int) -> str:
@@ -146,11 +175,11 @@ class _Run:
             nfev=self.nfev,
             tensors=tensors,
             ignored=ignored,
-            notes=tuple(checker.notes),
+            notes=merged_notes(checker.notes),
             method=self.options.method,
             strategy=strategy,
             seed=self.options.seed,
-            noise=self.sigma,
+            noise=max(self.sigma, self.coordinates.largest_noise),
             options=reported_options(self.options),
             coverage=coverage,
             guarantee=guarantee,
@@ -262,6 +291,8 @@ def run_directional(checker: Any, f0: float, sigma: float, spread: np.ndarray, i
         conclusive = tuple(e.threshold for e in usable if e.code in (PASS, FAIL))
         thresholds[leaf.name] = conclusive
         status, reason = probe_codes_status([e.code for e in usable])
+        tensor_resolution = resolution_at(conclusive, options.confidence)
+        status, reason = _resolved(prober, i, status, reason, tensor_resolution)
         if i in cut:
             run.not_covered.append(
                 f"{leaf.name}: not checked" if not usable else f"{leaf.name}: fewer random directions than planned"
@@ -274,7 +305,7 @@ def run_directional(checker: Any, f0: float, sigma: float, spread: np.ndarray, i
             shape=leaf.shape,
             status=status,  # type: ignore[arg-type]
             difference=_evidence_difference(own),
-            resolution=resolution_at(conclusive, options.confidence),
+            resolution=tensor_resolution,
             reason=reason,
             probes=len(usable),
             coverage=1.0 if usable else 0.0,
@@ -319,6 +350,14 @@ def _wants_another(evidence: list[_Evidence], options: Any, rounds: int) -> bool
         return False
     thresholds = [e.threshold for e in usable if e.code in (PASS, FAIL)]
     return resolution_at(thresholds, options.confidence) > RESOLUTION_GOAL
+
+
+def _resolved(prober: DirectionalProber, leaf: int, status: str, reason: str | None, resolution_: float) -> tuple[str, str | None]:
+    """A pass whose resolution, judged as the core judges a tensor's, is worse than `UNRESOLVED`
+    proves nothing: inconclusive ("noise"), as strategy="full" says for the same tensor."""
+    if status == "pass" and not prober.judged_resolution(leaf, resolution_) <= UNRESOLVED:
+        return "inconclusive", "noise"
+    return status, reason
 
 
 def _evidence_difference(evidence: list[_Evidence]) -> float:
@@ -375,9 +414,10 @@ def _localized(run: _Run, prober: DirectionalProber, leaf: Any, report: TensorRe
                 "directions agree; counted as a pass."
             )
             thresholds = tuple(p.threshold for p in again)
+            confirmed = resolution_at(thresholds, run.options.confidence)
+            status, reason = _resolved(prober, run.checker.user_params.leaves.index(leaf), "pass", None, confirmed)
             return replace(
-                report, status="pass", resolution=resolution_at(thresholds, run.options.confidence),
-                probes=report.probes + 2, **common,
+                report, status=status, reason=reason, resolution=confirmed, probes=report.probes + 2, **common,
             )
     hint = (
         f"{leaf.name}'s gradient disagrees along random directions, but no single element stands out: the errors are "

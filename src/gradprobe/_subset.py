@@ -79,6 +79,9 @@ class CoordinateProber:
         self._chunks: list[ElementResults] = []
         self._where: dict[int, int] = {}
         self._all: ElementResults | None = None
+        #: The largest noise any probe's error bars used: each chunk measures its own (see
+        #: `_Checker._probe_noise`), starting from the difference tables' `sigma`.
+        self.largest_noise = sigma
 
     @property
     def steps(self) -> np.ndarray:
@@ -136,5 +139,6 @@ class CoordinateProber:
             estimates = fd.complex_step(values, self.steps[indices], checker.analytic[indices])
         else:
             estimates = checker._probe(self.f0, self.sigma, indices, self.steps, self.spread)[0]
+            self.largest_noise = max(self.largest_noise, float(getattr(checker, "sigma", self.sigma)))
         codes, floor = checker._judge(estimates, indices=indices, scale_from=self._scale_from)
         return estimates, np.asarray(codes), np.asarray(floor)
