@@ -246,14 +246,22 @@ class _Checker:
         self.rng = np.random.default_rng(options.seed)
         self.notes: list[str] = []
         self.progress = Progress(False)  # check() replaces it with the visible one
-        # Rounding of the analytic gradient: the parameters' own precision.
-        self.eps = np.empty(user_params.size)
-        for leaf in user_params.leaves:
-            self.eps[leaf.slice] = np.finfo(leaf.dtype).eps
+        self._eps: np.ndarray | None = None
+
+    @property
+    def eps(self) -> np.ndarray:
+        """Per element, the rounding of the analytic gradient: the parameters' own precision
+        (made on first use: the directional strategy of a large model never needs it)."""
+        if self._eps is None:
+            self._eps = np.empty(self.user_params.size)
+            for leaf in self.user_params.leaves:
+                self._eps[leaf.slice] = np.finfo(leaf.dtype).eps
+        return self._eps
 
     def run(self, grad: Callable[[Any], Any], ignored: tuple[str, ...], *, f0: float | None = None) -> Report:
         f0 = self.objective.initial() if f0 is None else f0
-        spread = self._gradient_spread(grad) + self._gradient_rounding(grad)
+        spread = self._gradient_spread(grad)
+        spread += self._gradient_rounding(grad)  # in place: a vector of millions for a large model
         strategy = choose_strategy(self.options, self.params.size)
         # Large models: one table (8 evaluations) is most of what a directional verdict costs.
         sigma = self._noise(f0, tables=DIRECTIONAL_NOISE_TABLES) if strategy == "directional" else self._noise(f0)
@@ -331,18 +339,24 @@ class _Checker:
         indices = np.arange(self.params.size) if not all_double else None
         everything = slice(0, self.params.size)
 
-        def line() -> Callable[[np.ndarray], np.ndarray]:
+        def line(k: int) -> Callable[[np.ndarray], np.ndarray]:
             # Random signs and lengths: points on a regular grid can round in a regular pattern,
-            # which hides the noise from a difference table.
-            lengths = self.rng.uniform(0.5, 1.5, self.params.size)
-            direction = self.rng.choice([-1.0, 1.0], self.params.size)
-            direction *= lengths  # in place: this runs over every parameter of a model of millions
+            # which hides the noise from a difference table. Drawn as `uniform(0.5, 1.5)` and
+            # `choice([-1.0, 1.0])` draw them, but into the check's work vectors: this runs over
+            # every parameter of a model of millions, where fresh vectors cost page faults.
+            direction, lengths = (v[: self.params.size] for v in self.objective.work(2 * k + 2, self.params.size)[2 * k :])
+            self.rng.random(out=lengths)
+            lengths += 0.5
+            np.multiply(self.rng.integers(0, 2, self.params.size, dtype=np.int64), 2.0, out=direction)
+            direction -= 1.0
+            direction *= lengths
             direction *= fd.element_scales(self.params)
 
             def evaluate(offsets: np.ndarray) -> np.ndarray:
                 if all_double:
                     # The points are on the table's grid already: nothing to round, nothing to shift.
-                    return self.objective.evaluate(LinePoints(self.params.values, [(everything, direction, offsets)]))
+                    buffer = self.objective.work(2 * tables + 1, self.params.size)[2 * tables]
+                    return self.objective.evaluate(LinePoints(self.params.values, [(everything, direction, offsets)], buffer=buffer))
                 intended = [self.params.values + o * direction for o in offsets]
                 moved = [round_at(self.params, indices, p) for p in intended]
                 values = self.objective.evaluate([(indices, m) for m in moved])
@@ -360,7 +374,7 @@ class _Checker:
         spacing = max(eps**0.7, SPACING_ULPS * eps * SPACING_RATIO)
         # Rounding the result alone costs half an ulp (a whole one for a subnormal result).
         floor = max(0.5 * eps * abs(f0), float(np.spacing(abs(f0))))
-        estimate = estimate_noise([line() for _ in range(tables)], f0, spacing, floor=floor)
+        estimate = estimate_noise([line(k) for k in range(tables)], f0, spacing, floor=floor)
         sigma = max(estimate.sigma, repeat_spread)
         self.sigma = sigma
         if repeat_spread > 0:
@@ -719,18 +733,23 @@ class _Checker:
             )
         return reports
 
-    def _taylor_slope(self, f0: float, leaf, error_direction: np.ndarray) -> float | None:
+    def _taylor_slope(
+        self, f0: float, leaf, error_direction: np.ndarray, indices: np.ndarray | None = None
+    ) -> float | None:
         """Slope of log|L(x + t v) - L(x) - g.(t v)| against log t, along the error's direction.
 
         The remainder shrinks like t**2 when `g` is right along `v` and like t when it is wrong,
         once t is small enough for the error's linear term to beat the curvature. So the steps
         span a wide range (`TAYLOR_STEPS`, each a quarter of the last) and the slope is read off
         the three smallest whose remainder still stands clear of the loss's noise.
+        `error_direction` is over the tensor's elements, or over the flat positions `indices`
+        (the few known wrong elements of a large tensor: the same points, without moving millions).
         """
         size = np.max(np.abs(error_direction))
         if not np.isfinite(size) or size == 0:
             return None
-        indices = np.arange(leaf.offset, leaf.offset + leaf.size)
+        if indices is None:
+            indices = np.arange(leaf.offset, leaf.offset + leaf.size)
         scales = fd.element_scales(self.params)[indices]
         v = error_direction / size * scales * TAYLOR_MOVE
         x = self.params.values[indices]

@@ -415,7 +415,8 @@ def element_scales(params) -> np.ndarray:
     for leaf in params.leaves:
         part = values[leaf.slice]
         typical = rms(part) or min(rms(values) or 1.0, 1.0)
-        np.maximum(np.abs(part), typical, out=scales[leaf.slice])
+        mine = np.abs(part, out=scales[leaf.slice])
+        np.maximum(mine, typical, out=mine)
     scales.setflags(write=False)
     try:
         _SCALES[params] = scales

@@ -135,7 +135,6 @@ class DirectionalProber:
         self._leaf_smin: dict[int, float] = {}
         self._spread_any = bool(np.any(spread))
         self._all_double = all(leaf.dtype == np.float64 for leaf in self.params.leaves)
-        self._buffers: tuple[np.ndarray, np.ndarray] | None = None
 
     def _typical_steps(self) -> list[float]:
         """Per tensor, the median coordinate step relative to the element's scale (the core's
@@ -165,10 +164,10 @@ class DirectionalProber:
         # Keep the typical element's displacement above a few ulps of its value.
         return max(self._leaf_step[leaf], 8 * self._leaf_eps[leaf] * math.sqrt(m))
 
-    def direction(self, start: int, stop: int, purpose: int, round_: int) -> np.ndarray:
+    def direction(self, start: int, stop: int, purpose: int, round_: int, out: np.ndarray | None = None) -> np.ndarray:
         """The block's direction; each tensor's piece moves like one coordinate step of it, so the
-        step along the direction is 1 (the ladder then halves it)."""
-        w = np.empty(stop - start)
+        step along the direction is 1 (the ladder then halves it). Written into `out` if given."""
+        w = np.empty(stop - start) if out is None else out
         for leaf, a, b in self.parts(start, stop):
             m = b - a
             piece = w[a - start : b - start]  # written in place: no temporaries of the block's size
@@ -178,12 +177,9 @@ class DirectionalProber:
             piece *= _UNIFORM_SPREAD * self._part_step(leaf, m) / math.sqrt(m)
         return w
 
-    def _scratch(self, size: int) -> tuple[np.ndarray, np.ndarray]:
-        """Two work vectors of at least `size`, kept for the prober's life (the ladder's points
-        and their displacements; fresh vectors of millions per point cost page faults)."""
-        if self._buffers is None or len(self._buffers[0]) < size:
-            self._buffers = (np.empty(size), np.empty(size))
-        return self._buffers
+    def _scratch(self, size: int, count: int = 2) -> list[np.ndarray]:
+        """`count` work vectors of at least `size` (the objective's, see `Objective.work`)."""
+        return self.checker.objective.work(count, size)
 
     def _round(self, start: int, stop: int, values: np.ndarray) -> np.ndarray:
         for leaf, a, b in self.parts(start, stop):
@@ -197,7 +193,12 @@ class DirectionalProber:
         `_probes.run_ladder`) until its verdict is decided or the budget says stop."""
         if not blocks:
             return []
-        directions = [self.direction(a, b, purpose, round_) for a, b in blocks]
+        # The blocks of one call never overlap (halves, tensors): their directions fit in one
+        # work vector of the parameters' size, kept for the check's life.
+        total = sum(b - a for a, b in blocks)
+        room = self._scratch(total, count=3)[2] if total <= self.params.size else np.empty(total)
+        ends = np.cumsum([0] + [b - a for a, b in blocks])
+        directions = [self.direction(a, b, purpose, round_, out=room[c:d]) for (a, b), c, d in zip(blocks, ends[:-1], ends[1:])]
         steps = np.full(len(blocks), COMPLEX_STEP if self.method == "complex" else 1.0)
         scale, floor = self._scale_and_floor(blocks, directions)
         # `grad`'s own non-determinism along each direction widens the error bars.
@@ -236,9 +237,12 @@ class DirectionalProber:
 
         # A direction of tiny (subnormal) or huge elements is measured after scaling it, and each
         # displacement, by a power of two (exact), so that no square under- or overflows.
-        exponents = [_exponent(w) for w in directions]
-        units = [w if e == 0 else np.ldexp(w, -e) for w, e in zip(directions, exponents)]
-        lengths = [_dot(u, u) for u in units]
+        exponents, units, lengths = [], [], []
+        for w in directions:
+            e, squares = _exponent(w)
+            exponents.append(e)
+            units.append(w if e == 0 else np.ldexp(w, -e))
+            lengths.append(squares if e == 0 else _dot(units[-1], units[-1]))
         moved, delta = self._scratch(max(b - a for a, b in blocks))
         finish = None if self._all_double else (lambda block, values: self._round(block.start, block.stop, values))
 
@@ -304,7 +308,8 @@ class DirectionalProber:
             for leaf, c, d in self.parts(a, b):
                 here = piece_w[c - a : d - a]
                 np.abs(w[c - a : d - a], out=here)
-                fallback = math.hypot(fallback, (self._leaf_typical[leaf] or 1.0) * _norm(here))
+                if not typical:  # the unit for a block whose g . w is all zeros
+                    fallback = math.hypot(fallback, (self._leaf_typical[leaf] or 1.0) * _norm(here))
                 here *= self._leaf_typical[leaf]
                 np.maximum(absolute[c - a : d - a], here, out=here)
                 rounding = math.hypot(rounding, _norm(here))
@@ -370,18 +375,20 @@ def _norm(v: np.ndarray) -> float:
     return fd.rms(v) * math.sqrt(len(v)) if len(v) else 0.0
 
 
-def _exponent(w: np.ndarray) -> int:
-    """0 when ``w . w`` is safe to compute, else the power of two that brings `w` near 1.
+def _exponent(w: np.ndarray) -> tuple[int, float]:
+    """``(0, w . w)`` when ``w . w`` is safe to compute, else the power of two that brings `w`
+    near 1 (and the unusable ``w . w``).
 
     Examples
     --------
-    >>> _exponent(np.array([1.0, 2.0])), _exponent(np.array([1e-310, 0.0]))
-    (0, -1029)
+    >>> _exponent(np.array([1.0, 2.0])), _exponent(np.array([1e-310, 0.0]))[0]
+    ((0, 5.0), -1029)
     """
-    if _SQUARES_RANGE[0] < _dot(w, w) < _SQUARES_RANGE[1]:
-        return 0
+    squares = _dot(w, w)
+    if _SQUARES_RANGE[0] < squares < _SQUARES_RANGE[1]:
+        return 0, squares
     largest = float(np.max(np.abs(w), initial=0.0))
-    return int(np.frexp(largest)[1]) if 0 < largest < math.inf else 0
+    return (int(np.frexp(largest)[1]) if 0 < largest < math.inf else 0), squares
 
 
 class _StridedSample:

@@ -17,12 +17,12 @@ Point = tuple[np.ndarray, np.ndarray]
 class LinePoints(Sequence[Point]):
     """Points on lines, ``x[block] + t direction``, each computed when it is read.
 
-    A list of points that move millions of parameters holds one vector per point; here a point
-    read by index is written into one `buffer` that the next read overwrites, which is all the
-    serial loop of `Objective.evaluate` needs (it copies each point into fresh arrays for the loss
-    before reading the next). A slice gives independent copies: what an executor's task carries.
-    Besides memory, this spares a fresh allocation of every point (page faults cost more than the
-    arithmetic).
+    A list of points that move millions of parameters holds one vector per point; here each is
+    made when read, so that the serial loop of `Objective.evaluate` holds one at a time. With a
+    `buffer`, a point read by index is written into it, and the next read overwrites it (the
+    objective copies each point into fresh arrays for the loss first): no vector of millions is
+    allocated per point beside the loss's own, and page faults on fresh vectors cost more than
+    the arithmetic. A slice gives independent copies: what an executor's task carries.
 
     Parameters
     ----------
@@ -78,10 +78,9 @@ class LinePoints(Sequence[Point]):
             return [(self.lines[self._order[i][0]][0], self.values(i)) for i in range(*k.indices(len(self)))]
         k = range(len(self))[k]  # negative indices; IndexError past the end (ends iteration)
         block = self.lines[self._order[k][0]][0]
-        size = block.stop - block.start
-        if self._buffer is None or len(self._buffer) < size:
-            self._buffer = np.empty(max(size, *(b.stop - b.start for b, _, _ in self.lines)))
-        return block, self.values(k, out=self._buffer[:size])
+        if self._buffer is None:
+            return block, self.values(k)
+        return block, self.values(k, out=self._buffer[: block.stop - block.start])
 
 
 def require_callable(function: Any, argument: str) -> None:
@@ -169,6 +168,7 @@ class Objective:
         self.vectorized = vectorized
         self._light: Params | None = None
         self._scratch: dict[np.dtype, np.ndarray] = {}
+        self._work: list[np.ndarray] = []
         self.probing = ""
 
     def light_params(self) -> Params:
@@ -178,6 +178,17 @@ class Objective:
 
             self._light = light_params(self.params)
         return self._light
+
+    def work(self, count: int, size: int) -> list[np.ndarray]:
+        """`count` float64 work vectors of at least `size` elements, kept for the check's life and
+        shared by the stages that compute points (one at a time): a fresh vector of millions
+        costs more in page faults than the arithmetic done in it."""
+        while len(self._work) < count:
+            self._work.append(np.empty(0))
+        for k in range(count):
+            if len(self._work[k]) < size:
+                self._work[k] = np.empty(size)
+        return self._work[:count]
 
     def _call(self, tree: Any, where: str) -> Any:
         self.nfev += 1
@@ -254,4 +265,5 @@ class Objective:
                 finally:
                     flat[indices] = base[indices]
             results[k] = to_scalar(self._call(tree, where), self.argument, allow_complex=results.dtype.kind == "c")
+            del tree, values  # before the next point is made: one point of millions alive at a time
         return results

@@ -43,7 +43,7 @@ def facts(report: Report) -> str:
     n = sum(size(t) for t in report.tensors.values())
     strategy = f"strategy {report.strategy}, " if report.strategy != "full" else ""
     return (
-        f"{n} parameters, {report.nfev} loss evaluations, {strategy}method {report.method}, "
+        f"{n} parameter{'' if n == 1 else 's'}, {report.nfev} loss evaluations, {strategy}method {report.method}, "
         f"resolution {report.resolution:.1e}, difference {report.difference:.3e}"
     )
 

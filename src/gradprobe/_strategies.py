@@ -207,10 +207,11 @@ class _Run:
         wrong = results.codes == FAIL
         if not np.any(wrong) or not self.affords(TAYLOR_EVALUATIONS):
             return None
-        direction = np.zeros(leaf.size)
-        positions = results.indices[wrong]
-        direction[positions - leaf.offset] = self.checker.analytic[positions] - results.estimates.numeric[wrong]
-        return self.checker._taylor_slope(self.f0, leaf, direction)
+        # Along the wrong elements only (the rest of the direction is zero): the same points.
+        # (An element both located and sampled counts once.)
+        positions, first = np.unique(results.indices[wrong], return_index=True)
+        direction = self.checker.analytic[positions] - results.estimates.numeric[wrong][first]
+        return self.checker._taylor_slope(self.f0, leaf, direction, indices=positions)
 
 
 # -- directional ---------------------------------------------------------------------------------------
