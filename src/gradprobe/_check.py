@@ -15,7 +15,7 @@ from ._diagnosis import diagnose
 from ._errors import GradprobeError, InvalidArgument, UserFunctionError
 from ._matching import flatten_gradient
 from ._noise import SPACING_RATIO, estimate_noise, noise_from_samples
-from ._objective import LinePoints, Objective, require_callable
+from ._objective import LinePoints, Objective, call_user, require_callable
 from ._executor import require_sendable
 from ._options import Options, reported_options, validate_options
 from ._oracle import Oracle, as_oracle, exact_estimates
@@ -26,11 +26,9 @@ from ._report import Coverage, Element, Report, TensorReport
 from ._strategies import DIRECTIONAL_NOISE_TABLES, choose_strategy, expected_evaluations, needs_strategies, run_strategy
 from ._verdict import (
     ELEMENT_STATUSES,
-    FAIL,
     KINK,
     NOISE,
     NONFINITE,
-    PASS,
     analytic_floor,
     judge,
     overall_status,
@@ -222,12 +220,8 @@ def _shadowed_objective(loss: Callable[[Any], Any], params: Params, options: Opt
 
 
 def _analytic_gradient(grad: Callable[[Any], Any], params: Params) -> tuple[np.ndarray, tuple[str, ...]]:
-    try:
-        tree = grad(params.copy())
-    except (KeyboardInterrupt, SystemExit, MemoryError, GradprobeError):
-        raise  # a GradprobeError already names its argument (e.g. `jac` from check_jacobian)
-    except Exception as error:
-        raise UserFunctionError(f"`grad` raised {type(error).__name__}: {error}", argument="grad") from error
+    # A GradprobeError from `grad` passes through: it already names its argument (`jac` in check_jacobian).
+    tree = call_user(grad, "grad", params.copy())
     return flatten_gradient(params, tree, argument="grad")
 
 

@@ -395,7 +395,7 @@ class _StridedSample:
     """Every k-th element of each tensor, as a stand-in for `Params` in per-tensor statistics."""
 
     def __init__(self, params: Any, per_leaf: int) -> None:
-        leaves, pieces, self._picks = [], [], []
+        leaves, self._picks = [], []
         offset = 0
         for leaf in params.leaves:
             stride = max(1, leaf.size // per_leaf)

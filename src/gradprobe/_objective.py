@@ -83,6 +83,19 @@ class LinePoints(Sequence[Point]):
         return block, self.values(k, out=self._buffer[: block.stop - block.start])
 
 
+def call_user(function: Callable[..., Any], argument: str, *args: Any) -> Any:
+    """Call a user's function; its exceptions become `UserFunctionError` naming `argument`.
+
+    gradprobe's own errors (raised by a nested check) and interrupts pass through unchanged.
+    """
+    try:
+        return function(*args)
+    except (KeyboardInterrupt, SystemExit, MemoryError, GradprobeError):
+        raise
+    except Exception as error:
+        raise UserFunctionError(f"`{argument}` raised {type(error).__name__}: {error}", argument=argument) from error
+
+
 def require_callable(function: Any, argument: str) -> None:
     if not callable(function):
         raise InvalidArgument(

@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 
 from ._check import check
-from ._errors import GradprobeError, InvalidArgument, InvalidValue, UserFunctionError
+from ._errors import InvalidArgument, InvalidValue
 from ._matching import flatten_gradient
-from ._objective import require_callable
+from ._objective import call_user as _call, require_callable
 from ._params import Params
 from ._report import Report
 
@@ -119,13 +119,6 @@ def _output_leaves(output: Any, argument: str) -> list[tuple[tuple[Any, ...], np
     return leaves
 
 
-def _call(function: Callable[..., Any], argument: str, *args: Any) -> Any:
-    try:
-        return function(*args)
-    except (KeyboardInterrupt, SystemExit, MemoryError, GradprobeError):
-        raise
-    except Exception as error:
-        raise UserFunctionError(f"`{argument}` raised {type(error).__name__}: {error}", argument=argument) from error
 
 
 def check_vjp(f: Callable[[Any], Any], vjp: Callable[[Any, Any], Any], x: Any, **options: Any) -> Report:

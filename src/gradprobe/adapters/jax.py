@@ -23,7 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._errors import GradprobeError, InvalidArgument, InvalidValue, UserFunctionError
+from .._errors import InvalidArgument, InvalidValue
+from .._objective import call_user as _call
 from .._oracle import Oracle
 from .._report import Report
 from .._vjp import call_line, check_contracted, cotangent_seed, describe_outputs, random_cotangents
@@ -70,15 +71,6 @@ def _is_float(leaf: Any) -> bool:
     )
 
 
-def _call(function: Callable[..., Any], argument: str, *args: Any) -> Any:
-    try:
-        return function(*args)
-    except (KeyboardInterrupt, SystemExit, MemoryError):
-        raise
-    except GradprobeError:
-        raise
-    except Exception as error:
-        raise UserFunctionError(f"`{argument}` raised {type(error).__name__}: {error}", argument=argument) from error
 
 
 def _jitted(fn: Callable[..., Any], args: tuple[Any, ...]) -> Callable[..., Any] | None:

@@ -29,7 +29,8 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from .._errors import GradprobeError, InvalidArgument, InvalidValue, UserFunctionError
+from .._errors import InvalidArgument, InvalidValue, UserFunctionError
+from .._objective import call_user as _user_call
 from .._oracle import Oracle
 from .._report import Report
 from .._vjp import call_line, check_contracted, cotangent_seed, describe_outputs, random_cotangents
@@ -51,13 +52,6 @@ def _dtype_for(values: np.ndarray, like: torch.Tensor) -> torch.dtype:
     return torch.float64 if np.asarray(values).dtype == np.float64 else like.dtype
 
 
-def _user_call(function: Callable[..., Any], argument: str, *args: Any) -> Any:
-    try:
-        return function(*args)
-    except (KeyboardInterrupt, SystemExit, MemoryError, GradprobeError):
-        raise
-    except Exception as error:
-        raise UserFunctionError(f"`{argument}` raised {type(error).__name__}: {error}", argument=argument) from error
 
 
 def _float_outputs(output: Any) -> list[torch.Tensor]:
