@@ -225,6 +225,19 @@ def _analytic_gradient(grad: Callable[[Any], Any], params: Params) -> tuple[np.n
     return flatten_gradient(params, tree, argument="grad")
 
 
+def _undecidable(report: Report) -> Report:
+    """A loss with no derivative at this precision (see `_Checker._noise`) decides nothing, whatever
+    the strategy's probes happened to say."""
+    tensors = {
+        name: replace(
+            tensor, status="inconclusive", reason="noise", resolution=float("inf"),
+            diagnosis="no derivative at this precision", hint=None,
+        )  # fmt: skip
+        for name, tensor in report.tensors.items()
+    }
+    return replace(report, status="inconclusive", resolution=float("inf"), tensors=tensors)
+
+
 class _Checker:
     """One run of the pipeline; holds what the stages share."""
 
@@ -260,7 +273,8 @@ class _Checker:
         # Large models: one table (8 evaluations) is most of what a directional verdict costs.
         sigma = self._noise(f0, tables=DIRECTIONAL_NOISE_TABLES) if strategy == "directional" else self._noise(f0)
         if self.oracle is None and needs_strategies(self.options, strategy):
-            return run_strategy(self, strategy, f0, sigma, spread, ignored)
+            report = run_strategy(self, strategy, f0, sigma, spread, ignored)
+            return _undecidable(report) if self.ragged else report
         setup = self.objective.nfev
         self.progress.describe("every coordinate")
         if self.oracle is not None:

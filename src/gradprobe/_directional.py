@@ -344,10 +344,11 @@ class DirectionalProber:
         for leaf, a, b in self.parts(start, stop):
             m = b - a
             smin = self._smallest_scale(leaf, a, b) * self._part_step(leaf, m)
-            if not np.isfinite(tau) or smin <= 0:
-                result[leaf] = math.inf
+            denominator = smin * self._leaf_norm[leaf]  # 0 for a zero gradient, or by underflow
+            if not np.isfinite(tau) or not denominator > 0:
+                result[leaf] = math.inf  # no relative guarantee
             else:
-                result[leaf] = _MISS_CONSTANT * tau * math.sqrt(m) / (smin * self._leaf_norm[leaf])
+                result[leaf] = _MISS_CONSTANT * tau * math.sqrt(m) / denominator
         return result
 
 

@@ -33,6 +33,12 @@ def _lookup(node: Any, key: Any, where: str, argument: str) -> tuple[Any, Any]:
                 "a list/tuple; return the same structure as `params`.",
                 argument=argument,
             )
+        if not -len(node) <= key < len(node):
+            raise InvalidArgument(
+                f"`{argument}` returned {len(node)} entries at `{where or 'top level'}` where the parameters have "
+                f"an entry `{key}`; return the same structure as `params`.",
+                argument=argument,
+            )
         return node[key], key
     if not isinstance(node, Mapping):
         raise InvalidArgument(

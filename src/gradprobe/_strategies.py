@@ -406,6 +406,14 @@ def _localized(run: _Run, prober: DirectionalProber, leaf: Any, report: TensorRe
         return _located(run, leaf, report, located, common)
     if found.pending:
         return replace(report, diagnosis="wrong; not localized within the budget", **common)
+    if len(probed) == stop - start:
+        # Bisection probed every element on its own, which is the exact per-element check: it decides.
+        status, reason = tensor_status(probed.codes)
+        run.checker.notes.append(
+            f"{leaf.name}: a random direction disagreed, but every element, probed on its own, agrees; "
+            "the per-element verdict stands."
+        )
+        return replace(report, status=status, reason=reason, diagnosis=None, hint=None, **common)
     # Nothing to name: was the failing direction a false alarm? Two fresh directions decide.
     if run.affords(2 * per_probe):
         again = [probe for round_ in (0, 1) for probe in prober.probe([(start, stop)], CONFIRM, round_)]
