@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import gradprobe as gp
-from gradprobe._report import SCHEMA_VERSION, Report, TensorReport
+from gradprobe._report import SCHEMA_VERSION
 from gradprobe.examples import deeplearning_ai as dla
 
 jsonschema = pytest.importorskip("jsonschema")

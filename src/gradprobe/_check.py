@@ -14,16 +14,17 @@ from . import _differences as fd
 from ._diagnosis import diagnose
 from ._errors import GradprobeError, InvalidArgument, UserFunctionError
 from ._matching import flatten_gradient
-from ._noise import SPACING_RATIO, estimate_noise, noise_from_samples
+from ._noise import POINTS, SPACING_RATIO, estimate_noise, noise_from_samples
 from ._objective import LinePoints, Objective, call_user, require_callable
 from ._executor import require_sendable
 from ._options import Options, reported_options, validate_options
 from ._oracle import Oracle, as_oracle, exact_estimates
+from ._pages import without_huge_pages
 from ._params import Params
 from ._progress import Progress
 from ._probes import Ladder, coordinate_points, min_steps, round_at
 from ._report import Coverage, Element, Report, TensorReport
-from ._strategies import DIRECTIONAL_NOISE_TABLES, choose_strategy, expected_evaluations, needs_strategies, run_strategy
+from ._strategies import DIRECTIONAL_NOISE, choose_strategy, expected_evaluations, needs_strategies, run_strategy
 from ._verdict import (
     ELEMENT_STATUSES,
     KINK,
@@ -142,7 +143,7 @@ def check(
         least this probability. With ``probes=None``, raising it adds random directions.
     probes : int, optional
         Random directions per tensor ("directional") or sampled elements per tensor ("sample");
-        by default as many directions as reach a resolution of 1e-6 at `confidence` (1 to 4),
+        by default as many directions as reach a resolution of 1e-4 at `confidence` (1 to 4),
         and 32 sampled elements.
 
     Returns
@@ -165,16 +166,17 @@ def check(
     )  # fmt: skip
     require_callable(loss, "loss")
     require_callable(grad, "grad")
-    user_params = Params(params)
-    exact = as_oracle(oracle, user_params, method)
-    analytic, ignored = _analytic_gradient(grad, user_params)
-    objective, f0, notes = _shadowed_objective(loss, user_params, options)
-    checker = _Checker(objective, user_params, analytic, options, oracle=exact)
-    checker.notes.extend(notes)
-    with Progress(options.progress, total=expected_evaluations(options, user_params.size)) as bar:
-        objective.on_evaluation = lambda count: bar.advance(count, objective.probing)
-        checker.progress = bar
-        return checker.run(grad, ignored, f0=f0)
+    with without_huge_pages():  # see `_pages`: a large model's check makes and drops many arrays
+        user_params = Params(params)
+        exact = as_oracle(oracle, user_params, method)
+        analytic, ignored = _analytic_gradient(grad, user_params)
+        objective, f0, notes = _shadowed_objective(loss, user_params, options)
+        checker = _Checker(objective, user_params, analytic, options, oracle=exact)
+        checker.notes.extend(notes)
+        with Progress(options.progress, total=expected_evaluations(options, user_params.size)) as bar:
+            objective.on_evaluation = lambda count: bar.advance(count, objective.probing)
+            checker.progress = bar
+            return checker.run(grad, ignored, f0=f0)
 
 
 def needs_shadow(params: Params) -> bool:
@@ -270,8 +272,7 @@ class _Checker:
         spread = self._gradient_spread(grad)
         spread += self._gradient_rounding(grad)  # in place: a vector of millions for a large model
         strategy = choose_strategy(self.options, self.params.size)
-        # Large models: one table (8 evaluations) is most of what a directional verdict costs.
-        sigma = self._noise(f0, tables=DIRECTIONAL_NOISE_TABLES) if strategy == "directional" else self._noise(f0)
+        sigma = self._noise(f0, **DIRECTIONAL_NOISE) if strategy == "directional" else self._noise(f0)
         if self.oracle is None and needs_strategies(self.options, strategy):
             report = run_strategy(self, strategy, f0, sigma, spread, ignored)
             return _undecidable(report) if self.ragged else report
@@ -336,12 +337,12 @@ class _Checker:
         # Measured, not estimated: it enters the error bars once (spread is scaled by CONFIDENCE).
         return np.where(np.isfinite(rounding), rounding, 0.0) / fd.CONFIDENCE
 
-    def _noise(self, f0: float, tables: int | None = None) -> float:
+    def _noise(self, f0: float, tables: int | None = None, points: int = POINTS, repeats: int = 2) -> float:
         """The loss's noise: ECnoise along random directions, or the spread of repeated calls."""
         if tables is None:
             tables = 2 * NOISE_TABLES if self.params.size <= FEW_PARAMETERS else NOISE_TABLES
-        repeats = self.objective.evaluate([(np.array([], dtype=int), np.array([]))] * 2)
-        repeat_spread = float(np.max(np.abs(repeats - f0)))
+        repeated = self.objective.evaluate([(np.array([], dtype=int), np.array([]))] * repeats)
+        repeat_spread = float(np.max(np.abs(repeated - f0)))
         eps = max(float(np.finfo(leaf.dtype).eps) for leaf in self.params.leaves)
         all_double = all(leaf.dtype == np.float64 for leaf in self.params.leaves)
         indices = np.arange(self.params.size) if not all_double else None
@@ -349,22 +350,21 @@ class _Checker:
 
         def line(k: int) -> Callable[[np.ndarray], np.ndarray]:
             # Random signs and lengths: points on a regular grid can round in a regular pattern,
-            # which hides the noise from a difference table. Drawn as `uniform(0.5, 1.5)` and
-            # `choice([-1.0, 1.0])` draw them, but into the check's work vectors: this runs over
-            # every parameter of a model of millions, where fresh vectors cost page faults.
-            direction, lengths = (v[: self.params.size] for v in self.objective.work(2 * k + 2, self.params.size)[2 * k :])
-            self.rng.random(out=lengths)
-            lengths += 0.5
-            np.multiply(self.rng.integers(0, 2, self.params.size, dtype=np.int64), 2.0, out=direction)
+            # which hides the noise from a difference table. Lengths uniform on [0.5, 1.5), signs
+            # at random, both from one uniform draw u: 2u - 1, pushed 0.5 away from zero. Drawn
+            # into the check's work vectors: this runs over every parameter of a model of
+            # millions, where fresh vectors cost page faults.
+            direction, push = (v[: self.params.size] for v in self.objective.work(2 * k + 2, self.params.size)[2 * k :])
+            self.rng.random(out=direction)
+            direction *= 2.0
             direction -= 1.0
-            direction *= lengths
+            direction += np.copysign(0.5, direction, out=push)
             direction *= fd.element_scales(self.params)
 
             def evaluate(offsets: np.ndarray) -> np.ndarray:
                 if all_double:
                     # The points are on the table's grid already: nothing to round, nothing to shift.
-                    buffer = self.objective.work(2 * tables + 1, self.params.size)[2 * tables]
-                    return self.objective.evaluate(LinePoints(self.params.values, [(everything, direction, offsets)], buffer=buffer))
+                    return self.objective.evaluate(LinePoints(self.params.values, [(everything, direction, offsets)]))
                 intended = [self.params.values + o * direction for o in offsets]
                 moved = [round_at(self.params, indices, p) for p in intended]
                 values = self.objective.evaluate([(indices, m) for m in moved])
@@ -382,7 +382,7 @@ class _Checker:
         spacing = max(eps**0.7, SPACING_ULPS * eps * SPACING_RATIO)
         # Rounding the result alone costs half an ulp (a whole one for a subnormal result).
         floor = max(0.5 * eps * abs(f0), float(np.spacing(abs(f0))))
-        estimate = estimate_noise([line(k) for k in range(tables)], f0, spacing, floor=floor)
+        estimate = estimate_noise([line(k) for k in range(tables)], f0, spacing, floor=floor, points=points)
         sigma = max(estimate.sigma, repeat_spread)
         self.sigma = sigma
         if repeat_spread > 0:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -60,6 +61,10 @@ class LinePoints(Sequence[Point]):
 
     def __len__(self) -> int:
         return len(self._order)
+
+    def block(self, k: int) -> slice:
+        """The part of the flat vector that point `k` moves."""
+        return self.lines[self._order[k][0]][0]
 
     def values(self, k: int, out: np.ndarray | None = None) -> np.ndarray:
         """Point `k`'s values on its block, written into `out` (a fresh array if None)."""
@@ -182,6 +187,7 @@ class Objective:
         self._light: Params | None = None
         self._scratch: dict[np.dtype, np.ndarray] = {}
         self._work: list[np.ndarray] = []
+        self._handoff: np.ndarray | None = None
         self.probing = ""
 
     def light_params(self) -> Params:
@@ -202,6 +208,18 @@ class Objective:
             if len(self._work[k]) < size:
                 self._work[k] = np.empty(size)
         return self._work[:count]
+
+    def _handoff_vector(self, size: int) -> np.ndarray:
+        """A vector to make a point in whose pieces the loss then gets as its arrays.
+
+        The last point's vector is reused unless the loss kept a piece of it (a reference count
+        above this object's own and the call's): what the loss keeps is never overwritten. A fresh
+        vector of millions per call would cost more in page faults than the copy it saves.
+        """
+        vector = self._handoff
+        if vector is None or vector.size != size or sys.getrefcount(vector) > 3:
+            vector = self._handoff = np.empty(size)
+        return vector
 
     def _call(self, tree: Any, where: str) -> Any:
         self.nfev += 1
@@ -257,7 +275,15 @@ class Objective:
         flat = self._scratch.get(results.dtype)
         everything = slice(0, base.size)
         checked: tuple[Any, bool] = (None, False)  # the last index array, and whether it is arange(n)
-        for k, (indices, values) in enumerate(points):
+        lines = isinstance(points, LinePoints) and dtype is None
+        for k in range(len(points)):
+            direct = lines and points.block(k) == everything
+            if direct:
+                # A point of a line through every parameter is made in the vector whose pieces the
+                # loss gets: no copy (see `_handoff_vector`).
+                indices, values = everything, points.values(k, out=self._handoff_vector(base.size))
+            else:
+                indices, values = points[k]
             first = indices.start if isinstance(indices, slice) else (int(indices[0]) if len(indices) else None)
             where = f"while probing `{self.params.leaf_of(first).name}`" if first is not None else ""
             covers = isinstance(indices, slice) and indices == everything
@@ -266,7 +292,7 @@ class Objective:
                     checked = (indices, bool(np.array_equal(indices, np.arange(base.size))))
                 covers = checked[1]
             if covers:  # moves every parameter: no scratch, no fancy indexing
-                tree = self.params.build(np.asarray(values, dtype=results.dtype), dtype=dtype)
+                tree = self.params.build(np.asarray(values, dtype=results.dtype), dtype=dtype, share=direct)
             elif not isinstance(indices, slice) and not len(indices):  # moves nothing (a repeat call)
                 tree = self.params.build(base.astype(results.dtype, copy=False), dtype=dtype)
             else:

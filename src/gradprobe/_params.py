@@ -227,15 +227,18 @@ class Params:
                 rounded[leaf.slice] = rounded[leaf.slice].astype(leaf.dtype)
         return rounded
 
-    def build(self, flat: np.ndarray, *, dtype: Any = None) -> Any:
+    def build(self, flat: np.ndarray, *, dtype: Any = None, share: bool = False) -> Any:
         """A fresh copy of the user's structure holding the values of `flat`.
 
         `dtype` overrides every leaf's dtype (used to re-evaluate a loss in float64 or complex).
+        With `share`, the caller hands `flat` over (a new vector nothing else holds): leaves of its
+        dtype become views of it instead of copies, one pass less over a model of millions.
         """
         new_leaves = {}
         for leaf in self.leaves:
             target = np.dtype(dtype) if dtype is not None else leaf.dtype
-            values = np.asarray(flat[leaf.slice]).astype(target).reshape(leaf.shape)
+            piece = np.asarray(flat[leaf.slice])
+            values = (piece if share and piece.dtype == target else piece.astype(target)).reshape(leaf.shape)
             if leaf.kind == "float" and dtype is None:
                 new_leaves[leaf.path] = float(values)
             elif leaf.kind in ("float", "scalar"):

@@ -37,6 +37,7 @@ from ._directional import (
     resolution_at,
 )
 from ._localize import MAX_FRONTIER, localize
+from ._noise import FEW_POINTS
 from ._options import reported_options
 from ._report import Coverage, Element, Guarantee, Report, TensorReport
 from ._subset import COMPLEX_STEP, CoordinateProber, ElementResults
@@ -55,9 +56,10 @@ from ._verdict import (
 
 #: "auto" probes every coordinate up to this many parameters (the seed's network has 47).
 AUTO_FULL_LIMIT = 1000
-#: ECnoise tables for the directional strategy (the core uses more for small problems, where a
-#: grid of few parameters can hide rounding; one table is most of a large model's verdict cost).
-DIRECTIONAL_NOISE_TABLES = 1
+#: The noise estimate of the directional strategy: one ECnoise table of 7 points and one repeat
+#: call (the core uses three tables of 9, six for small problems, where a grid of few parameters
+#: can hide rounding, and two repeats). Its evaluations are half of a large model's verdict cost.
+DIRECTIONAL_NOISE = {"tables": 1, "points": FEW_POINTS, "repeats": 1}
 #: Coordinates per chunk of a budgeted "full" check (4 evaluations each, more when refined).
 CHUNK = 256
 #: Elements per tensor for strategy="sample" when `probes` is not given.
