@@ -121,6 +121,10 @@ def test_auto_probes_every_coordinate_of_small_problems_and_random_directions_of
     large = gp.check(loss, grad, PARAMS)
     assert sum(v.size for v in map(np.asarray, PARAMS.values())) > AUTO_FULL_LIMIT
     assert large.strategy == "directional" and large.guarantee is not None
+    # Its noise estimate is cheaper than the core's (one table of 7 points, one repeat call): the
+    # starting point, the repeat and the table's 6 new points.
+    assert large.coverage.evaluations["setup"] == 8
+    assert small.coverage.evaluations["setup"] == 1 + 2 + 3 * 8
     # a budget too small for every coordinate turns "auto" directional too
     budgeted = gp.check(small_loss, small_grad, PARAMS["u"], budget=64)
     assert budgeted.strategy == "directional" and budgeted.nfev <= 64

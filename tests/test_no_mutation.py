@@ -241,6 +241,34 @@ def test_functions_that_mutate_their_input_reach_nothing_of_ours():
     assert changes(before, snapshot(params)) == []
 
 
+@pytest.mark.parametrize("strategy", ["full", "directional"])
+def test_arrays_a_loss_keeps_are_never_overwritten(strategy):
+    # Points through every parameter are made in a vector whose pieces the loss gets, reused for
+    # the next point only when the loss kept nothing of it (see `Objective._handoff_vector`).
+    rng = np.random.default_rng(0)
+    params = {"W": rng.standard_normal((40, 30)), "b": rng.standard_normal(30)}
+    kept, some = [], []
+
+    def loss(p):
+        value = float(np.sum(np.tanh(p["W"] @ p["b"]) ** 2))
+        if len(some) % 3 == 0 and len(kept) < 20:  # keeps some calls' arrays (a history, a cache)
+            kept.append((p["W"], p["b"], p["W"].copy(), p["b"].copy()))
+        some.append(None)
+        p["W"] *= 100.0  # and scribbles on every call's arrays afterwards
+        return value
+
+    def grad(p):
+        z = np.tanh(p["W"] @ p["b"])
+        d = 2 * z * (1 - z**2)
+        return {"W": np.outer(d, p["b"]), "b": p["W"].T @ d}
+
+    report = gp.check(loss, grad, params, strategy=strategy)
+    assert report.ok and len(kept) > 3
+    for W, b, W_then, b_then in kept:
+        np.testing.assert_array_equal(W, W_then * 100.0)
+        np.testing.assert_array_equal(b, b_then)
+
+
 def test_gradient_arrays_returned_by_the_user_are_not_written():
     g = {"x": np.array([2.0, -4.0])}
     g["x"].setflags(write=False)
