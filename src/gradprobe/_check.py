@@ -270,7 +270,9 @@ class _Checker:
     def run(self, grad: Callable[[Any], Any], ignored: tuple[str, ...], *, f0: float | None = None) -> Report:
         f0 = self.objective.initial() if f0 is None else f0
         spread = self._gradient_spread(grad)
-        spread += self._gradient_rounding(grad)  # in place: a vector of millions for a large model
+        rounding = self._gradient_rounding(grad)
+        if rounding is not None:
+            spread = spread + rounding
         strategy = choose_strategy(self.options, self.params.size)
         sigma = self._noise(f0, **DIRECTIONAL_NOISE) if strategy == "directional" else self._noise(f0)
         if self.oracle is None and needs_strategies(self.options, strategy):
@@ -310,15 +312,19 @@ class _Checker:
     def _gradient_spread(self, grad: Callable[[Any], Any]) -> np.ndarray:
         again, _ = _analytic_gradient(grad, self.user_params)
         spread = np.abs(np.subtract(again, self.analytic, out=again), out=again)  # `again` is ours: in place
-        if np.any(spread):
-            self.notes.append(
-                f"`grad` is non-deterministic: two identical calls differ by up to {spread.max():.2e}; "
-                "that spread is added to the error bars."
-            )
+        if not np.any(spread):
+            # A read-only zero of the right length, holding no memory: the vector of millions
+            # just made is freed for the vectors the check makes next.
+            return np.broadcast_to(np.float64(0.0), spread.shape)
+        self.notes.append(
+            f"`grad` is non-deterministic: two identical calls differ by up to {spread.max():.2e}; "
+            "that spread is added to the error bars."
+        )
         return spread
 
-    def _gradient_rounding(self, grad: Callable[[Any], Any]) -> np.ndarray:
-        """With the loss evaluated in float64 (`shadow`), the rounding of the gradient under test.
+    def _gradient_rounding(self, grad: Callable[[Any], Any]) -> np.ndarray | None:
+        """With the loss evaluated in float64 (`shadow`), the rounding of the gradient under test
+        (None without `shadow`).
 
         The numerical side then measures the exact gradient, while `grad` rounds in the
         parameters' own precision, by more than a fixed number of ulps after a deep backward pass.
@@ -327,11 +333,11 @@ class _Checker:
         in it). A `grad` that fails in float64 is left at the fixed floor.
         """
         if all(leaf.dtype == user.dtype for leaf, user in zip(self.params.leaves, self.user_params.leaves)):
-            return np.zeros(self.params.size)
+            return None
         try:
             precise, _ = _analytic_gradient(grad, self.params)
         except GradprobeError:
-            return np.zeros(self.params.size)
+            return None
         with np.errstate(invalid="ignore", over="ignore"):
             rounding = np.abs(precise - self.analytic)
         # Measured, not estimated: it enters the error bars once (spread is scaled by CONFIDENCE).
