@@ -1,4 +1,4 @@
-"""Regressions for the findings of the fuzz run recorded in benchmarks/RESULTS.md (## Fuzzing, run 3)."""
+"""Regressions for the findings of the fuzz runs recorded in benchmarks/RESULTS.md (## Fuzzing, runs 3 and 4)."""
 
 import numpy as np
 import pytest
@@ -46,3 +46,19 @@ def test_gradient_list_shorter_than_an_int_keyed_dict():
     with pytest.raises(gp.InvalidArgument, match="returned 1 entries at `top level`.*entry `1`") as info:
         gp.check(lambda p: p[1] ** 3, lambda p: [0.75], {1: 0.5})
     assert info.value.argument == "grad"
+
+
+def test_directional_with_thresholds_near_the_float_range():
+    # Fuzz run 4: parameters near 1e-161 make a tensor's guarantee threshold so large that the
+    # resolution's exp() overflowed. Such a tensor states no relative guarantee (infinite).
+    params = ([[3.0, np.array([-3.6381089249152064e-162, 7.4541856480931125e-161])]],)
+
+    def loss(p):
+        return float(sum(np.sum(np.log1p(np.asarray(x, dtype=float) ** 2)) for x in p[0][0]))
+
+    def grad(p):
+        return ([[2 * x / (1 + x * x) for x in (np.asarray(v, dtype=float) for v in p[0][0])]],)
+
+    report = gp.check(loss, grad, params, strategy="directional")
+    assert report.status != "fail"
+    assert report.guarantee is not None

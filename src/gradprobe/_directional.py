@@ -416,6 +416,9 @@ class _StridedSample:
 # -- the guarantee ----------------------------------------------------------------------------------
 
 
+_LOG_MAX = math.log(np.finfo(float).max)
+
+
 def resolution_at(thresholds: Sequence[float], confidence: float) -> float:
     """Smallest relative error size ``delta`` with ``prod_k min(1, r_k / delta) <= 1 - confidence``.
 
@@ -427,6 +430,8 @@ def resolution_at(thresholds: Sequence[float], confidence: float) -> float:
     1e-06
     >>> resolution_at([], 0.9)
     inf
+    >>> resolution_at([1e307], 0.999999)  # past the float range: no guarantee
+    inf
     """
     r = sorted(float(x) for x in thresholds if np.isfinite(x))
     if not r:
@@ -437,7 +442,8 @@ def resolution_at(thresholds: Sequence[float], confidence: float) -> float:
         log_product += math.log(rj) if rj > 0 else -math.inf
         if log_product == -math.inf:
             return 0.0
-        delta = math.exp((log_product - math.log(q)) / j)
+        log_delta = (log_product - math.log(q)) / j
+        delta = math.exp(log_delta) if log_delta < _LOG_MAX else math.inf  # thresholds near 1e308
         upper = r[j] if j < len(r) else math.inf
         if rj <= delta <= upper:
             return delta
