@@ -1,4 +1,4 @@
-"""Refresh the README's example outputs (quick start, pytest, CLI) with what the current code prints.
+"""Refresh the README's example outputs (quick start, PyTorch, pytest, CLI) with what the current code prints.
 
 Run from anywhere: ``python docs/update_readme.py``. Every block it rewrites is real output of
 the code shown next to it, so the README never shows a report gradprobe would not print.
@@ -33,11 +33,16 @@ def _replace_block(text: str, before: str, new: str) -> str:
     return text[: match.start(2)] + new + text[match.end(2) :]
 
 
+def _run_example(text: str, heading: str) -> str:
+    """Run the first ```python block after `heading`; return what it prints."""
+    code = re.search(re.escape(heading) + r".*?```python\n(.*?)```", text, re.S).group(1)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+
+
 def main() -> int:
     text = README.read_text(encoding="utf-8")
-    quick_start = re.search(r"## Check your own function\n\n```python\n(.*?)```", text, re.S).group(1)
-    output = subprocess.run([sys.executable, "-c", quick_start], capture_output=True, text=True, check=True).stdout
-    text = _replace_block(text, "## Check your own function", output)
+    for heading in ("## Check your own function", "## PyTorch and JAX"):
+        text = _replace_block(text, heading, _run_example(text, heading))
 
     with tempfile.TemporaryDirectory() as tmp:
         model = re.search(r"```python\n# my_model.py\n(.*?)```", text, re.S).group(1)
