@@ -119,10 +119,10 @@ def estimate_noise(lines, f0: float, step: float, floor: float, points: int = PO
 
     ``lines[k](offsets)`` returns the loss at ``x + offsets * direction_k``; table ``k`` is spaced
     ``step / SPACING_RATIO**(k / (len(lines) - 1))`` and has `points` points (odd, `f0` in the
-    middle). Rounding noise does not depend on the
-    direction or the spacing, but one table can misjudge it: a kink or strong curvature crossed
-    by a wide table inflates its estimate, and rounding errors that happen to repeat along one
-    grid (a loss of one or two parameters, say) hide from its differences. Too small a noise
+    middle). Rounding noise does not depend on the direction or the spacing, but one table can
+    misjudge it: a kink or strong curvature crossed by a wide table inflates its estimate, and
+    rounding errors that happen to repeat along one grid (a loss of one or two parameters, say)
+    hide from its differences. Too small a noise
     level would make every error bar too tight, so the largest estimate is kept. The result never
     falls below `floor` (half an ulp of the loss: rounding the result alone costs that).
 
