@@ -397,7 +397,7 @@ def main() -> None:
 
         with atheris.instrument_imports(include=["gradprobe"]):
             import gradprobe  # noqa: F401
-            import gradprobe._check  # noqa: F401
+            import gradprobe.strategies._check  # noqa: F401
         atheris.Setup([sys.argv[0], f"-seed={args.seed + 1}", "-max_len=256", "-rss_limit_mb=8192", *rest], recorder)
         atheris.Fuzz()
     rng = random.Random(args.seed)

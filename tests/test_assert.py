@@ -53,7 +53,7 @@ def test_options_are_checked_like_check_does():
 def test_the_helper_hides_itself_from_pytest_tracebacks():
     import inspect
 
-    from gradprobe._assert import assert_gradients
+    from gradprobe.strategies._assert import assert_gradients
 
     # (unwrapped: the test suite's no-mutation guard wraps every public function)
     assert "__tracebackhide__" in inspect.unwrap(assert_gradients).__code__.co_varnames

@@ -1097,7 +1097,7 @@ def cli(source, target, *flags):
     import sys
     import tempfile
 
-    from gradprobe._cli import main
+    from gradprobe.tools._cli import main
 
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "user_problem.py"

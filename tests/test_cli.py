@@ -5,7 +5,7 @@ import textwrap
 
 import pytest
 
-from gradprobe._cli import main
+from gradprobe.tools._cli import main
 
 
 def test_demo_shows_the_seed_verdicts(capsys):

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import gradprobe as gp
-from gradprobe import _options
+from gradprobe.strategies import _options as _options
 
 HERE = Path(__file__).resolve().parent
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 import gradprobe as gp
-from gradprobe._diagnosis import diagnose
-from gradprobe._verdict import FAIL, KINK, NONFINITE, PASS
+from gradprobe.judge._diagnosis import diagnose
+from gradprobe.judge._verdict import FAIL, KINK, NONFINITE, PASS
 from gradprobe.examples import deeplearning_ai as dla
 
 RNG = np.random.default_rng(0)

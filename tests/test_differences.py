@@ -1,11 +1,11 @@
-"""The Estimator (gradprobe._differences): estimates, error bars, jumps, steps."""
+"""The Estimator (gradprobe.estimate._differences): estimates, error bars, jumps, steps."""
 
 import numpy as np
 import pytest
 
 import gradprobe as gp
-from gradprobe import _differences as fd
-from gradprobe._params import Params
+from gradprobe.estimate import _differences as fd
+from gradprobe.params._params import Params
 
 
 def ladder(f, x0, t, levels=3):
@@ -175,7 +175,7 @@ def test_an_error_bar_that_overflows_is_infinite_not_a_non_finite_loss():
 
 
 def test_the_ladder_remembers_a_kink_seen_on_the_way_down():
-    from gradprobe._probes import Ladder
+    from gradprobe.estimate._ladder import Ladder
 
     kink_at = 1.2e-4  # relu's kink inside the first steps (1e-3, 5e-4, ...), clear of the finer ones
 

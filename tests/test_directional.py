@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import gradprobe as gp
-from gradprobe._directional import RESOLUTION_GOAL, resolution_at
-from gradprobe._strategies import AUTO_FULL_LIMIT
+from gradprobe.strategies._directional import RESOLUTION_GOAL, resolution_at
+from gradprobe.strategies._dispatch import AUTO_FULL_LIMIT
 
 RNG = np.random.default_rng(7)
 PARAMS = {"A": RNG.standard_normal((40, 30)) / 6, "u": RNG.standard_normal(30), "s": 0.3}

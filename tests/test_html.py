@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 import gradprobe as gp
-from gradprobe import _html
+from gradprobe.report import _html as _html
 from gradprobe.examples import deeplearning_ai as dla
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
@@ -80,7 +80,7 @@ def test_failing_tensors_get_inline_plots(buggy):
 
 
 def test_without_matplotlib_the_page_says_how_to_get_plots(buggy, monkeypatch):
-    import gradprobe._plot as plot
+    import gradprobe.report._plot as plot
 
     def missing(tensor):
         raise ImportError("no matplotlib")

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import gradprobe as gp
-from gradprobe._localize import EARLY_BLOCKS, MAX_FRONTIER, SAMPLE_SIZE, localize
-from gradprobe._verdict import FAIL, NOISE, PASS
+from gradprobe.strategies._localize import EARLY_BLOCKS, MAX_FRONTIER, SAMPLE_SIZE, localize
+from gradprobe.judge._verdict import FAIL, NOISE, PASS
 
 
 class Oracle:

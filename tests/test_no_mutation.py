@@ -14,7 +14,7 @@ import pytest
 from _guard import Guard, MutationDetected, changes, fingerprint
 
 import gradprobe as gp
-from gradprobe import _options
+from gradprobe.strategies import _options as _options
 
 
 def user_params():
@@ -396,7 +396,7 @@ def test_jax_inputs_are_untouched():
 
 
 def test_checks_run_by_the_command_line_are_guarded(no_mutation_guard, tmp_path, capsys):
-    from gradprobe._cli import main
+    from gradprobe.tools._cli import main
 
     problem = tmp_path / "problem.py"
     problem.write_text(

@@ -1,10 +1,10 @@
-"""The loss's noise (gradprobe._noise) and non-determinism, as measured and as used by gp.check."""
+"""The loss's noise (gradprobe.estimate._noise) and non-determinism, as measured and as used by gp.check."""
 
 import numpy as np
 import pytest
 
 import gradprobe as gp
-from gradprobe._noise import estimate_noise, noise_from_samples, noise_from_table
+from gradprobe.estimate._noise import estimate_noise, noise_from_samples, noise_from_table
 
 
 def hashed_noise(x, size):

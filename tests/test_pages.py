@@ -5,7 +5,7 @@ import pytest
 
 import gradprobe as gp
 from gradprobe._errors import UserFunctionError
-from gradprobe._pages import _switch
+from gradprobe.estimate._pages import _switch
 
 switch = _switch()
 pytestmark = pytest.mark.skipif(switch is None, reason="this numpy has no huge-page switch")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import gradprobe as gp
-from gradprobe._plot import tensor_png
+from gradprobe.report._plot import tensor_png
 
 pytest.importorskip("matplotlib")
 from matplotlib.figure import Figure  # noqa: E402

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import gradprobe as gp
-from gradprobe import _progress
-from gradprobe._progress import Progress
+from gradprobe.strategies import _progress as _progress
+from gradprobe.strategies._progress import Progress
 
 
 class Clock:

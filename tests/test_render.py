@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import gradprobe as gp
-from gradprobe import _terminal
-from gradprobe._render import render_text
+from gradprobe.report import _terminal as _terminal
+from gradprobe.report._text import render_text
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 

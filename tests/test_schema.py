@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import gradprobe as gp
-from gradprobe._report import SCHEMA_VERSION
+from gradprobe.report._types import SCHEMA_VERSION
 from gradprobe.examples import deeplearning_ai as dla
 
 jsonschema = pytest.importorskip("jsonschema")
@@ -88,7 +88,7 @@ def _schema_locations(schema):
 
 def test_the_schema_documents_every_field(validator):
     """A field added to a result class must be added to report.schema.json too (and vice versa)."""
-    from gradprobe import _report
+    from gradprobe.report import _types as _report
 
     locations = _schema_locations(validator.schema)
     computed = {"Report": {"ok", "schema_version", "reproduce"}, "TensorReport": {"ok"}}

@@ -1,4 +1,4 @@
-"""The Judge (gradprobe._verdict) and the verdicts gp.check reaches with it.
+"""The Judge (gradprobe.judge._verdict) and the verdicts gp.check reaches with it.
 
 One test per element status and per inconclusive reason; dtypes; kinks; complex step; shadow;
 what a resolution promises; the Taylor slope.
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import gradprobe as gp
-from gradprobe._differences import Estimates
-from gradprobe._verdict import (
+from gradprobe.estimate._differences import Estimates
+from gradprobe.judge._verdict import (
     ELEMENT_STATUSES,
     FAIL,
     KINK,
@@ -498,10 +498,10 @@ def test_taylor_slope_is_two_for_a_right_gradient_and_one_for_a_wrong_one():
 
 def _taylor_slope_of(loss, grad, x):
     """The Taylor slope of a right gradient along a fixed direction, through the checker."""
-    from gradprobe._check import _analytic_gradient, _Checker
-    from gradprobe._objective import Objective
-    from gradprobe._options import validate_options
-    from gradprobe._params import Params
+    from gradprobe.strategies._check import _analytic_gradient, _Checker
+    from gradprobe.estimate._objective import Objective
+    from gradprobe.strategies._options import validate_options
+    from gradprobe.params._params import Params
 
     params = Params(x)
     analytic, _ = _analytic_gradient(grad, params)

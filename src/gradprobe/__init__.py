@@ -1,7 +1,7 @@
 """gradprobe: is a gradient right, and if not, where and how is it wrong?"""
 
-from ._assert import assert_gradients as assert_gradients
-from ._check import check as check
+from .strategies._assert import assert_gradients as assert_gradients
+from .strategies._check import check as check
 from ._errors import (
     GradientMismatch as GradientMismatch,
     GradprobeError as GradprobeError,
@@ -9,10 +9,15 @@ from ._errors import (
     InvalidValue as InvalidValue,
     UserFunctionError as UserFunctionError,
 )
-from ._report import Element as Element, Report as Report, TensorReport as TensorReport
-from ._vjp import check_jacobian as check_jacobian, check_vjp as check_vjp
+from .report._types import Element as Element, Report as Report, TensorReport as TensorReport
+from .adapters._vjp import check_jacobian as check_jacobian, check_vjp as check_vjp
 
 __version__ = "0.1.0"
+
+# The public classes print as `gradprobe.X` (in tracebacks and reprs), wherever they are defined.
+for _public in (Element, GradientMismatch, GradprobeError, InvalidArgument, InvalidValue, Report, TensorReport, UserFunctionError):
+    _public.__module__ = __name__
+del _public
 
 __all__ = [
     "Element",

@@ -24,10 +24,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._errors import InvalidArgument, InvalidValue
-from .._objective import call_user as _call
-from .._oracle import Oracle
-from .._report import Report
-from .._vjp import call_line, check_contracted, cotangent_seed, describe_outputs, random_cotangents
+from ..estimate._objective import call_user as _call
+from ..estimate._oracle import Oracle
+from ..report._types import Report
+from ._vjp import call_line, check_contracted, cotangent_seed, describe_outputs, random_cotangents
 
 __all__ = ["check"]
 

@@ -10,22 +10,22 @@ from typing import Any
 
 import numpy as np
 
-from . import _differences as fd
-from ._diagnosis import diagnose
-from ._errors import GradprobeError, InvalidArgument, UserFunctionError
-from ._matching import flatten_gradient
-from ._noise import POINTS, SPACING_RATIO, estimate_noise, noise_from_samples
-from ._objective import LinePoints, Objective, call_user, require_callable
-from ._executor import require_sendable
+from ..estimate import _differences as fd
+from ..judge._diagnosis import diagnose
+from .._errors import GradprobeError, InvalidArgument, UserFunctionError
+from ..params._matching import flatten_gradient
+from ..estimate._noise import POINTS, SPACING_RATIO, estimate_noise, noise_from_samples
+from ..estimate._objective import LinePoints, Objective, call_user, require_callable
+from ..estimate._executor import require_sendable
 from ._options import Options, reported_options, validate_options
-from ._oracle import Oracle, as_oracle, exact_estimates
-from ._pages import without_huge_pages
-from ._params import Params
+from ..estimate._oracle import Oracle, as_oracle, exact_estimates
+from ..estimate._pages import without_huge_pages
+from ..params._params import Params
 from ._progress import Progress
-from ._probes import Ladder, coordinate_points, min_steps, round_at
-from ._report import Coverage, Element, Report, TensorReport
-from ._strategies import DIRECTIONAL_NOISE, choose_strategy, expected_evaluations, needs_strategies, run_strategy
-from ._verdict import (
+from ..estimate._ladder import Ladder, coordinate_points, min_steps, round_at
+from ..report._types import Coverage, Element, Report, TensorReport
+from ._dispatch import DIRECTIONAL_NOISE, choose_strategy, expected_evaluations, needs_strategies, run_strategy
+from ..judge._verdict import (
     ELEMENT_STATUSES,
     KINK,
     NOISE,

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._verdict import FAIL, PASS
+from ..judge._verdict import FAIL, PASS
 
 EARLY_BLOCKS = 8
 SAMPLE_SIZE = 16

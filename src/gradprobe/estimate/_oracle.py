@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 
 from ._differences import CONFIDENCE, Estimates
-from ._errors import InvalidArgument, UserFunctionError
+from .._errors import InvalidArgument, UserFunctionError
 from ._objective import to_scalar
-from ._params import Params
+from ..params._params import Params
 
 #: Rounding allowance of an exact derivative, in units of its dtype's machine epsilon.
 ROUNDING_ULPS = 16

@@ -6,8 +6,8 @@ import sys
 
 import numpy as np
 
-from ._check import check
-from .examples import deeplearning_ai as dla
+from ..strategies._check import check
+from ..examples import deeplearning_ai as dla
 
 
 def run_demo(print_=print, *, color: str = "auto") -> int:
@@ -16,7 +16,7 @@ def run_demo(print_=print, *, color: str = "auto") -> int:
     Reports go through `print_` as plain text, or, when `print_` is `print`, to the terminal with
     rich tables and colour when stdout is one (`color` "auto"), is forced to ("always"), or never.
     """
-    from ._terminal import show
+    from ..report._terminal import show
     x, theta = 2.0, 4.0
     one_d = check(
         lambda p: dla.forward_propagation(x, p["theta"]),

@@ -19,7 +19,7 @@ import numpy as np
 
 from . import _differences as fd
 from ._objective import Point
-from ._params import Params
+from ..params._params import Params
 
 # The smallest step a level may use, in ulps of the parameter: below it the rounded points stop
 # being distinct and evenly spaced.

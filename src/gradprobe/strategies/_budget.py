@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from ._errors import InvalidArgument, InvalidValue
+from .._errors import InvalidArgument, InvalidValue
 
 #: The starting point, the repeat calls and the noise estimate always run (up to 29 evaluations).
 MINIMUM_EVALUATIONS = 32

@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from . import _differences as fd
-from ._diagnosis import diagnose
+from ..estimate import _differences as fd
+from ..judge._diagnosis import diagnose
 from ._directional import (
     CONFIRM,
     LOCALIZE,
@@ -37,11 +37,11 @@ from ._directional import (
     resolution_at,
 )
 from ._localize import MAX_FRONTIER, localize
-from ._noise import FEW_POINTS
+from ..estimate._noise import FEW_POINTS
 from ._options import reported_options
-from ._report import Coverage, Element, Guarantee, Report, TensorReport
-from ._subset import COMPLEX_STEP, CoordinateProber, ElementResults
-from ._verdict import (
+from ..report._types import Coverage, Element, Guarantee, Report, TensorReport
+from ..estimate._coordinates import COMPLEX_STEP, CoordinateProber, ElementResults
+from ..judge._verdict import (
     ELEMENT_STATUSES,
     FAIL,
     KINK,

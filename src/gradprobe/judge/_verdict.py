@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._differences import SAME_JUMP, Estimates
+from ..estimate._differences import SAME_JUMP, Estimates
 
 ELEMENT_STATUSES = ("pass", "fail", "kink", "noise", "nonfinite")
 PASS, FAIL, KINK, NOISE, NONFINITE = range(5)
@@ -56,7 +56,7 @@ def judge(estimates: Estimates, scale: np.ndarray, floor: np.ndarray) -> Judgeme
 
     Examples
     --------
-    >>> from gradprobe._differences import Estimates
+    >>> from gradprobe.estimate._differences import Estimates
     >>> one = np.ones(3)
     >>> e = Estimates(numeric=np.array([1.0, 2.0, 0.5]), analytic=one, error=0.01 * one,
     ...               truncation=0 * one, roundoff=one, right=np.array([1.0, 2.0, 1.0]),

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._budget import Budget, parse_budget
-from ._differences import METHODS
-from ._errors import InvalidArgument, InvalidValue
+from ..estimate._differences import METHODS
+from .._errors import InvalidArgument, InvalidValue
 
 STRATEGIES = ("auto", "full", "directional", "sample")
 #: How work is spread and shown, never what it finds: left out of `Report.options`.
@@ -98,7 +98,7 @@ def validate_options(
             f"to choose from `confidence`, got {probes!r}.",
             argument="probes",
         )
-    from ._executor import require_executor
+    from ..estimate._executor import require_executor
 
     require_executor(executor)
     return Options(

@@ -65,12 +65,12 @@ class Guarantee:
     def miss_probability(self, size: float, tensor: str | None = None) -> float:
         """Upper bound on the probability that an error of relative size `size` (a fraction of
         wrong elements for "sample") in `tensor` (by default: the worst tensor) went unnoticed."""
-        from ._directional import miss_probability
+        from ..strategies._directional import miss_probability
 
         return miss_probability(self, size, tensor)
 
     def __str__(self) -> str:
-        from ._directional import describe_guarantee
+        from ..strategies._directional import describe_guarantee
 
         return describe_guarantee(self)
 
@@ -174,14 +174,14 @@ class Report:
         return tuple(name for name, tensor in self.tensors.items() if tensor.status == "fail")
 
     def __str__(self) -> str:
-        from ._render import render_text
+        from ._text import render_text
 
         return render_text(self)
 
     @property
     def reproduce(self) -> str:
         """A line of Python that repeats this check: the seed, strategy, method and other options."""
-        from ._render import reproduce_line
+        from ._text import reproduce_line
 
         return reproduce_line(self)
 

@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from ._errors import GradprobeError, InvalidArgument, InvalidValue, UserFunctionError
-from ._params import Params, _rebuild
+from .._errors import GradprobeError, InvalidArgument, InvalidValue, UserFunctionError
+from ..params._params import Params, _rebuild
 
 #: Chunks per worker: enough to balance uneven evaluation times, few enough to amortize transfers.
 CHUNKS_PER_WORKER = 4

@@ -456,7 +456,7 @@ def choose_steps(params, sigma: float, gradient: np.ndarray, method: Method) -> 
 
     Examples
     --------
-    >>> from gradprobe._params import Params
+    >>> from gradprobe.params._params import Params
     >>> p = Params(np.array([1.0, 2.0]))
     >>> steps = choose_steps(p, 1e-16, np.array([1.0, 1.0]), "richardson")
     >>> bool(1e-4 < steps[0] / 2 < 1e-2)

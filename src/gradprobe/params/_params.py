@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ._errors import InvalidArgument, InvalidValue
+from .._errors import InvalidArgument, InvalidValue
 
 _SUPPORTED_FLOATS = (np.float16, np.float32, np.float64)
 _FRAMEWORK_HINTS = {

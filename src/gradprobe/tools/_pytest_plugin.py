@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from ._assert import assert_gradients
-from ._check import check
-from ._report import Report
+from ..strategies._assert import assert_gradients
+from ..strategies._check import check
+from ..report._types import Report
 
 DEFAULT_SEED = 0
 _SEED = pytest.StashKey[int]()

@@ -11,8 +11,8 @@ import sys
 from collections.abc import Iterator
 from typing import IO, Any, Literal
 
-from ._render import HEADER, coverage_lines, element_line, facts, headline, render_text, row, worst
-from ._report import Report
+from ._text import HEADER, coverage_lines, element_line, facts, headline, render_text, row, worst
+from ._types import Report
 
 Color = Literal["auto", "always", "never"]
 STYLES = {"pass": "bold green", "fail": "bold red", "inconclusive": "bold yellow"}

@@ -13,9 +13,9 @@ import os
 from html import escape
 from typing import Any
 
-from ._errors import InvalidArgument
-from ._render import HEADER, coverage_lines, error_bar, facts, headline, pair, row, worst
-from ._report import Report, TensorReport
+from .._errors import InvalidArgument
+from ._text import HEADER, coverage_lines, error_bar, facts, headline, pair, row, worst
+from ._types import Report, TensorReport
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 STYLE = """

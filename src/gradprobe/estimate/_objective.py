@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from ._errors import GradprobeError, InvalidArgument, InvalidValue, UserFunctionError
-from ._params import Params
+from .._errors import GradprobeError, InvalidArgument, InvalidValue, UserFunctionError
+from ..params._params import Params
 
 # A point to evaluate: the flat parameter vector with `values` written at `indices`.
 Point = tuple[np.ndarray, np.ndarray]

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from ._errors import InvalidArgument
-from ._report import Report, TensorReport
+from .._errors import InvalidArgument
+from ._types import Report, TensorReport
 
 #: At most this many elements go into a scatter (the failing ones always do).
 SCATTER_POINTS = 20_000

@@ -19,12 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from ._check import check
-from ._errors import InvalidArgument, InvalidValue
-from ._matching import flatten_gradient
-from ._objective import call_user as _call, require_callable
-from ._params import Params
-from ._report import Report
+from ..strategies._check import check
+from .._errors import InvalidArgument, InvalidValue
+from ..params._matching import flatten_gradient
+from ..estimate._objective import call_user as _call, require_callable
+from ..params._params import Params
+from ..report._types import Report
 
 # Keeps the cotangent's random stream apart from the check's own (both derive from `seed`).
 _COTANGENT_STREAM = 0x7640

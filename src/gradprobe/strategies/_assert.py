@@ -6,8 +6,8 @@ from collections.abc import Callable
 from typing import Any
 
 from ._check import check
-from ._errors import GradientMismatch, InvalidArgument
-from ._report import Report
+from .._errors import GradientMismatch, InvalidArgument
+from ..report._types import Report
 
 
 def assert_gradients(
@@ -53,7 +53,7 @@ def assert_gradients(
     >>> gp.assert_gradients(lambda p: np.sum(p**3), lambda p: 6 * p**2, x)
     Traceback (most recent call last):
     ...
-    gradprobe._errors.GradientMismatch: gradprobe FAIL: 1 of 1 tensors wrong (params)
+    gradprobe.GradientMismatch: gradprobe FAIL: 1 of 1 tensors wrong (params)
     ...
     """
     __tracebackhide__ = True

@@ -36,10 +36,10 @@ from typing import Any
 
 import numpy as np
 
-from . import _differences as fd
-from ._objective import LinePoints
-from ._probes import run_ladder
-from ._verdict import FAIL, KINK, NOISE, NONFINITE, PASS, analytic_floor, judge
+from ..estimate import _differences as fd
+from ..estimate._objective import LinePoints
+from ..estimate._ladder import run_ladder
+from ..judge._verdict import FAIL, KINK, NOISE, NONFINITE, PASS, analytic_floor, judge
 
 #: With ``probes=None``, directions are added to a tensor until its resolution at the requested
 #: confidence is below this (or `MAX_AUTO_PROBES` is reached).

@@ -22,7 +22,7 @@ from ._demo import run_demo
 
 EXIT_CODES = {"pass": 0, "fail": 1, "inconclusive": 2}
 USAGE_ERROR = 3
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # gradprobe/
 
 CHECK_DESCRIPTION = """\
 Check the gradient defined in your own file.
@@ -172,9 +172,9 @@ def _reproduce(args: argparse.Namespace, report: Any) -> str:
 
 
 def _run_check(args: argparse.Namespace) -> int:
-    from ._check import check
-    from ._errors import GradprobeError, UserFunctionError
-    from ._terminal import show
+    from ..strategies._check import check
+    from .._errors import GradprobeError, UserFunctionError
+    from ..report._terminal import show
 
     try:
         loss, grad, params = _load(args.target)
@@ -197,7 +197,7 @@ def _run_check(args: argparse.Namespace) -> int:
         return USAGE_ERROR
     reproduce = _reproduce(args, report)
     if args.html:
-        from ._html import write_html
+        from ..report._html import write_html
 
         try:
             write_html(report, args.html, reproduce=reproduce)

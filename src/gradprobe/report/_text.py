@@ -11,7 +11,7 @@ import inspect
 import math
 from typing import Any
 
-from ._report import Element, Report, TensorReport
+from ._types import Element, Report, TensorReport
 
 WORST_SHOWN = 3
 HEADER = ("tensor", "shape", "status", "difference", "resolution", "diagnosis")
@@ -142,7 +142,7 @@ def reproduce_line(report: Report) -> str:
 
 
 def _check_defaults() -> dict[str, Any]:
-    from ._check import check
+    from ..strategies._check import check
 
     return {
         name: parameter.default

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ._errors import InvalidArgument, InvalidValue
+from .._errors import InvalidArgument, InvalidValue
 from ._params import Leaf, Params, _framework_hint
 
 

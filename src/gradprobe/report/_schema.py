@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ._report import SCHEMA_VERSION, Report, TensorReport
+from ._types import SCHEMA_VERSION, Report, TensorReport
 
 SCHEMA_FILE = "report.schema.json"
 #: TensorReport fields holding whole arrays: in the dict only when asked for.
@@ -33,7 +33,7 @@ def load_schema() -> dict[str, Any]:
 
     Examples
     --------
-    >>> from gradprobe._schema import load_schema
+    >>> from gradprobe.report._schema import load_schema
     >>> load_schema()["properties"]["schema_version"]["const"]
     1
     """
