@@ -6,7 +6,8 @@ a weighted sum, log-sum-exp). Its gradient is exact: reverse mode through the sa
 in float64, at the point the loss really sees (the parameters rounded to their dtype).
 
 The hypothesis strategies here are shared by tests/test_properties.py (which asserts) and
-benchmarks/properties.py (which counts false alarms and misses over many more examples).
+benchmarks/properties.py (which counts false alarms and misses over many more examples);
+`seeded_programs` draws the same kind of programs from a seed alone, for counting a share.
 """
 
 from __future__ import annotations
@@ -195,6 +196,30 @@ def programs(draw, dtype) -> Program:
     reduction = draw(st.sampled_from(("sum", "mean", "dot", "logsumexp")))
     seed = draw(st.integers(0, 2**32 - 1))
     return build(plan, reduction, n0, dtype, seed)
+
+
+def seeded_programs(count: int, seed: int, dtype) -> list[Program]:
+    """`count` Programs drawn as `programs` draws them, from `seed` alone.
+
+    Hypothesis picks its next example from the verdicts so far; this list is the same whatever
+    gradprobe says, so a share counted over it compares across revisions.
+    """
+    rng = np.random.default_rng(seed)
+    drawn = []
+    for _ in range(count):
+        n0 = int(rng.integers(1, 4))
+        plan: list[tuple] = []
+        for _ in range(int(rng.integers(1, 5))):
+            kind = int(rng.integers(4))
+            if kind == 0:
+                plan.append(("affine", int(rng.integers(1, 4))))
+            elif kind == 1:
+                plan.append(("scale",))
+            else:
+                plan.append((str(rng.choice(UNARY)),) if kind == 2 else ("softmax",))
+        reduction = str(rng.choice(["sum", "mean", "dot", "logsumexp"]))
+        drawn.append(build(plan, reduction, n0, dtype, int(rng.integers(2**32))))
+    return drawn
 
 
 @dataclass(frozen=True)

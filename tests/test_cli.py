@@ -18,6 +18,7 @@ def test_demo_shows_the_seed_verdicts(capsys):
     assert "gradprobe PASS" in fixed and "resolution" in fixed and "FAIL" not in fixed
 
 
+@pytest.mark.slow
 def test_python_dash_m_and_help():
     run = subprocess.run([sys.executable, "-m", "gradprobe", "demo", "--help"], capture_output=True, text=True)
     assert run.returncode == 0 and "deeplearning.ai" in run.stdout
@@ -187,6 +188,7 @@ def test_check_help_documents_the_target(capsys):
         assert option in out
 
 
+@pytest.mark.slow
 def test_the_installed_command_runs_a_check(user_file):
     run = subprocess.run(
         [sys.executable, "-m", "gradprobe", "check", f"{user_file}:doubled", "--json"], capture_output=True, text=True

@@ -95,6 +95,7 @@ print(json.dumps({{"json": report.to_json(), "bits": repr(t.bits(report))}}))
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["full", "directional"])
 def test_same_report_across_processes_and_hash_seeds(strategy):
     if strategy not in _options.STRATEGIES:
@@ -116,7 +117,10 @@ def executors():
         return []
     # spawn, not fork: other tests may have started JAX's threads, and forking those deadlocks
     spawn = multiprocessing.get_context("spawn")
-    return [("threads", lambda: ThreadPoolExecutor(3)), ("processes", lambda: ProcessPoolExecutor(2, mp_context=spawn))]
+    return [
+        ("threads", lambda: ThreadPoolExecutor(3)),
+        pytest.param("processes", lambda: ProcessPoolExecutor(2, mp_context=spawn), marks=pytest.mark.slow),
+    ]
 
 
 @pytest.mark.parametrize("strategy", ["full", "directional"])

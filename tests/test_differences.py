@@ -23,7 +23,7 @@ def estimate(f, x0, t, sigma=1e-16, levels=3, method="richardson", slope=0.0):
 @pytest.mark.parametrize("levels", [2, 3, 5])
 def test_richardson_error_bar_covers_the_truth(levels):
     e = estimate(np.exp, 0.3, 2e-4, levels=levels)
-    assert abs(e.numeric[0] - np.exp(0.3)) <= e.error[0] / fd.CONFIDENCE
+    assert abs(e.numeric[0] - np.exp(0.3)) <= e.error[0] / fd.ERROR_BAR_FACTOR
     assert e.error[0] < (1e-7 if levels == 2 else 1e-10) and not e.rough[0]
 
 

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 import gradprobe as gp
-from gradprobe.strategies._directional import RESOLUTION_GOAL, resolution_at
-from gradprobe.strategies._dispatch import AUTO_FULL_LIMIT
+from gradprobe.judge._guarantee import resolution_at
+from gradprobe.strategies._directional import RESOLUTION_GOAL
+from gradprobe.strategies._cost import AUTO_FULL_LIMIT
 
 RNG = np.random.default_rng(7)
 PARAMS = {"A": RNG.standard_normal((40, 30)) / 6, "u": RNG.standard_normal(30), "s": 0.3}

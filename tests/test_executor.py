@@ -65,6 +65,7 @@ def pool():
         yield executor
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("params, strategy", [(LARGE, "auto"), (SMALL, "full"), (LARGE, "sample")], ids=["directional", "full", "sample"])
 def test_a_process_pool_gives_the_serial_report(pool, params, strategy):
     serial = gp.check(loss, wrong_grad, params, strategy=strategy, seed=3)
@@ -80,6 +81,7 @@ def test_a_process_pool_gives_the_serial_report(pool, params, strategy):
         assert parallel.strategy == "directional" and parallel.tensors["W"].worst[0].index == (7, 3)
 
 
+@pytest.mark.slow
 def test_the_same_seed_gives_the_same_report_and_another_seed_another_direction(pool):
     first = gp.check(loss, grad, LARGE, seed=5, executor=pool)
     again = gp.check(loss, grad, LARGE, seed=5)
@@ -88,6 +90,7 @@ def test_the_same_seed_gives_the_same_report_and_another_seed_another_direction(
     assert other.guarantee.thresholds != first.guarantee.thresholds
 
 
+@pytest.mark.slow
 def test_a_dask_cluster_gives_the_serial_report():
     distributed = pytest.importorskip("distributed")
     serial = gp.check(loss, wrong_grad, LARGE, seed=2)
@@ -132,6 +135,7 @@ def test_threads_need_no_pickling_and_agree():
     same(report, gp.check(loss, wrong_grad, LARGE, seed=4))
 
 
+@pytest.mark.slow
 def test_an_error_in_a_worker_names_the_loss(pool):
     with pytest.raises(gp.UserFunctionError, match=r"`loss` raised ValueError .*no such point") as info:
         gp.check(raising_loss, grad, LARGE, executor=pool)
@@ -179,6 +183,7 @@ def test_vectorized_evaluation_takes_many_points_per_call(strategy):
     assert report.options["vectorized"] is True and "vectorized=True" in report.reproduce
 
 
+@pytest.mark.slow
 def test_vectorized_and_a_process_pool_together(pool):
     serial = gp.check(batched_loss, wrong_grad, LARGE, vectorized=True, seed=1)
     same(serial, gp.check(batched_loss, wrong_grad, LARGE, vectorized=True, seed=1, executor=pool))

@@ -273,6 +273,7 @@ def browser(tmp_path_factory):
     session.close()
 
 
+@pytest.mark.slow
 @needs_browser
 def test_the_page_loads_cleanly_and_shows_the_verdict(browser, page):
     browser.open(page.as_uri())
@@ -287,6 +288,7 @@ def test_the_page_loads_cleanly_and_shows_the_verdict(browser, page):
         assert decoded == [True, True]  # both plots decoded and laid out
 
 
+@pytest.mark.slow
 @needs_browser
 def test_the_browser_check_catches_console_errors_and_fetches(browser, tmp_path):
     """The clean-load test above can fail: errors, exceptions, fetches and CSP violations are seen."""
@@ -313,6 +315,7 @@ def test_the_browser_check_catches_console_errors_and_fetches(browser, tmp_path)
     assert blocked == ["csp"]  # the policy stopped the fetch before it left the browser
 
 
+@pytest.mark.slow
 @needs_browser
 def test_screenshot(page, tmp_path):
     shot = tmp_path / "report.png"

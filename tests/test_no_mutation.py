@@ -310,6 +310,7 @@ def module_level_loss(p):  # picklable, for process pools
     return total(p)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("interrupt_at", [None, 40])
 def test_process_pool_leaves_inputs_untouched(interrupt_at):
     if "executor" not in inspect.signature(gp.check).parameters:

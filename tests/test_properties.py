@@ -1,28 +1,37 @@
 """Property-based tests: random compositions of differentiable primitives (tests/_compositions.py).
 
 * The exact gradient never fails (no false alarm) and, in float64, always passes; a pass states
-  a resolution below 1.
+  a resolution below 1. Not failing is not enough: over a fixed, seeded list of programs, at
+  least 95% of exact gradients PASS, in float32 too (an inconclusive verdict counts against).
 * The exact gradient plus a random error larger than the stated resolution (1.5x to 4096x) never
   gets a PASS whose own resolution is finer than the error, never blames another tensor, and,
   from twice the resolution up, always fails and blames exactly the tensor that was changed.
 
-2400 examples in all, in float64 and float32, derandomized so that CI is reproducible.
+Derandomized so that CI is reproducible; the example count comes from the test profile
+(conftest.py): 600 per test, 2400 in all, by default and in CI, 50 per test with ``--fast``.
 benchmarks/properties.py runs the same generators over more examples and counts.
 """
 
 import numpy as np
 import pytest
-from _compositions import mutations, programs
+from _compositions import mutations, programs, seeded_programs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import gradprobe as gp
 
-EXAMPLES = 600  # per test: 4 tests, 2400 examples
 MARGIN = 2.0
+#: Share of exact gradients that must PASS. An inconclusive verdict on a correct gradient is
+#: honest but useless to the user; 1 in 20 is the most we accept. Measured on the code of
+#: 9f56121: float32 98.5-99.5% (200 and 1000 programs, seeds 0-2; the rest inconclusive, mostly
+#: softmax or sigmoid chains that flatten the loss), float64 100%.
+PASS_SHARE = 0.95
+#: Programs in the seeded list: the same list in every profile, so that `--fast` and CI assert
+#: the same share; at the measured ~1% inconclusive, 200 leave room for 10 without a flake.
+SHARE_PROGRAMS = 200
 
+# no max_examples: the profile sets it (conftest.py)
 common = settings(
-    max_examples=EXAMPLES,
     deadline=None,
     derandomize=True,
     database=None,
@@ -68,3 +77,17 @@ def test_errors_above_the_resolution_fail_and_are_blamed(dtype, data):
     # the right one did: benchmarks/properties.py counts how often that lets an error through.)
     if made >= MARGIN * stated:
         assert failing == {mutation.name} and report.status == "fail", described
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float64", "float32"])
+def test_exact_gradients_pass_in_at_least_95_percent(dtype):
+    programs_checked = seeded_programs(SHARE_PROGRAMS, seed=0, dtype=dtype)
+    undecided = {}
+    for k, program in enumerate(programs_checked):
+        report = gp.check(program.loss, program.grad, program.params)
+        assert report.status != "fail", f"false alarm on program {k}, {program.describe()}\n{report}"
+        if report.status != "pass":
+            undecided[k] = f"{program.describe()}: {str(report).splitlines()[0]}"
+    share = 1 - len(undecided) / len(programs_checked)
+    listed = "\n".join(f"  seeded_programs({SHARE_PROGRAMS}, seed=0)[{k}]: {line}" for k, line in undecided.items())
+    assert share >= PASS_SHARE, f"{share:.1%} of exact gradients pass, below {PASS_SHARE:.0%}:\n{listed}"

@@ -31,6 +31,7 @@ def test_errors_share_one_root_and_builtin_types():
     assert issubclass(gp.GradientMismatch, AssertionError)
 
 
+@pytest.mark.slow
 def test_importing_gradprobe_imports_no_optional_dependency():
     import subprocess
     import sys
@@ -40,6 +41,7 @@ def test_importing_gradprobe_imports_no_optional_dependency():
     assert out.strip() == "[]"
 
 
+@pytest.mark.slow
 def test_framework_adapters_are_lazy_attributes():
     import subprocess
     import sys
@@ -53,6 +55,7 @@ def test_framework_adapters_are_lazy_attributes():
     assert out.split() == ["True", "True", "True", "True"]
 
 
+@pytest.mark.slow
 def test_missing_framework_gives_the_install_hint():
     import subprocess
     import sys

@@ -3,6 +3,7 @@
 import pytest
 
 pytest_plugins = ["pytester"]
+pytestmark = pytest.mark.slow  # every test runs pytest in a subprocess
 
 USER_TEST = '''
 import numpy as np

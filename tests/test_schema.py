@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import gradprobe as gp
-from gradprobe.report._types import SCHEMA_VERSION
+from gradprobe.report._schema import SCHEMA_VERSION
 from gradprobe.examples import deeplearning_ai as dla
 
 jsonschema = pytest.importorskip("jsonschema")

@@ -497,16 +497,18 @@ def test_taylor_slope_is_two_for_a_right_gradient_and_one_for_a_wrong_one():
 
 
 def _taylor_slope_of(loss, grad, x):
-    """The Taylor slope of a right gradient along a fixed direction, through the checker."""
-    from gradprobe.strategies._check import _analytic_gradient, _Checker
+    """The Taylor slope of a right gradient along a fixed direction, with the loss's measured noise."""
+    from gradprobe.estimate._noise_model import FULL_NOISE, NoiseModel
     from gradprobe.estimate._objective import Objective
-    from gradprobe.strategies._options import validate_options
+    from gradprobe.judge._taylor import taylor_slope
     from gradprobe.params._params import Params
+    from gradprobe.strategies._analytic import analytic_gradient
 
     params = Params(x)
-    analytic, _ = _analytic_gradient(grad, params)
-    options = validate_options(strategy="auto", method="auto", rtol=None, seed=0, shadow=False, batch_size=None)
-    checker = _Checker(Objective(loss, params), params, analytic, options)
-    f0 = checker.objective.initial()
-    checker._noise(f0)
-    return checker._taylor_slope(f0, params.leaves[0], np.linspace(1, 2, x.size))
+    analytic, _ = analytic_gradient(grad, params)
+    objective = Objective(loss, params)
+    f0 = objective.initial()
+    noise = NoiseModel([])
+    noise.measure(objective, analytic, f0, np.random.default_rng(0), FULL_NOISE)
+    eps = float(np.finfo(np.float64).eps)
+    return taylor_slope(objective, analytic, f0, noise.sigma, eps, np.linspace(1, 2, x.size), np.arange(x.size))

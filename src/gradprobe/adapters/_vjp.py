@@ -22,7 +22,8 @@ import numpy as np
 from ..strategies._check import check
 from .._errors import InvalidArgument, InvalidValue
 from ..params._matching import flatten_gradient
-from ..estimate._objective import call_user as _call, require_callable
+from ..estimate._calling import call_user as _call
+from ..estimate._objective import require_callable
 from ..params._params import Params
 from ..report._types import Report
 

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._errors import InvalidArgument, InvalidValue
-from ..estimate._objective import call_user as _call
+from ..estimate._calling import call_user as _call
 from ..estimate._oracle import Oracle
 from ..report._types import Report
 from ._vjp import call_line, check_contracted, cotangent_seed, describe_outputs, random_cotangents

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from .._errors import InvalidArgument, InvalidValue, UserFunctionError
-from ..estimate._objective import call_user as _user_call
+from ..estimate._calling import call_user as _user_call
 from ..estimate._oracle import Oracle
 from ..report._types import Report
 from ._vjp import call_line, check_contracted, cotangent_seed, describe_outputs, random_cotangents

@@ -9,6 +9,9 @@ results come back in point order. The same seed therefore gives the same report,
 
 With ``vectorized=True`` the loss receives parameter structures whose every leaf has a leading
 batch axis and returns one value per parameter set.
+
+Every path calls the loss through `call_user`, so a user error surfaces as the same exception
+whichever path ran it; an error raised on a worker crosses back as itself (see `_Failure`).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import numpy as np
 
 from .._errors import GradprobeError, InvalidArgument, InvalidValue, UserFunctionError
 from ..params._params import Params, _rebuild
+from ._calling import call_user
 
 #: Chunks per worker: enough to balance uneven evaluation times, few enough to amortize transfers.
 CHUNKS_PER_WORKER = 4
@@ -103,31 +107,65 @@ def _chunks(count: int, pieces: int) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
 
 
-def _evaluate_chunk(loss: Any, params: Params, argument: str, vectorized: bool, points: list, dtype: Any):
-    """Worker side: evaluate `points` with a fresh `Objective`; errors come back as values, so
-    their message and argument survive the trip."""
-    from ._objective import Objective
+#: What an error that cannot cross between processes becomes: its nearest class among these.
+_FALLBACKS = (UserFunctionError, InvalidValue, InvalidArgument, GradprobeError)
 
-    objective = Objective(loss, params, argument=argument)
-    objective.vectorized = vectorized
+
+class _Failure:
+    """A gradprobe error raised on a worker, packed for the trip back to the caller.
+
+    The error and its cause (the user's original exception) travel as themselves, so the caller
+    sees the type, argument and cause a serial run raises. To another process they travel
+    pickled by us, not by the executor: a cause that cannot be pickled is left behind, and an error
+    that cannot be pickled here, or unpickled there, falls back to the nearest gradprobe class with
+    the same message and argument, instead of breaking the pool.
+    """
+
+    def __init__(self, error: GradprobeError, pickled: bool) -> None:
+        nearest = next(cls for cls in type(error).__mro__ if cls in _FALLBACKS)
+        self.fallback = (nearest, str(error), error.argument)
+        self.objects: Any = (error, error.__cause__)
+        if pickled:
+            for objects in ((error, error.__cause__), (error, None)):  # the error alone, if its cause won't go
+                try:
+                    self.objects = pickle.dumps(objects)
+                    break
+                except Exception:
+                    self.objects = None
+
+    def error(self) -> GradprobeError:
+        """The error on the caller's side, its cause chained as in a serial run."""
+        objects = self.objects
+        if isinstance(objects, bytes):
+            try:
+                objects = pickle.loads(objects)
+            except Exception:
+                objects = None
+        if objects is None:
+            cls, message, argument = self.fallback
+            return cls(message, argument=argument)
+        error, cause = objects
+        error.__cause__ = cause
+        return error
+
+
+def _evaluate_chunk(objective: Any, points: list, dtype: Any, pickled: bool):
+    """Worker side: evaluate `points` with `objective` (a fresh one per task, see
+    `Objective.for_workers`). Errors come back as values, the first in point order raised by the
+    caller; `pickled` when they must cross to another process."""
     try:
         return "ok", objective.evaluate(points, dtype=dtype)
     except GradprobeError as error:
-        return "error", (type(error).__name__, str(error), error.argument)
-
-
-_ERRORS = {cls.__name__: cls for cls in (InvalidArgument, InvalidValue, UserFunctionError, GradprobeError)}
+        return "error", _Failure(error, pickled)
 
 
 def evaluate_with_executor(objective: Any, points: Sequence[Any], dtype: Any = None) -> np.ndarray:
     """Evaluate `points` on `objective.executor`, in chunks, results in point order."""
     executor = objective.executor
-    light = objective.light_params()
+    pickled = _dumps_for(executor) is not None
     chunks = _chunks(len(points), CHUNKS_PER_WORKER * _worker_count(executor))
     futures = [
-        executor.submit(
-            _evaluate_chunk, objective.loss, light, objective.argument, objective.vectorized, list(points[a:b]), dtype
-        )
+        executor.submit(_evaluate_chunk, objective.for_workers(), list(points[a:b]), dtype, pickled)
         for a, b in chunks
     ]
     size_of = {future: b - a for future, (a, b) in zip(futures, chunks)}
@@ -149,8 +187,7 @@ def evaluate_with_executor(objective: Any, points: Sequence[Any], dtype: Any = N
     for future, (a, b) in zip(futures, chunks):  # the first error in point order, as serially
         status, value = future.result()
         if status == "error":
-            name, message, argument = value
-            raise _ERRORS.get(name, GradprobeError)(message, argument=argument)
+            raise value.error()
         results[a:b] = value
     return results
 
@@ -207,16 +244,8 @@ def evaluate_vectorized(objective: Any, points: Sequence[Any], dtype: Any = None
             flat[k, indices] = values
         tree = build_batch(params, flat, dtype)
         objective.nfev += len(chunk)
-        try:
-            value = objective.loss(tree)
-        except (KeyboardInterrupt, SystemExit, MemoryError):
-            raise
-        except Exception as error:
-            raise UserFunctionError(
-                f"`{objective.argument}` raised {type(error).__name__}{' ' + where if where else ''} "
-                f"on a batch of {len(chunk)} parameter sets (vectorized=True): {error}",
-                argument=objective.argument,
-            ) from error
+        batch = f"on a batch of {len(chunk)} parameter sets (vectorized=True)"
+        value = call_user(objective.loss, objective.argument, tree, where=f"{where} {batch}" if where else batch)
         results[start : start + len(chunk)] = _batch_values(value, len(chunk), objective.argument, is_complex)
         if objective.on_evaluation is not None:
             objective.on_evaluation(len(chunk))

@@ -1,4 +1,5 @@
-"""Calling the user's functions: fresh copies in, validated numbers out, evaluations counted."""
+"""The user's loss over flat parameter vectors: fresh copies in, validated numbers out, evaluations
+counted. What the loss's exceptions become is `_calling`'s policy, on every path."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from .._errors import GradprobeError, InvalidArgument, InvalidValue, UserFunctionError
+from .._errors import InvalidArgument, InvalidValue
 from ..params._params import Params
+from ._calling import call_user
+from ._executor import evaluate_vectorized, evaluate_with_executor, light_params
 
 # A point to evaluate: the flat parameter vector with `values` written at `indices`.
 Point = tuple[np.ndarray, np.ndarray]
@@ -86,19 +89,6 @@ class LinePoints(Sequence[Point]):
         if self._buffer is None:
             return block, self.values(k)
         return block, self.values(k, out=self._buffer[: block.stop - block.start])
-
-
-def call_user(function: Callable[..., Any], argument: str, *args: Any) -> Any:
-    """Call a user's function; its exceptions become `UserFunctionError` naming `argument`.
-
-    gradprobe's own errors (raised by a nested check) and interrupts pass through unchanged.
-    """
-    try:
-        return function(*args)
-    except (KeyboardInterrupt, SystemExit, MemoryError, GradprobeError):
-        raise
-    except Exception as error:
-        raise UserFunctionError(f"`{argument}` raised {type(error).__name__}: {error}", argument=argument) from error
 
 
 def require_callable(function: Any, argument: str) -> None:
@@ -193,10 +183,14 @@ class Objective:
     def light_params(self) -> Params:
         """The parameter structure without the user's arrays, for sending to workers."""
         if self._light is None:
-            from ._executor import light_params
-
             self._light = light_params(self.params)
         return self._light
+
+    def for_workers(self) -> Objective:
+        """A fresh objective for one executor task: the same loss on the light parameter structure,
+        evaluated serially (or in batches) on the worker, with counts and scratch of its own (tasks
+        on threads run at once)."""
+        return Objective(self.loss, self.light_params(), argument=self.argument, vectorized=self.vectorized)
 
     def work(self, count: int, size: int) -> list[np.ndarray]:
         """`count` float64 work vectors of at least `size` elements, kept for the check's life and
@@ -224,16 +218,7 @@ class Objective:
     def _call(self, tree: Any, where: str) -> Any:
         self.nfev += 1
         self.probing = where  # for the progress bar
-        try:
-            result = self.loss(tree)
-        except (KeyboardInterrupt, SystemExit, MemoryError):
-            raise
-        except GradprobeError:
-            raise  # already names its argument (a wrapper such as check_vjp validating `f`)
-        except Exception as error:
-            raise UserFunctionError(
-                f"`{self.argument}` raised {type(error).__name__} {where}: {error}", argument=self.argument
-            ) from error
+        result = call_user(self.loss, self.argument, tree, where=where)
         if self.on_evaluation is not None:
             self.on_evaluation(1)
         return result
@@ -241,8 +226,6 @@ class Objective:
     def initial(self) -> float:
         """The loss at the user's point; it must be a finite scalar."""
         if self.vectorized:
-            from ._executor import evaluate_vectorized
-
             value = float(evaluate_vectorized(self, [(np.array([], dtype=int), np.array([]))], where="at the starting point")[0])
         else:
             value = to_scalar(self._call(self.params.copy(), "at the starting point"), self.argument)
@@ -260,12 +243,8 @@ class Objective:
         A point's indices are an integer array or a slice (a contiguous block).
         """
         if self.executor is not None and len(points) > 1:
-            from ._executor import evaluate_with_executor
-
             return evaluate_with_executor(self, points, dtype)
         if self.vectorized:
-            from ._executor import evaluate_vectorized
-
             return evaluate_vectorized(self, points, dtype)
         results = np.empty(len(points), dtype=complex if dtype is not None and np.dtype(dtype).kind == "c" else float)
         # One scratch vector, restored after each point: `build` copies it into fresh arrays.

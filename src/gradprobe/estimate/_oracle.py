@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ._differences import CONFIDENCE, Estimates
+from ._differences import ERROR_BAR_FACTOR, Estimates
 from .._errors import InvalidArgument, UserFunctionError
 from ._objective import to_scalar
 from ..params._params import Params
@@ -144,7 +144,7 @@ def exact_estimates(oracle: Oracle, params: Params, analytic: np.ndarray, spread
     return Estimates(
         numeric=numeric,
         analytic=np.asarray(analytic, dtype=float),
-        error=CONFIDENCE * (roundoff + spread),
+        error=ERROR_BAR_FACTOR * (roundoff + spread),
         truncation=np.zeros(params.size),
         roundoff=roundoff,
         right=nan,

@@ -1,7 +1,7 @@
 """The Judge: analytic against numerical values, within the numerical side's error bars.
 
 An element *fails* only when ``|analytic - numeric|`` exceeds its error bar (already
-`CONFIDENCE` times the estimated error) plus a floor for the analytic side's own rounding. It is
+`ERROR_BAR_FACTOR` times the estimated error) plus a floor for the analytic side's own rounding. It is
 inconclusive, with a reason, when the numerical side cannot tell:
 
 * ``"kink"``: the one-sided derivatives differ by the same jump at successively finer steps (a
@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..estimate._differences import SAME_JUMP, Estimates
+from ..estimate._differences import safe_norm as safe_norm  # the report builder's norm too
 
 ELEMENT_STATUSES = ("pass", "fail", "kink", "noise", "nonfinite")
 PASS, FAIL, KINK, NOISE, NONFINITE = range(5)
@@ -128,21 +129,6 @@ def resolution(bound: np.ndarray, numeric: np.ndarray, fallback: float) -> float
     norm = norm or fallback
     with np.errstate(over="ignore"):
         return float(safe_norm(bound) / norm) if norm > 0 else float("inf")
-
-
-def safe_norm(values: np.ndarray) -> float:
-    """The Euclidean norm without overflow or underflow of the squares (1e200 or 1e-200 entries).
-
-    Examples
-    --------
-    >>> print(f"{safe_norm(np.array([3e200, 4e200])):.6g}")
-    5e+200
-    """
-    values = np.abs(np.asarray(values, dtype=float))
-    largest = float(np.max(values, initial=0.0))
-    if largest == 0 or not np.isfinite(largest):
-        return largest
-    return largest * float(np.linalg.norm(values / largest))
 
 
 def tensor_status(

@@ -216,17 +216,6 @@ class Params:
         offsets = [leaf.offset for leaf in self.leaves]
         return self.leaves[int(np.searchsorted(offsets, flat_position, side="right")) - 1]
 
-    def element_dtypes(self) -> list[tuple[slice, np.dtype]]:
-        return [(leaf.slice, leaf.dtype) for leaf in self.leaves]
-
-    def round_to_dtypes(self, flat: np.ndarray) -> np.ndarray:
-        """Round a flat float64 vector to each leaf's dtype (the values the loss will really see)."""
-        rounded = np.array(flat, dtype=np.float64)
-        for leaf in self.leaves:
-            if leaf.dtype != np.float64:
-                rounded[leaf.slice] = rounded[leaf.slice].astype(leaf.dtype)
-        return rounded
-
     def build(self, flat: np.ndarray, *, dtype: Any = None, share: bool = False) -> Any:
         """A fresh copy of the user's structure holding the values of `flat`.
 

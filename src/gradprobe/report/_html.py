@@ -11,11 +11,13 @@ from __future__ import annotations
 import base64
 import os
 from html import escape
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._errors import InvalidArgument
 from ._text import HEADER, coverage_lines, error_bar, facts, headline, pair, row, worst
-from ._types import Report, TensorReport
+
+if TYPE_CHECKING:
+    from ._types import Report, TensorReport
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 STYLE = """

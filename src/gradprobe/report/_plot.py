@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .._errors import InvalidArgument
-from ._types import Report, TensorReport
+
+if TYPE_CHECKING:
+    from ._types import Report, TensorReport
 
 #: At most this many elements go into a scatter (the failing ones always do).
 SCATTER_POINTS = 20_000

@@ -12,12 +12,15 @@ import math
 from dataclasses import fields, is_dataclass
 from functools import lru_cache
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._types import SCHEMA_VERSION, Report, TensorReport
+if TYPE_CHECKING:
+    from ._types import Report, TensorReport
 
+#: The version `Report.to_dict` writes; ``report.schema.json`` pins it as a constant.
+SCHEMA_VERSION = 1
 SCHEMA_FILE = "report.schema.json"
 #: TensorReport fields holding whole arrays: in the dict only when asked for.
 VALUE_FIELDS = ("analytic", "numeric", "error_bar")

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
-from typing import IO, Any, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal
 
 from ._text import HEADER, coverage_lines, element_line, facts, headline, render_text, row, worst
-from ._types import Report
+
+if TYPE_CHECKING:
+    from ._types import Report
 
 Color = Literal["auto", "always", "never"]
 STYLES = {"pass": "bold green", "fail": "bold red", "inconclusive": "bold yellow"}

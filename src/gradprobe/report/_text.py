@@ -7,16 +7,14 @@ under the ones that did not pass, and a line that reproduces the check. `_termin
 
 from __future__ import annotations
 
-import inspect
 import math
-from typing import Any
+from typing import TYPE_CHECKING
 
-from ._types import Element, Report, TensorReport
+if TYPE_CHECKING:
+    from ._types import Element, Guarantee, Report, TensorReport
 
 WORST_SHOWN = 3
 HEADER = ("tensor", "shape", "status", "difference", "resolution", "diagnosis")
-#: Defaults of `check` as its options are stored after validation (where they differ).
-VALIDATED_DEFAULTS: dict[str, Any] = {"rtol": 0.0}
 
 
 def number(value: float | None) -> str:
@@ -127,32 +125,29 @@ def reproduce_line(report: Report) -> str:
     """
     if isinstance(report.options.get("reproduce"), str):
         return report.options["reproduce"]  # written by the entry point that ran (gp.torch.check...)
-    defaults = _check_defaults()
     arguments = [f"strategy={report.strategy!r}", f"method={report.method!r}", f"seed={report.seed!r}"]
     for key, value in report.options.items():
-        # Only options `check` takes, and only those that differ from its defaults; objects such
-        # as an executor cannot be written down and do not change the result.
-        if key not in defaults:
-            continue
-        if _same(value, defaults[key]) or _same(value, VALIDATED_DEFAULTS.get(key, defaults[key])):
-            continue
+        # The options hold only what differs from `check`'s defaults (`reported_options`); objects
+        # such as an executor cannot be written down and do not change the result.
         if value is None or isinstance(value, (bool, int, float, str)):
             arguments.append(f"{key}={value!r}")
     return f"gp.check(loss, grad, params, {', '.join(arguments)})"
 
 
-def _check_defaults() -> dict[str, Any]:
-    from ..strategies._check import check
-
-    return {
-        name: parameter.default
-        for name, parameter in inspect.signature(check).parameters.items()
-        if parameter.kind is inspect.Parameter.KEYWORD_ONLY
-    }
-
-
-def _same(value: Any, default: Any) -> bool:
-    return value is default or (type(value) is type(default) and value == default)
+def describe_guarantee(guarantee: Guarantee) -> str:
+    """The guarantee in one sentence (`str(guarantee)`)."""
+    counts = sorted(set(guarantee.probes.values()))
+    per = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+    miss = f"1 - {1 - guarantee.confidence:.0e}"
+    if guarantee.kind == "sample":
+        return (
+            f"if at least {guarantee.resolution:.1%} of a tensor's elements were wrong, the sample would have caught it "
+            f"with probability >= {miss} ({per} sampled elements per tensor)"
+        )
+    return (
+        f"a gradient error of relative size >= {guarantee.resolution:.1e} in any tensor is caught with probability "
+        f">= {miss} ({per} random direction{'s' if counts[-1] > 1 else ''} per tensor)"
+    )
 
 
 def render_text(report: Report, *, reproduce: str | None = None) -> str:

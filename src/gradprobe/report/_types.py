@@ -1,13 +1,15 @@
-"""Frozen result objects. Rendering lives in `_render`; nothing here computes."""
+"""Frozen result objects. Rendering lives in the renderers (`_text`, `_terminal`, `_schema`, `_html`,
+`_plot`), which the methods here call; nothing here computes but `Guarantee.miss_probability`,
+which reads its stated bound off the stored numbers."""
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
 Status = Literal["pass", "fail", "inconclusive"]
-SCHEMA_VERSION = 1
 
 
 class Element(NamedTuple):
@@ -65,12 +67,20 @@ class Guarantee:
     def miss_probability(self, size: float, tensor: str | None = None) -> float:
         """Upper bound on the probability that an error of relative size `size` (a fraction of
         wrong elements for "sample") in `tensor` (by default: the worst tensor) went unnoticed."""
-        from ..strategies._directional import miss_probability
-
-        return miss_probability(self, size, tensor)
+        # The bounds derived in `gradprobe.judge._guarantee`, read off the stored thresholds and
+        # counts: each direction misses with probability <= min(1, r / size), each sampled
+        # element with probability <= 1 - size.
+        worst = 0.0
+        for name in [tensor] if tensor is not None else self.probes:
+            if self.kind == "sample":
+                miss = (1.0 - min(1.0, size)) ** self.probes[name]
+            else:
+                miss = math.prod(min(1.0, r / size) for r in self.thresholds.get(name, ())) if size > 0 else 1.0
+            worst = max(worst, float(miss))
+        return worst
 
     def __str__(self) -> str:
-        from ..strategies._directional import describe_guarantee
+        from ._text import describe_guarantee
 
         return describe_guarantee(self)
 
@@ -143,7 +153,8 @@ class Report:
     notes : things the user should know (non-determinism, unreliable noise estimate...).
     method, strategy, seed : what was run, so the check can be reproduced.
     noise : standard deviation of the loss's noise, as measured.
-    options : the other options the check ran with (``rtol``, ``batch_size``...), to reproduce it.
+    options : the other options the check ran with where they differ from `check`'s defaults
+        (``rtol``, ``batch_size``...), to reproduce it.
     coverage : what was covered and what a `budget` left out (`Coverage`).
     guarantee : for the randomized strategies, the probability of missing an error of a given
         size (`Guarantee`); None for "full", whose error bars are not probabilistic.
@@ -186,7 +197,7 @@ class Report:
         return reproduce_line(self)
 
     def to_dict(self, *, values: bool = False) -> dict[str, Any]:
-        """A JSON-ready dict following ``report.schema.json`` (version `SCHEMA_VERSION`).
+        """A JSON-ready dict following ``report.schema.json`` (version `_schema.SCHEMA_VERSION`).
 
         Non-finite numbers become the strings ``"nan"``, ``"inf"`` and ``"-inf"``. With
         ``values=True`` each tensor also carries its flat (row-major) ``analytic``, ``numeric``

@@ -14,9 +14,6 @@ from typing import Any
 
 from .._errors import InvalidArgument, InvalidValue
 
-#: The starting point, the repeat calls and the noise estimate always run (up to 29 evaluations).
-MINIMUM_EVALUATIONS = 32
-
 _UNITS = {"ms": 1e-3, "s": 1.0, "sec": 1.0, "min": 60.0, "m": 60.0, "h": 3600.0}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|sec|min|m|h)\s*$")
 
@@ -80,12 +77,9 @@ def parse_budget(value: Any) -> Budget:
             )
         seconds = float(match.group(1)) * _UNITS[match.group(2)]
     elif isinstance(value, int) and not isinstance(value, bool):
-        if value < MINIMUM_EVALUATIONS:
-            raise InvalidValue(
-                f"`budget` of {value} evaluations is too small: the starting point and the noise "
-                f"estimate alone need up to {MINIMUM_EVALUATIONS - 3}; give at least {MINIMUM_EVALUATIONS}.",
-                argument="budget",
-            )
+        if value < 1:
+            # The minimum a check needs depends on its parameters and strategy: `_cost.require_affordable`.
+            raise InvalidValue(f"`budget` of {value} evaluations is too small: give a positive number.", argument="budget")
         return Budget(evaluations=value, given=value)
     else:
         raise InvalidArgument(

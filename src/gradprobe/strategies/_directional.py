@@ -9,28 +9,16 @@ one coordinate step). The Estimator measures the directional derivative from the
 ``x ± t w`` and ``x ± t/2 w`` with its error bar, exactly as for a coordinate, and the analytic
 side is ``g . (p - x)`` over the rounded points ``p``. Four evaluations judge a million elements.
 
-The guarantee. Let ``e`` be the error of the analytic gradient in the block. The probe misses it
-only if ``|e . w| <= tau = 2 err + floor`` (the estimate itself may be off by ``err``). Write
-``e . w = a . u`` with ``u`` uniform on the cube ``[-1/2, 1/2]**m`` and ``a = sqrt(12) e s / sqrt(m)``,
-``||a|| >= sqrt(12) s_min ||e|| / sqrt(m)``. The density of ``a . u`` is the volume of the cube's
-section perpendicular to ``a``, divided by ``||a||``; every such section has volume at most
-``sqrt(2)`` (K. Ball, "Cube slicing in R^n", 1986; the central one is the largest, by Brunn's
-principle). Hence ``P(|e . w| <= tau) <= 2 sqrt(2) tau / ||a||``, that is
-
-    P(miss) <= sqrt(2/3) tau sqrt(m) / (s_min ||e||) = r / delta,   delta = ||e|| / ||g||,
-
-whatever the error's pattern (a Gaussian ``v`` would give ``sqrt(2/pi)``, 2% less): no
-cancellation can hide it systematically, unlike all-positive directions (pytorch#59615). A
-direction through several tensors keeps the bound for each: adding independent terms never makes
-a density larger. Directions are independent, so ``K`` of them miss with probability at
-most ``prod_k min(1, r_k / delta)``; the *resolution* at a confidence ``c`` is the ``delta`` where
-that bound equals ``1 - c``.
+The guarantee (derived in `gradprobe.judge._guarantee`): an error of relative size ``delta`` in a
+tensor escapes one direction with probability at most ``min(1, r / delta)``, whatever its pattern,
+``r`` proportional to the disagreement ``tau`` the probe cannot resolve; `DirectionalProber.thresholds`
+gives each probe's ``r`` per tensor, and independent directions multiply their bounds.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -38,8 +26,10 @@ import numpy as np
 
 from ..estimate import _differences as fd
 from ..estimate._objective import LinePoints
-from ..estimate._ladder import run_ladder
+from ..estimate._ladder import MIN_STEP_ULPS, run_ladder
+from ..judge._guarantee import direction_threshold
 from ..judge._verdict import FAIL, KINK, NOISE, NONFINITE, PASS, analytic_floor, judge
+from ._context import CheckContext
 
 #: With ``probes=None``, directions are added to a tensor until its resolution at the requested
 #: confidence is below this (or `MAX_AUTO_PROBES` is reached).
@@ -50,11 +40,9 @@ MAX_AUTO_PROBES = 4
 # Seed-sequence tags, so that every direction depends only on (seed, purpose, block, round),
 # never on the order in which probes run: serial, parallel and budget-cut runs agree.
 VERDICT, LOCALIZE, CONFIRM, SAMPLE, ORDER, TENSOR = range(6)
-#: The bound on ``P(|e . w| <= tau) * ||e|| / tau`` for a direction of unit-variance uniform elements.
-_MISS_CONSTANT = math.sqrt(2 / 3)
-#: Uniform on [-1/2, 1/2) times this has variance 1.
+#: Uniform on [-1/2, 1/2) times this has variance 1 (the guarantee's constant assumes it).
 _UNIFORM_SPREAD = math.sqrt(12)
-COMPLEX_STEP = 1e-20
+
 
 
 def keyed_rng(seed: int, *key: int) -> np.random.Generator:
@@ -102,28 +90,29 @@ class DirectionalProber:
 
     Parameters
     ----------
-    checker : the `_Checker` of this run (its params, analytic gradient, objective, options).
-    f0, sigma : the loss at the point and its noise.
-    spread : per-element non-determinism of `grad`, added to the error bars.
+    context : the check (its params, analytic gradient, objective, options; the loss at the
+        point and its noise; `grad`'s per-element spread, added to the error bars).
     affords : ``affords(evaluations) -> bool``, whether the budget allows that many more.
     """
 
     def __init__(
-        self, checker: Any, f0: float, sigma: float, spread: np.ndarray, affords: Any = lambda cost: True
+        self, context: CheckContext, affords: Callable[[int], bool] = lambda cost: True
     ) -> None:
-        self.checker = checker
+        self.objective = context.objective
+        self.rtol = context.options.rtol
         self.affords = affords
-        self.params = checker.params
-        self.analytic = checker.analytic
-        self.f0, self.sigma, self.spread = f0, sigma, spread
-        self.method = checker.options.method
-        self.seed = checker.options.seed
-        self.goal = RESOLUTION_GOAL * (1 - checker.options.confidence)
+        self.params = context.params
+        self.analytic = context.analytic
+        self.f0, self.sigma, self.spread = context.f0, context.noise.sigma, context.estimator.spread
+        spread = self.spread
+        self.method = context.options.method
+        self.seed = context.options.seed
+        self.goal = RESOLUTION_GOAL * (1 - context.options.confidence)
         self.scales = fd.element_scales(self.params)
         self.leaf_ranges = [(leaf.offset, leaf.offset + leaf.size) for leaf in self.params.leaves]
         self._offsets = np.array([a for a, _ in self.leaf_ranges])
         self._leaf_step = self._typical_steps()
-        norms = [_norm(self.analytic[leaf.slice]) for leaf in self.params.leaves]
+        norms = [fd.safe_norm(self.analytic[leaf.slice]) for leaf in self.params.leaves]
         total_norm = self._total_norm = math.hypot(*norms) or 1.0
         self._leaf_norm, self._leaf_typical, self._leaf_eps = [], [], []
         for leaf, norm in zip(self.params.leaves, norms):
@@ -131,7 +120,7 @@ class DirectionalProber:
             self._leaf_typical.append(norm / math.sqrt(leaf.size))
             self._leaf_eps.append(float(np.finfo(leaf.dtype).eps))
         self._leaf_tiny = [float(np.finfo(leaf.dtype).smallest_subnormal) for leaf in self.params.leaves]
-        self._user_eps = [float(np.finfo(leaf.dtype).eps) for leaf in checker.user_params.leaves]
+        self._user_eps = [float(np.finfo(leaf.dtype).eps) for leaf in context.user_params.leaves]
         self._leaf_smin: dict[int, float] = {}
         self._spread_any = bool(np.any(spread))
         self._all_double = all(leaf.dtype == np.float64 for leaf in self.params.leaves)
@@ -179,7 +168,7 @@ class DirectionalProber:
 
     def _scratch(self, size: int, count: int = 2) -> list[np.ndarray]:
         """`count` work vectors of at least `size` (the objective's, see `Objective.work`)."""
-        return self.checker.objective.work(count, size)
+        return self.objective.work(count, size)
 
     def _round(self, start: int, stop: int, values: np.ndarray) -> np.ndarray:
         for leaf, a, b in self.parts(start, stop):
@@ -199,15 +188,15 @@ class DirectionalProber:
         room = self._scratch(total, count=3)[2] if total <= self.params.size else np.empty(total)
         ends = np.cumsum([0] + [b - a for a, b in blocks])
         directions = [self.direction(a, b, purpose, round_, out=room[c:d]) for (a, b), c, d in zip(blocks, ends[:-1], ends[1:])]
-        steps = np.full(len(blocks), COMPLEX_STEP if self.method == "complex" else 1.0)
+        steps = np.full(len(blocks), fd.COMPLEX_STEP if self.method == "complex" else 1.0)
         scale, floor = self._scale_and_floor(blocks, directions)
         # `grad`'s own non-determinism along each direction widens the error bars.
         extra = np.zeros(len(blocks))
         if self._spread_any:
-            extra = np.array([_dot(self.spread[a:b], np.abs(w)) for (a, b), w in zip(blocks, directions)])
+            extra = np.array([fd.dot(self.spread[a:b], np.abs(w)) for (a, b), w in zip(blocks, directions)])
 
         def widen(estimates: fd.Estimates, which: np.ndarray) -> fd.Estimates:
-            return replace(estimates, error=estimates.error + fd.CONFIDENCE * extra[which]) if np.any(extra) else estimates
+            return replace(estimates, error=estimates.error + fd.ERROR_BAR_FACTOR * extra[which]) if np.any(extra) else estimates
 
         if self.method == "complex":
             estimates = widen(self._complex(blocks, directions, steps), np.arange(len(blocks)))
@@ -228,8 +217,8 @@ class DirectionalProber:
     def _complex(self, blocks, directions, steps) -> fd.Estimates:
         x = self.params.values
         points = [(slice(a, b), x[a:b] + 1j * t * w) for (a, b), w, t in zip(blocks, directions, steps)]
-        values = self.checker.objective.evaluate(points, dtype=np.complex128)
-        slopes = np.array([_dot(self.analytic[a:b], w) for (a, b), w in zip(blocks, directions)])
+        values = self.objective.evaluate(points, dtype=np.complex128)
+        slopes = np.array([fd.dot(self.analytic[a:b], w) for (a, b), w in zip(blocks, directions)])
         return fd.complex_step(values, steps, slopes)
 
     def _ladder(self, blocks, directions, steps, scale, floor, widen) -> fd.Estimates:
@@ -242,7 +231,7 @@ class DirectionalProber:
             e, squares = _exponent(w)
             exponents.append(e)
             units.append(w if e == 0 else np.ldexp(w, -e))
-            lengths.append(squares if e == 0 else _dot(units[-1], units[-1]))
+            lengths.append(squares if e == 0 else fd.dot(units[-1], units[-1]))
         moved, delta = self._scratch(max(b - a for a, b in blocks))
         finish = None if self._all_double else (lambda block, values: self._round(block.start, block.stop, values))
 
@@ -257,12 +246,12 @@ class DirectionalProber:
                 change = np.subtract(point, x[a:b], out=delta[: b - a])
                 if e:
                     np.ldexp(change, -e, out=change)
-                predicted[j] = math.ldexp(_dot(self.analytic[a:b], change), e)
-                displacement[j] = _dot(change, units[k]) / lengths[k]
+                predicted[j] = math.ldexp(fd.dot(self.analytic[a:b], change), e)
+                displacement[j] = fd.dot(change, units[k]) / lengths[k]
 
             # Each point is computed as the loss reads it, into one reused vector.
             points = LinePoints(x, lines, finish=finish, buffer=moved, seen=seen)
-            values = self.checker.objective.evaluate(points).reshape(len(which), 2)
+            values = self.objective.evaluate(points).reshape(len(which), 2)
             return values, predicted.reshape(-1, 2), displacement.reshape(-1, 2)
 
         def decided(estimates: fd.Estimates, which: np.ndarray) -> np.ndarray:
@@ -287,9 +276,9 @@ class DirectionalProber:
         eps = max(self._leaf_eps[leaf] for leaf, _, _ in self.parts(start, stop))
         m = stop - start
         typical_move = length / math.sqrt(m)
-        size = _norm(self.params.values[start:stop]) / math.sqrt(m) or 1.0
-        # 16 ulps of the typical element; for subnormal ones an ulp is the smallest subnormal.
-        smallest = 16 * max(eps * size, min(self._leaf_tiny[leaf] for leaf, _, _ in self.parts(start, stop)))
+        size = fd.safe_norm(self.params.values[start:stop]) / math.sqrt(m) or 1.0
+        # `MIN_STEP_ULPS` of the typical element; for subnormal ones an ulp is the smallest subnormal.
+        smallest = MIN_STEP_ULPS * max(eps * size, min(self._leaf_tiny[leaf] for leaf, _, _ in self.parts(start, stop)))
         return int(np.clip(math.floor(math.log2(max(typical_move / smallest, 1.0))) + 1, 2, fd.MAX_LEVELS))
 
     def _scale_and_floor(self, blocks, directions) -> tuple[np.ndarray, np.ndarray]:
@@ -299,7 +288,7 @@ class DirectionalProber:
         products, magnitudes = self._scratch(max(b - a for a, b in blocks))
         for k, ((a, b), w) in enumerate(zip(blocks, directions)):
             gw = np.multiply(self.analytic[a:b], w, out=products[: b - a])
-            typical, slope = _norm(gw), float(gw.sum())
+            typical, slope = fd.safe_norm(gw), float(gw.sum())
             absolute = np.abs(gw, out=gw)
             sum_absolute = float(absolute.sum())
             # The analytic side's rounding: max(|g_i|, the tensor's typical |g|) |w_i| per element.
@@ -309,14 +298,14 @@ class DirectionalProber:
                 here = piece_w[c - a : d - a]
                 np.abs(w[c - a : d - a], out=here)
                 if not typical:  # the unit for a block whose g . w is all zeros
-                    fallback = math.hypot(fallback, (self._leaf_typical[leaf] or 1.0) * _norm(here))
+                    fallback = math.hypot(fallback, (self._leaf_typical[leaf] or 1.0) * fd.safe_norm(here))
                 here *= self._leaf_typical[leaf]
                 np.maximum(absolute[c - a : d - a], here, out=here)
-                rounding = math.hypot(rounding, _norm(here))
+                rounding = math.hypot(rounding, fd.safe_norm(here))
                 eps = max(eps, self._user_eps[leaf])
             scale[k] = typical or fallback or 1.0
             rounding = np.array([rounding])
-            floor[k] = analytic_floor(np.array([slope]), rounding, np.array([eps]), self.checker.options.rtol)[0]
+            floor[k] = analytic_floor(np.array([slope]), rounding, np.array([eps]), self.rtol)[0]
             # Summing m products in float64 (pairwise) rounds by about log2(m) ulps of sum |g_i w_i|.
             floor[k] += np.finfo(float).eps * (math.log2(b - a) + 1) * sum_absolute
         return scale, floor
@@ -339,41 +328,13 @@ class DirectionalProber:
         return resolution * (own / max(own, typical))
 
     def thresholds(self, start: int, stop: int, tau: float) -> dict[int, float]:
-        """Per tensor piece, ``r = sqrt(2/3) tau sqrt(m) / (s_min t ||g_T||)`` (see the module)."""
+        """Per tensor piece, its `direction_threshold`: ``r = sqrt(2/3) tau sqrt(m) / (s_min t ||g_T||)``."""
         result = {}
         for leaf, a, b in self.parts(start, stop):
             m = b - a
-            smin = self._smallest_scale(leaf, a, b) * self._part_step(leaf, m)
-            denominator = smin * self._leaf_norm[leaf]  # 0 for a zero gradient, or by underflow
-            if not np.isfinite(tau) or not denominator > 0:
-                result[leaf] = math.inf  # no relative guarantee
-            else:
-                result[leaf] = _MISS_CONSTANT * tau * math.sqrt(m) / denominator
+            smallest_step = self._smallest_scale(leaf, a, b) * self._part_step(leaf, m)
+            result[leaf] = direction_threshold(tau, m, smallest_step, self._leaf_norm[leaf])
         return result
-
-
-def _dot(a: np.ndarray, b: np.ndarray) -> float:
-    """``a . b`` in one thread: BLAS would start its own thread pool for long vectors, which
-    fights the loss's (torch's, say) for the same cores."""
-    return float(np.einsum("i,i->", a, b))
-
-
-#: Sums of squares inside this range lose nothing to under- or overflow of their terms that matters.
-_SQUARES_RANGE = (2.0**-900, 2.0**900)
-
-
-def _norm(v: np.ndarray) -> float:
-    """The Euclidean norm in one pass, or rescaled where the squares would under- or overflow.
-
-    Examples
-    --------
-    >>> _norm(np.array([3.0, 4.0])), _norm(np.array([3e-320, 4e-320])) > 0, _norm(np.array([3e300, 4e300]))
-    (5.0, True, 5e+300)
-    """
-    squares = _dot(v, v)
-    if _SQUARES_RANGE[0] < squares < _SQUARES_RANGE[1]:
-        return math.sqrt(squares)
-    return fd.rms(v) * math.sqrt(len(v)) if len(v) else 0.0
 
 
 def _exponent(w: np.ndarray) -> tuple[int, float]:
@@ -385,8 +346,8 @@ def _exponent(w: np.ndarray) -> tuple[int, float]:
     >>> _exponent(np.array([1.0, 2.0])), _exponent(np.array([1e-310, 0.0]))[0]
     ((0, 5.0), -1029)
     """
-    squares = _dot(w, w)
-    if _SQUARES_RANGE[0] < squares < _SQUARES_RANGE[1]:
+    squares = fd.dot(w, w)
+    if fd.SQUARES_RANGE[0] < squares < fd.SQUARES_RANGE[1]:
         return 0, squares
     largest = float(np.max(np.abs(w), initial=0.0))
     return (int(np.frexp(largest)[1]) if 0 < largest < math.inf else 0), squares
@@ -411,76 +372,6 @@ class _StridedSample:
 
     def take(self, flat: np.ndarray) -> np.ndarray:
         return flat[self._positions]
-
-
-# -- the guarantee ----------------------------------------------------------------------------------
-
-
-_LOG_MAX = math.log(np.finfo(float).max)
-
-
-def resolution_at(thresholds: Sequence[float], confidence: float) -> float:
-    """Smallest relative error size ``delta`` with ``prod_k min(1, r_k / delta) <= 1 - confidence``.
-
-    Examples
-    --------
-    >>> round(resolution_at([1e-9], 0.999), 15)   # one direction: r / (1 - c)
-    1e-06
-    >>> round(resolution_at([1e-9, 1e-9], 0.999999), 15)
-    1e-06
-    >>> resolution_at([], 0.9)
-    inf
-    >>> resolution_at([1e307], 0.999999)  # past the float range: no guarantee
-    inf
-    """
-    r = sorted(float(x) for x in thresholds if np.isfinite(x))
-    if not r:
-        return math.inf
-    q = 1.0 - confidence
-    log_product = 0.0
-    for j, rj in enumerate(r, start=1):
-        log_product += math.log(rj) if rj > 0 else -math.inf
-        if log_product == -math.inf:
-            return 0.0
-        log_delta = (log_product - math.log(q)) / j
-        delta = math.exp(log_delta) if log_delta < _LOG_MAX else math.inf  # thresholds near 1e308
-        upper = r[j] if j < len(r) else math.inf
-        if rj <= delta <= upper:
-            return delta
-    return math.inf  # pragma: no cover - the loop always lands in one interval
-
-
-def _miss(thresholds: Sequence[float], size: float) -> float:
-    if size <= 0:
-        return 1.0
-    return float(np.prod([min(1.0, r / size) for r in thresholds])) if thresholds else 1.0
-
-
-def miss_probability(guarantee: Any, size: float, tensor: str | None = None) -> float:
-    """Upper bound on the probability that an error of relative size `size` went unnoticed."""
-    names = [tensor] if tensor is not None else list(guarantee.probes)
-    worst = 0.0
-    for name in names:
-        if guarantee.kind == "sample":
-            worst = max(worst, (1.0 - min(1.0, size)) ** guarantee.probes[name])
-        else:
-            worst = max(worst, _miss(guarantee.thresholds.get(name, ()), size))
-    return worst
-
-
-def describe_guarantee(guarantee: Any) -> str:
-    counts = sorted(set(guarantee.probes.values()))
-    per = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
-    miss = f"1 - {1 - guarantee.confidence:.0e}"
-    if guarantee.kind == "sample":
-        return (
-            f"if at least {guarantee.resolution:.1%} of a tensor's elements were wrong, the sample would have caught it "
-            f"with probability >= {miss} ({per} sampled elements per tensor)"
-        )
-    return (
-        f"a gradient error of relative size >= {guarantee.resolution:.1e} in any tensor is caught with probability "
-        f">= {miss} ({per} random direction{'s' if counts[-1] > 1 else ''} per tensor)"
-    )
 
 
 def probe_codes_status(codes: Sequence[int]) -> tuple[str, str | None]:

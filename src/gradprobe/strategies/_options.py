@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from ._budget import Budget, parse_budget
@@ -10,6 +11,24 @@ from ..estimate._differences import METHODS
 from .._errors import InvalidArgument, InvalidValue
 
 STRATEGIES = ("auto", "full", "directional", "sample")
+#: `check`'s keyword options and their defaults, as a user writes them: `validate_options` takes its
+#: defaults from here, and `check`'s signature states the same (a test pins it). An option still
+#: equal to its default after validation is left out of `Report.options`, so that the reproduce
+#: line names only what the user changed.
+CHECK_DEFAULTS: dict[str, Any] = {
+    "strategy": "auto",
+    "method": "auto",
+    "rtol": None,
+    "seed": 0,
+    "shadow": None,
+    "batch_size": None,
+    "budget": None,
+    "executor": None,
+    "vectorized": False,
+    "progress": None,
+    "confidence": 0.999,
+    "probes": None,
+}
 #: How work is spread and shown, never what it finds: left out of `Report.options`.
 NOT_REPORTED = ("method", "strategy", "seed", "executor", "progress")
 
@@ -22,19 +41,36 @@ class Options:
     seed: int
     shadow: bool | None  # None: on when a parameter's dtype cannot resolve a gradient (float16)
     batch_size: int | None
-    budget: Budget = field(default_factory=Budget)
-    executor: Any = None
-    vectorized: bool = False
-    progress: bool | None = None
-    confidence: float = 0.999
-    probes: int | None = None
+    budget: Budget
+    executor: Any
+    vectorized: bool
+    progress: bool | None
+    confidence: float
+    probes: int | None
 
 
 def reported_options(options: Options) -> dict[str, Any]:
-    """The options that shape a report, as the user gave them (for `Report.options`)."""
-    reported = {k: v for k, v in vars(options).items() if k not in NOT_REPORTED}
-    reported["budget"] = options.budget.given
-    return reported
+    """The options that shape a report and differ from `check`'s defaults, as the user gave them
+    (for `Report.options`, which `Report.reproduce` writes out as they are)."""
+    defaults = _shaping(_validated_defaults())
+    return {k: v for k, v in _shaping(options).items() if not _same(v, defaults[k])}
+
+
+def _shaping(options: Options) -> dict[str, Any]:
+    shaping = {k: v for k, v in vars(options).items() if k not in NOT_REPORTED}
+    shaping["budget"] = options.budget.given
+    return shaping
+
+
+@cache
+def _validated_defaults() -> Options:
+    """`CHECK_DEFAULTS` as `validate_options` stores them (``rtol=None`` is 0.0 there)."""
+    return validate_options(**CHECK_DEFAULTS)
+
+
+def _same(value: Any, default: Any) -> bool:
+    # Of the same type too: ``True`` is not the default ``1``, nor ``0`` a default ``False``.
+    return value is default or (type(value) is type(default) and value == default)
 
 
 def _choice(value: Any, name: str, allowed: tuple[str, ...]) -> str:
@@ -47,18 +83,18 @@ def _choice(value: Any, name: str, allowed: tuple[str, ...]) -> str:
 
 def validate_options(
     *,
-    strategy: Any,
-    method: Any,
-    rtol: Any,
-    seed: Any,
-    shadow: Any,
-    batch_size: Any,
-    budget: Any = None,
-    executor: Any = None,
-    vectorized: Any = False,
-    progress: Any = None,
-    confidence: Any = 0.999,
-    probes: Any = None,
+    strategy: Any = CHECK_DEFAULTS["strategy"],
+    method: Any = CHECK_DEFAULTS["method"],
+    rtol: Any = CHECK_DEFAULTS["rtol"],
+    seed: Any = CHECK_DEFAULTS["seed"],
+    shadow: Any = CHECK_DEFAULTS["shadow"],
+    batch_size: Any = CHECK_DEFAULTS["batch_size"],
+    budget: Any = CHECK_DEFAULTS["budget"],
+    executor: Any = CHECK_DEFAULTS["executor"],
+    vectorized: Any = CHECK_DEFAULTS["vectorized"],
+    progress: Any = CHECK_DEFAULTS["progress"],
+    confidence: Any = CHECK_DEFAULTS["confidence"],
+    probes: Any = CHECK_DEFAULTS["probes"],
 ) -> Options:
     strategy = _choice(strategy, "strategy", STRATEGIES)
     method = _choice(method, "method", ("auto", *METHODS))

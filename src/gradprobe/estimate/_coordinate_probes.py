@@ -1,0 +1,233 @@
+"""Coordinate probes: the numerical derivative along single coordinates, with error bars.
+
+Each coordinate descends its own step ladder (`_ladder`) until its estimate settles; on the way
+the probes' own values refine the loss's noise (`NoiseModel`) and, in tensors full of kinks, every
+element is taken below the kinks' scale. Complex step, where asked for, replaces the ladder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from .._errors import InvalidArgument, UserFunctionError
+from . import _differences as fd
+from ._ladder import Ladder, coordinate_points, min_steps
+from ._noise import noise_from_samples
+from ._noise_model import NoiseModel
+from ._objective import Objective
+
+#: A tensor in which at least this fraction of the elements saw a kink is probed below the kinks' scale.
+KINKED_FRACTION = 0.05
+#: Probes needed before their own noise measure (median of their fourth-order combinations) counts.
+PROBE_NOISE_MINIMUM = 8
+#: A probe that saw no change at all is retried with steps this much larger, at most this often.
+FLAT_GROWTH, FLAT_RETRIES = 64.0, 3
+
+
+class CoordinateEstimator:
+    """Numerical derivatives along coordinates of `objective`'s parameters.
+
+    `spread` (per element) is the analytic gradient's own uncertainty (a non-deterministic `grad`,
+    or its rounding under a float64 reference), added to each error bar; `noise` is the check's
+    noise model, raised when the probes show more noise than it measured.
+    """
+
+    def __init__(
+        self, objective: Objective, analytic: np.ndarray, method: fd.Method, f0: float, noise: NoiseModel, spread: np.ndarray
+    ) -> None:
+        self.objective, self.analytic, self.method, self.f0 = objective, analytic, method, f0
+        self.noise, self.spread = noise, spread
+        self.params = objective.params
+        # Every ladder starts from the noise measured before any probe: probes of a later chunk
+        # are then those of an unchunked check (the noise they add shows in `noise` and its notes).
+        self.start_sigma = noise.sigma
+
+    def steps(self) -> np.ndarray:
+        """Every coordinate's first step (O(n): made when coordinates are probed at all)."""
+        if self.method == "complex":
+            return fd.COMPLEX_STEP * fd.element_scales(self.params)
+        return fd.choose_steps(self.params, self.start_sigma, self.analytic, self.method)
+
+    def estimate(self, indices: np.ndarray, steps: np.ndarray) -> fd.Estimates:
+        """Estimates for the coordinates `indices` (in that order); `steps` is over all coordinates."""
+        if self.method == "complex":
+            return self._complex(indices, steps)
+        return self._ladder(indices, steps)
+
+    # -- finite differences -------------------------------------------------------------------------
+
+    def _ladder(self, indices: np.ndarray, steps: np.ndarray) -> fd.Estimates:
+        params, analytic, spread = self.params, self.analytic, self.spread
+
+        def evaluate_level(which: np.ndarray, level: int):
+            chosen = indices[which]
+            current = np.zeros(params.size)
+            current[chosen] = ladder.steps[which]  # a flat probe may have been given larger steps
+            points, displacement = coordinate_points(params, chosen, current, fd.level_offsets(level))
+            values = self.objective.evaluate(points).reshape(len(chosen), 2)
+            return values, analytic[chosen, None] * displacement, displacement
+
+        def widen(estimates: fd.Estimates, which: np.ndarray) -> fd.Estimates:
+            # Along a coordinate the analytic derivative is the element itself (its product with a
+            # tiny displacement may have underflowed on the way).
+            chosen = indices[which]
+            return replace(
+                estimates, analytic=analytic[chosen], error=estimates.error + fd.ERROR_BAR_FACTOR * spread[chosen]
+            )
+
+        # Each level halves the step; stop before the points come within a few ulps of each other.
+        with np.errstate(over="ignore", divide="ignore"):
+            ratio = np.clip(steps[indices] / min_steps(params)[indices], 1.0, 2.0**fd.MAX_LEVELS)
+        deepest = np.clip(np.floor(np.log2(ratio)).astype(int) + 1, 2, fd.MAX_LEVELS)
+        ladder = Ladder(
+            evaluate_level, self.method, self.f0, steps[indices], self.start_sigma,
+            deepest=deepest, adjust=widen, rounding=0.5 * max(float(np.finfo(leaf.dtype).eps) for leaf in params.leaves),
+        )  # fmt: skip
+        # Three levels everywhere first: their fourth-order combinations measure the loss's noise
+        # where the probes are (rounding can be larger there than in the small noise tables), and
+        # the descent then goes on with that.
+        first = fd.window_levels(self.method)
+        ladder.descend(np.arange(len(indices)), until=first)
+        # A loss that did not move at all (it moves in steps larger than the step's effect) is
+        # probed again with larger steps until it does: the height of its steps is its noise.
+        for _ in range(FLAT_RETRIES):
+            flat = ladder.flat()
+            flat = flat[analytic[indices[flat]] != 0]
+            if not len(flat):
+                break
+            # ...but never so large that a half-precision parameter overflows.
+            limit = np.array([np.finfo(params.leaf_of(int(i)).dtype).max / 8 for i in indices[flat]])
+            ladder.restart(flat, np.minimum(ladder.steps[flat] * FLAT_GROWTH, limit))
+            ladder.descend(flat, until=first)
+        assert ladder.estimates is not None
+        self._probe_noise(ladder)
+        ladder.descend(ladder.undecided())
+        self._below_kinks(ladder, indices)
+        estimates, levels = ladder.estimates, ladder.levels
+        assert estimates is not None
+        return self._check_noise(estimates, ladder.sigma, estimates.settled | (levels >= deepest) & ~estimates.is_rough)
+
+    def _below_kinks(self, ladder: Ladder, indices: np.ndarray) -> None:
+        """In a tensor where kinks were seen, take every element's estimate below the kinks' scale.
+
+        A relu layer's weight moves every sample's pre-activation: its loss is smooth only between
+        kinks that can lie closer together than the step. One kink inside the step shows as a
+        jump; several small ones can hide (their jump estimates cancel) while still biasing the
+        derivative. So when enough elements of a tensor saw kinks, every element descends to the
+        level at which half of those were clear of them.
+        """
+        for leaf in self.params.leaves:
+            mine = np.flatnonzero((indices >= leaf.offset) & (indices < leaf.offset + leaf.size))
+            kinked = ladder.kinked[mine]
+            if kinked.sum() < max(2, KINKED_FRACTION * len(mine)):
+                continue
+            cleared = ladder.cleared[mine][kinked & (ladder.cleared[mine] > 0)]
+            if not len(cleared):
+                continue
+            target = int(np.ceil(np.median(cleared)))
+            shallow = mine[ladder.levels[mine] < target]
+            if len(shallow):
+                ladder.descend(shallow, at_least=target)
+
+    def _probe_noise(self, ladder: Ladder) -> None:
+        """Raise the noise level to what the first windows of all probes show, if that is more.
+
+        The probes whose first window is dominated by round-off contribute their fourth-order
+        combinations (noise plus a small smooth part); the median is robust to the few that still
+        carry curvature or a kink.
+        """
+        estimates = ladder.estimates
+        if estimates is None or estimates.noise_samples is None:
+            return
+        # Only probes whose window is round-off dominated (strong curvature would swamp their
+        # combinations): a loose cut, so that the noise is not selected for being small.
+        with np.errstate(over="ignore"):  # an infinite bar (subnormal steps) is not quiet, just unresolved
+            quiet = estimates.truncation <= 2 * estimates.roundoff
+        if estimates.significance is not None:
+            quiet &= estimates.significance <= 3  # not a clear kink (a loose cut again: 4.5 sigma)
+        measured = (
+            noise_from_samples(estimates.noise_samples[quiet]) if quiet.sum() >= PROBE_NOISE_MINIMUM else 0.0
+        )
+        measured = max(measured, self._staircase(ladder))
+        if measured > ladder.sigma:
+            self.noise.raise_to(max(measured, self.noise.sigma), "difference tables")
+            ladder.assume_noise(measured)
+
+    def _staircase(self, ladder: Ladder) -> float:
+        """Half the height of the loss's steps, if the probes saw a staircase; else 0.
+
+        A loss that cancels to a few ulps of a larger intermediate (``log(1 + y)`` for tiny
+        ``y``) is flat between steps of one such ulp: some probe values equal the loss at the
+        point exactly, and every change is a whole multiple of one power of two. Its noise is the
+        height of a step, whatever the smooth-looking noise tables said.
+        """
+        changes = (ladder.values - ladder.f0)[:, : 2 * fd.window_levels(self.method)]
+        changes = changes[np.all(np.isfinite(changes), axis=1)]
+        mixed = np.any(changes == 0, axis=1) & np.any(changes != 0, axis=1)
+        if not np.any(mixed):
+            return 0.0
+        sizes = np.abs(changes[mixed])
+        sizes = sizes[sizes > 0]
+        quantum = float(np.min(sizes))
+        power = np.log2(quantum)
+        multiples = sizes / quantum
+        # Whole multiples of a power of two, up to the last bits the final rounding may change.
+        exact = 1e-9 * np.maximum(multiples, 1.0)
+        if abs(power - np.round(power)) <= 1e-9 and np.all(np.abs(multiples - np.round(multiples)) <= exact):
+            return quantum / 2
+        return 0.0
+
+    def _check_noise(self, estimates: fd.Estimates, sigma: float, usable: np.ndarray) -> fd.Estimates:
+        """Widen the error bars if the probes themselves show more noise than was measured.
+
+        A difference table can miss rounding noise that repeats along its grid (a loss of one or
+        two parameters, say); the finest windows of the probes measure it where it matters.
+        """
+        if estimates.noise_samples is None or sigma <= 0:
+            return estimates
+        measured = noise_from_samples(estimates.noise_samples[usable])
+        if not measured > sigma:
+            return estimates
+        self.noise.raise_to(max(measured, self.noise.sigma), "difference table")
+        return fd.rescale_noise(estimates, measured)
+
+    # -- complex step -----------------------------------------------------------------------------------
+
+    def _complex(self, indices: np.ndarray, steps: np.ndarray) -> fd.Estimates:
+        x = self.params.values
+        points = [(np.array([i]), np.array([x[i] + 1j * steps[i]])) for i in indices]
+        values = self.objective.evaluate(points, dtype=np.complex128)
+        return fd.complex_step(values, steps[indices], self.analytic[indices])
+
+    def require_complex_support(self, rng: np.random.Generator) -> None:
+        """Complex step is exact only if the loss is complex-analytic; abs, max, np.real break it."""
+        params, f0 = self.params, self.f0
+        steps = fd.COMPLEX_STEP * fd.element_scales(params)
+        v = rng.standard_normal(params.size)
+        indices = np.arange(params.size)
+        try:
+            z = self.objective.evaluate([(indices, params.values + 1j * steps * v)], dtype=np.complex128)[0]
+        except (UserFunctionError, InvalidArgument) as error:
+            raise InvalidArgument(
+                f"`method`='complex' needs a loss that accepts complex parameters, but `loss` failed on them "
+                f"({error}); use method='richardson'.",
+                argument="method",
+            ) from error
+        h = 1e-6 * fd.element_scales(params) * v
+        # In float64 like the complex evaluation, so float32 rounding of x +- h cannot spoil the comparison.
+        plus, minus = self.objective.evaluate(
+            [(indices, params.values + h), (indices, params.values - h)], dtype=np.float64
+        )
+        central = (plus - minus) / 2e-6
+        derivative = z.imag / fd.COMPLEX_STEP
+        if z.imag == 0 or abs(derivative - central) > 1e-4 * (abs(central) + abs(derivative)) + 1e-8 * abs(f0):
+            raise InvalidArgument(
+                "`method`='complex' needs a complex-analytic loss, but this one drops or mangles the imaginary part "
+                "(abs, max, np.real, comparisons or conjugation do that); use method='richardson'.",
+                argument="method",
+            )
+
+    #: Evaluations `require_complex_support` takes.
+    COMPLEX_SUPPORT_EVALUATIONS = 3

@@ -1,0 +1,139 @@
+"""The loss's noise during one check: measured once at the start, raised when the probes see more.
+
+`estimate_noise` (`_noise`) is the pure difference-table maths; `NoiseModel` runs it along random
+directions through the user's point, adds the spread of repeated calls, and owns the one noise
+level every later error bar uses (`sigma`), with the notes that explain it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..params._params import Params
+from . import _differences as fd
+from ._ladder import round_at
+from ._noise import POINTS, SPACING_RATIO, estimate_noise
+from ._objective import LinePoints, Objective
+
+#: Difference tables (one evaluation per point) behind the noise estimate of a full check; twice as
+#: many for a loss of few parameters, whose rounding errors are the least random along a line.
+NOISE_TABLES, FEW_PARAMETERS = 3, 16
+#: The narrowest noise table moves each parameter by at least this many ulps.
+SPACING_ULPS = 32
+
+
+@dataclass(frozen=True)
+class NoisePlan:
+    """How the noise is measured: `tables` difference tables of `points` points and `repeats`
+    calls at the point itself. `tables=None`: `NOISE_TABLES`, doubled for few parameters."""
+
+    tables: int | None = None
+    points: int = POINTS
+    repeats: int = 2
+
+    def table_count(self, size: int) -> int:
+        if self.tables is not None:
+            return self.tables
+        return 2 * NOISE_TABLES if size <= FEW_PARAMETERS else NOISE_TABLES
+
+    def evaluations(self, size: int) -> int:
+        """Loss evaluations the measurement takes (the point itself is known already)."""
+        return self.repeats + self.table_count(size) * (self.points - 1)
+
+
+#: A full check's plan, and the lighter one of the directional strategy: one table of 7 points and
+#: one repeat call (its evaluations are half of a large model's verdict cost).
+FULL_NOISE, DIRECTIONAL_NOISE = NoisePlan(), NoisePlan(tables=1, points=7, repeats=1)
+
+
+class NoiseModel:
+    """The noise level of the loss in one check (`sigma`), and whether it has a derivative at all
+    at this precision (`ragged`: it jumps about like noise at every spacing tried)."""
+
+    def __init__(self, notes: list[str]) -> None:
+        self.notes = notes
+        self.sigma = 0.0
+        self.ragged = False
+
+    def measure(
+        self, objective: Objective, analytic: np.ndarray, f0: float, rng: np.random.Generator, plan: NoisePlan
+    ) -> float:
+        """ECnoise along random directions, or the spread of repeated calls if that is larger."""
+        params = objective.params
+        repeated = objective.evaluate([(np.array([], dtype=int), np.array([]))] * plan.repeats)
+        repeat_spread = float(np.max(np.abs(repeated - f0)))
+        eps = max(float(np.finfo(leaf.dtype).eps) for leaf in params.leaves)
+        all_double = all(leaf.dtype == np.float64 for leaf in params.leaves)
+        lines = [_line(objective, analytic, rng, k, all_double) for k in range(plan.table_count(params.size))]
+        # Narrow tables: noise does not depend on the spacing, but a wide table moving every
+        # parameter of a relu network crosses kinks, which inflate the estimate.
+        spacing = max(eps**0.7, SPACING_ULPS * eps * SPACING_RATIO)
+        # Rounding the result alone costs half an ulp (a whole one for a subnormal result).
+        floor = max(0.5 * eps * abs(f0), float(np.spacing(abs(f0))))
+        estimate = estimate_noise(lines, f0, spacing, floor=floor, points=plan.points)
+        self.sigma = max(estimate.sigma, repeat_spread)
+        self.ragged = estimate.ragged
+        if repeat_spread > 0:
+            self.notes.append(
+                f"`loss` is non-deterministic: identical calls differ by up to {repeat_spread:.2e} "
+                f"(noise {self.sigma:.2e} in all); that noise is folded into the error bars."
+            )
+        if estimate.ragged:
+            self.notes.append(
+                "the loss jumps about like noise at every spacing tried, down to a few ulps of the parameters: "
+                "it has no derivative to compare at this precision (use float64 or smaller parameters)."
+            )
+        elif not estimate.reliable:
+            self.notes.append("the loss's noise level could not be measured reliably; assumed rounding only.")
+        return self.sigma
+
+    def raise_to(self, measured: float, where: str) -> bool:
+        """Take the larger noise the probes measured `where` ("difference table(s)" it beats); True
+        when it was larger."""
+        if not measured > self.sigma:
+            return False
+        self.notes.append(
+            f"the probes show more noise ({measured:.2e}) than the loss's {where} ({self.sigma:.2e}); "
+            "the error bars use the larger."
+        )
+        self.sigma = measured
+        return True
+
+
+def _line(
+    objective: Objective, analytic: np.ndarray, rng: np.random.Generator, k: int, all_double: bool
+) -> Callable[[np.ndarray], np.ndarray]:
+    """The loss along the `k`-th random line through the point, as a function of the offsets."""
+    params: Params = objective.params
+    # Random signs and lengths: points on a regular grid can round in a regular pattern, which
+    # hides the noise from a difference table. Lengths uniform on [0.5, 1.5), signs at random,
+    # both from one uniform draw u: 2u - 1, pushed 0.5 away from zero. Drawn into the check's work
+    # vectors: this runs over every parameter of a model of millions, where fresh vectors cost
+    # page faults.
+    direction, push = (v[: params.size] for v in objective.work(2 * k + 2, params.size)[2 * k :])
+    rng.random(out=direction)
+    direction *= 2.0
+    direction -= 1.0
+    direction += np.copysign(0.5, direction, out=push)
+    direction *= fd.element_scales(params)
+    everything = slice(0, params.size)
+    indices = np.arange(params.size)
+
+    def evaluate(offsets: np.ndarray) -> np.ndarray:
+        if all_double:
+            # The points are on the table's grid already: nothing to round, nothing to shift.
+            return objective.evaluate(LinePoints(params.values, [(everything, direction, offsets)]))
+        intended = [params.values + o * direction for o in offsets]
+        moved = [round_at(params, indices, p) for p in intended]
+        values = objective.evaluate([(indices, m) for m in moved])
+        # Low-precision parameters round the table's points off its grid; the analytic gradient's
+        # linear model moves each value back to its grid point, so that the rounding of the points
+        # is not mistaken for noise of the loss.
+        with np.errstate(invalid="ignore", over="ignore"):
+            shift = np.array([analytic @ (m - p) for m, p in zip(moved, intended)])
+        return values - np.where(np.isfinite(shift), shift, 0.0)
+
+    return evaluate

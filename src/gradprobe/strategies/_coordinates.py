@@ -1,0 +1,165 @@
+"""Coordinate strategies: "full" (every coordinate, at once or in budgeted chunks) and "sample".
+
+`CoordinateProber` probes chosen coordinates and remembers every answer: the chunks of a budgeted
+"full" check, the elements "sample" draws, and those localization narrows a failure down to.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..estimate import _differences as fd
+from ..estimate._oracle import exact_estimates
+from ..judge._elements import ElementResults, analytic_stand_in
+from ..judge._guarantee import sample_resolution
+from ..report._types import Guarantee, Report
+from ._context import CheckContext
+from ._cost import per_element_cost
+from ._directional import ORDER, SAMPLE, keyed_rng
+from ._report_builder import Ledger, assemble_report, element_tensor_reports, elements_summary
+
+#: Coordinates per chunk of a budgeted "full" check (4 evaluations each, more when refined).
+CHUNK = 256
+#: Elements per tensor for strategy="sample" when `probes` is not given.
+DEFAULT_SAMPLE = 32
+
+
+class CoordinateProber:
+    """Probes single coordinates and judges them, remembering every answer."""
+
+    def __init__(self, context: CheckContext) -> None:
+        self.context = context
+        self._steps: np.ndarray | None = None
+        # The judge measures each element against its tensor's typical gradient; without a full
+        # numerical gradient, the analytic one stands in for it.
+        self._scale_from = analytic_stand_in(context.analytic)
+        # Answers so far: chunks in probing order, and where each element's answer sits. Only
+        # probed elements take memory (a handful while localizing in a million parameters).
+        self._chunks: list[ElementResults] = []
+        self._where: dict[int, int] = {}
+        self._all: ElementResults | None = None
+
+    @property
+    def steps(self) -> np.ndarray:
+        """Per-element steps, computed on first use (O(n): not needed when nothing is probed)."""
+        if self._steps is None:
+            self._steps = self.context.estimator.steps()
+        return self._steps
+
+    @property
+    def most_per_element(self) -> int:
+        return int(per_element_cost(self.context.options.method, worst=True))
+
+    @property
+    def evaluations_per_element(self) -> int:
+        """At least this many evaluations per element (more when its ladder descends)."""
+        return 1 if self.context.options.method == "complex" else len(fd.OFFSETS)
+
+    def results(self) -> ElementResults:
+        """Everything probed so far, in ascending flat order."""
+        if not self._where:
+            return ElementResults.empty()
+        return self._gather(np.array(sorted(self._where), dtype=np.int64))
+
+    def probe(self, indices: np.ndarray) -> ElementResults:
+        """Outcomes for `indices` (in that order); elements probed before are not probed again."""
+        indices = np.asarray(indices, dtype=np.int64)
+        if not len(indices):
+            return ElementResults.empty()
+        fresh = np.array(sorted({int(i) for i in indices} - self._where.keys()), dtype=np.int64)
+        if len(fresh):
+            estimates = self.context.estimator.estimate(fresh, self.steps)
+            codes, floor = self.context.judge.codes(estimates, indices=fresh, scale_from=self._scale_from)
+            offset = len(self._where)
+            self._chunks.append(ElementResults(fresh, estimates, np.asarray(codes), np.asarray(floor)))
+            self._where.update((int(i), offset + k) for k, i in enumerate(fresh))
+            self._all = None
+            if np.array_equal(indices, fresh):
+                return self._chunks[-1]
+        return self._gather(indices)
+
+    def _gather(self, indices: np.ndarray) -> ElementResults:
+        if self._all is None:
+            self._all = ElementResults.concatenate(self._chunks)
+        return self._all.take(np.array([self._where[int(i)] for i in indices], dtype=np.int64))
+
+
+def run_full(context: CheckContext, ignored: tuple[str, ...]) -> Report:
+    """Every coordinate at once: the exact per-element check (an oracle's, where one was given)."""
+    ledger = Ledger(context)
+    context.progress.describe("every coordinate")
+    everything = np.arange(context.params.size)
+    if context.oracle is not None:
+        estimates = exact_estimates(context.oracle, context.user_params, context.analytic, context.estimator.spread)
+    else:
+        if context.options.method == "complex":
+            context.estimator.require_complex_support(context.rng)
+        estimates = context.estimator.estimate(everything, context.estimator.steps())
+    return _coordinate_report(context, ledger, _judged_together(context, estimates), "full", ignored)
+
+
+def _judged_together(context: CheckContext, estimates) -> ElementResults:
+    """Every coordinate's estimate judged with the whole numerical gradient known."""
+    codes, floor = context.judge.codes(estimates)
+    return ElementResults(np.arange(context.params.size), estimates, np.asarray(codes), np.asarray(floor))
+
+
+def run_coordinates(context: CheckContext, ignored: tuple[str, ...], strategy: str) -> Report:
+    """"sample", or "full" in budgeted chunks (a seeded random order) until the budget runs out."""
+    options = context.options
+    if options.method == "complex":
+        context.estimator.require_complex_support(context.rng)
+    ledger = Ledger(context)
+    prober = CoordinateProber(context)
+    leaves = context.user_params.leaves
+    if strategy == "sample":
+        parts = []
+        for leaf in leaves:
+            count = min(leaf.size, options.probes or DEFAULT_SAMPLE)
+            chosen = keyed_rng(options.seed, SAMPLE, leaf.offset, leaf.offset + leaf.size).choice(leaf.size, count, replace=False)
+            parts.append(leaf.offset + np.sort(chosen))
+        order = np.concatenate(parts)
+    else:
+        order = keyed_rng(options.seed, ORDER).permutation(context.params.size)
+    budget = options.budget
+    position = 0
+    while position < len(order):
+        remaining = budget.remaining(context.objective.nfev)
+        size = len(order) - position if not budget.bounded else CHUNK
+        if remaining is not None:
+            # However far each element's step ladder descends, the chunk stays within the budget.
+            size = min(size, remaining // prober.most_per_element)
+        if size <= 0 or not context.affords(prober.evaluations_per_element * size):
+            break
+        chunk = order[position : position + size]
+        context.progress.describe(f"coordinates {position + 1}-{position + len(chunk)} of {len(order)}")
+        prober.probe(chunk)
+        position += len(chunk)
+    probed = prober.results()
+    if len(probed) == context.params.size:
+        # Every coordinate was reached: judged as the unbudgeted check judges them.
+        probed = _judged_together(context, probed.estimates)
+    return _coordinate_report(context, ledger, probed, strategy, ignored)
+
+
+def _coordinate_report(
+    context: CheckContext, ledger: Ledger, probed: ElementResults, strategy: str, ignored: tuple[str, ...]
+) -> Report:
+    options = context.options
+    leaves = context.user_params.leaves
+    planned = {leaf.name: min(leaf.size, options.probes or DEFAULT_SAMPLE) if strategy == "sample" else leaf.size for leaf in leaves}
+    tensors = element_tensor_reports(context, probed, planned, ledger.not_covered, sampled=strategy == "sample")
+    guarantee = None
+    if strategy == "sample":
+        guarantee = Guarantee(
+            kind="sample",
+            confidence=options.confidence,
+            resolution=max(sample_resolution(t.probes, options.confidence) for t in tensors.values()),
+            probes={leaf.name: tensors[leaf.name].probes for leaf in leaves},
+        )
+    difference, resolution = elements_summary(context, probed)
+    ledger.end_phase("coordinates")
+    return assemble_report(
+        context, strategy=strategy, tensors=tensors, difference=difference, resolution=resolution, ignored=ignored,
+        evaluations=ledger.phases, not_covered=ledger.not_covered, guarantee=guarantee,
+    )  # fmt: skip

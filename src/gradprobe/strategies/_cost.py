@@ -1,0 +1,112 @@
+"""The cost model: how many loss evaluations each part of a check takes, from the constants that
+decide it. "auto", the budget's minimum and the progress bar all read it here.
+
+A check always starts with the loss at the point (1 evaluation; 2 when a float16 loss is first
+tried in float64 and fails), the noise measurement (`NoisePlan.evaluations` when each difference
+table is right the first time, up to three tries per table otherwise) and, for method="complex",
+a test that the loss is complex-analytic. Then every coordinate ("full") descends its step ladder:
+two evaluations per level, at least `window_levels` levels, at most `MAX_LEVELS` plus the levels
+of `FLAT_RETRIES` restarts with larger steps.
+"""
+
+from __future__ import annotations
+
+from .._errors import InvalidValue
+from ..estimate import _differences as fd
+from ..estimate._coordinate_probes import FLAT_RETRIES, CoordinateEstimator
+from ..estimate._noise_model import DIRECTIONAL_NOISE, FULL_NOISE, NoisePlan
+from ..params._params import Params
+from ._options import Options
+from ._shadow import needs_shadow
+
+#: "auto" probes every coordinate up to this many parameters (the seed's network has 47).
+AUTO_FULL_LIMIT = 1000
+#: Tries of one difference table before the noise estimate gives up on it (see `_noise._one_table`).
+TABLE_TRIES = 3
+#: Levels an element's ladder typically takes beyond its first window (measured over the bug
+#: suite and smooth losses: about 8 evaluations per parameter with Richardson): for the progress bar.
+TYPICAL_EXTRA_LEVELS = 1.0
+
+
+def noise_plan(strategy: str) -> NoisePlan:
+    """The directional strategy measures the noise more cheaply (see `DIRECTIONAL_NOISE`)."""
+    return DIRECTIONAL_NOISE if strategy == "directional" else FULL_NOISE
+
+
+def setup_cost(options: Options, strategy: str, params: Params, *, worst: bool) -> int:
+    """Evaluations before any probe: the point, the noise (at its `worst`, every table tried
+    `TABLE_TRIES` times), the complex-step test."""
+    plan = noise_plan(strategy)
+    tables = plan.table_count(params.size) * (plan.points - 1)
+    cost = 1 + plan.repeats + tables * (TABLE_TRIES if worst else 1)
+    if worst and options.shadow is None and needs_shadow(params):
+        cost += 1  # the float64 try that failed
+    if options.method == "complex":
+        cost += CoordinateEstimator.COMPLEX_SUPPORT_EVALUATIONS
+    return cost
+
+
+def per_element_cost(method: str, *, worst: bool) -> float:
+    """Evaluations one coordinate's probe takes (at most, or typically)."""
+    if method == "complex":
+        return 1
+    first = fd.window_levels(method)  # type: ignore[arg-type]
+    levels = first * FLAT_RETRIES + fd.MAX_LEVELS if worst else first + TYPICAL_EXTRA_LEVELS
+    return 2 * levels
+
+
+def full_cost(options: Options, params: Params, *, worst: bool) -> int:
+    """A check of every coordinate, at most (`worst`) or typically."""
+    setup = setup_cost(options, "full", params, worst=worst)
+    return int(setup + per_element_cost(options.method, worst=worst) * params.size)
+
+
+def choose_strategy(options: Options, params: Params) -> str:
+    """What "auto" means for these parameters under `options.budget`: every coordinate when there
+    are few and the budget affords them at worst (so that the budget cannot cut the check short
+    and the report is the unbudgeted one), else random directions, whose verdict a budget can stop."""
+    if options.strategy != "auto":
+        return options.strategy
+    budget = options.budget
+    if params.size > AUTO_FULL_LIMIT or budget.seconds is not None:
+        return "directional" if params.size > AUTO_FULL_LIMIT else "full"
+    if budget.evaluations is None or budget.evaluations >= full_cost(options, params, worst=True):
+        return "full"
+    return "directional"
+
+
+def runs_unbounded(options: Options, strategy: str, params: Params) -> bool:
+    """Whether every coordinate is probed at once, as without a budget: the strategy is "full" and
+    the budget (if any) affords its worst case, so it cannot change the report."""
+    if strategy != "full":
+        return False
+    budget = options.budget
+    if budget.seconds is not None:
+        return False
+    return budget.evaluations is None or budget.evaluations >= full_cost(options, params, worst=True)
+
+
+def require_affordable(options: Options, params: Params) -> None:
+    """A budget below the set-up's worst case could be overrun before any probe: refuse it."""
+    budget = options.budget.evaluations
+    if budget is None:
+        return
+    strategies = ("full", "directional") if options.strategy == "auto" else (options.strategy,)
+    minimum = min(setup_cost(options, s, params, worst=True) for s in strategies)
+    if budget < minimum:
+        what = f"strategy={options.strategy!r}" if options.strategy != "auto" else "any strategy"
+        raise InvalidValue(
+            f"`budget` of {budget} evaluations is too small for {what} on {params.size} parameter"
+            f"{'s' if params.size != 1 else ''}: the starting point and the noise estimate alone can take up to "
+            f"{minimum}; give at least {minimum}.",
+            argument="budget",
+        )
+
+
+def expected_evaluations(options: Options, strategy: str, params: Params) -> int | None:
+    """Roughly how many evaluations the check will take, for the progress bar (None: unknown)."""
+    typical = full_cost(options, params, worst=False) if strategy == "full" else None
+    budget = options.budget.evaluations
+    if budget is not None:
+        return budget if typical is None else min(budget, typical)
+    return typical  # random directions and localization: depends on what they find

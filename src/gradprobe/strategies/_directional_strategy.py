@@ -1,0 +1,372 @@
+"""The directional strategy: random directions give every tensor a verdict with a stated
+detection guarantee in a few evaluations: first one direction through all tensors, then
+directions restricted to the tensors that need them; a failing tensor is then bisected down to
+its wrong elements (`_localize`), or reported wrong throughout with a sample.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from ..estimate import _differences as fd
+from ..judge._diagnosis import diagnose
+from ..judge._elements import ElementResults
+from ..judge._guarantee import resolution_at
+from ..judge._verdict import FAIL, PASS, UNRESOLVED, relative_difference, tensor_status
+from ..params._params import Leaf
+from ..report._types import Guarantee, Report, TensorReport
+from ._context import CheckContext
+from ._coordinates import CoordinateProber
+from ._directional import (
+    CONFIRM,
+    LOCALIZE,
+    MAX_AUTO_PROBES,
+    RESOLUTION_GOAL,
+    SAMPLE,
+    TENSOR,
+    VERDICT,
+    DirectionalProber,
+    keyed_rng,
+    probe_codes_status,
+)
+from ._localize import MAX_FRONTIER, localize
+from ._options import Options
+from ._report_builder import (
+    WORST_KEPT,
+    Ledger,
+    assemble_report,
+    element_counts,
+    kink_indices,
+    worst_elements,
+)
+
+#: Located elements listed in `TensorReport.worst` (all of them, up to localization's own cap).
+LOCATED_KEPT = MAX_FRONTIER
+
+
+class _Run:
+    """What the directional strategy's steps share: the check, its ledger, the coordinate prober."""
+
+    def __init__(self, context: CheckContext) -> None:
+        self.context = context
+        self.options = context.options
+        self.budget = context.options.budget
+        if self.options.method == "complex":
+            context.estimator.require_complex_support(context.rng)
+        self.ledger = Ledger(context)
+        self.not_covered = self.ledger.not_covered
+        self.coordinates = CoordinateProber(context)
+
+    @property
+    def nfev(self) -> int:
+        return self.context.objective.nfev
+
+    def affords(self, evaluations: int) -> bool:
+        return self.context.affords(evaluations)
+
+    def describe(self, text: str) -> None:
+        self.context.progress.describe(text)
+
+    def element_list(self, leaf: Leaf, results: ElementResults, keep: int) -> tuple:
+        return worst_elements(self.context, leaf, results, keep)
+
+    def counts(self, results: ElementResults) -> dict[str, int]:
+        return element_counts(results)
+
+    def kinks(self, leaf: Leaf, results: ElementResults) -> tuple[tuple[int, ...], ...]:
+        return kink_indices(leaf, results)
+
+    def taylor_slope(self, results: ElementResults) -> float | None:
+        """The Taylor-remainder slope along the error at the elements known to be wrong."""
+        wrong = results.codes == FAIL
+        if not np.any(wrong):
+            return None
+        # Along the wrong elements only (the rest of the direction is zero): the same points.
+        # (An element both located and sampled counts once.)
+        positions, first = np.unique(results.indices[wrong], return_index=True)
+        direction = self.context.analytic[positions] - results.estimates.numeric[wrong][first]
+        return self.context.taylor_slope(direction, positions)
+
+
+@dataclass(frozen=True)
+class _Evidence:
+    """What one random direction says about one tensor (`joint`: it moved every tensor)."""
+
+    code: int
+    threshold: float
+    analytic: float
+    numeric: float
+    joint: bool
+
+    @property
+    def counts(self) -> bool:
+        """A direction through every tensor that fails does not say which one is wrong."""
+        return not (self.joint and self.code != PASS)
+
+
+def run_directional(context: CheckContext, ignored: tuple[str, ...]) -> Report:
+    """First one random direction through every tensor at once (each tensor moved like one of its
+    coordinate steps): a pass there is a pass for every tensor, with a guarantee per tensor. Tensors
+    it leaves short of the resolution goal, and every tensor when it fails, get directions restricted
+    to them; failing tensors are then localized."""
+    run = _Run(context)
+    options = run.options
+    prober = DirectionalProber(context, affords=run.affords)
+    leaves = context.user_params.leaves
+    ranges = [(leaf.offset, leaf.offset + leaf.size) for leaf in leaves]
+    per_probe = 1 if options.method == "complex" else len(fd.OFFSETS)
+    evidence: list[list[_Evidence]] = [[] for _ in leaves]
+    joint = len(leaves) > 1
+    cut: set[int] = set()
+
+    run.describe("a random direction through every tensor")
+    for round_ in range(options.probes or 1):
+        if not run.affords(per_probe):
+            cut.update(range(len(leaves)))
+            break
+        [probe] = prober.probe([(0, context.params.size)], VERDICT, round_)
+        for i in range(len(leaves)):
+            evidence[i].append(_Evidence(probe.code, probe.thresholds[i], probe.analytic, probe.numeric, joint))
+        if probe.code != PASS:
+            break
+
+    # Directions restricted to one tensor: for every tensor when the joint direction did not pass,
+    # else for the tensors it resolved too coarsely.
+    if joint and any(e.code == FAIL for e in evidence[0]):
+        run.ledger.end_phase("verdict")  # the gradient is wrong: finding which tensor is localization
+    rounds = options.probes or MAX_AUTO_PROBES
+    active = [i for i in range(len(leaves)) if i not in cut and _wants_another(evidence[i], options, rounds)]
+    for round_ in range(rounds):
+        if not active:
+            break
+        fits = len(active)
+        remaining = run.budget.remaining(run.nfev)
+        if remaining is not None:
+            fits = min(fits, remaining // per_probe)
+        if not run.affords(0):
+            fits = 0
+        cut.update(active[fits:])
+        active = active[:fits]
+        if not active:
+            break
+        run.describe(f"random directions in {_names(leaves, active)}")
+        for i, result in zip(active, prober.probe([ranges[i] for i in active], TENSOR, round_)):
+            evidence[i].append(_Evidence(result.code, result.threshold, result.analytic, result.numeric, False))
+        active = [i for i in active if _wants_another(evidence[i], options, rounds)]
+    run.ledger.end_phase("localization" if "verdict" in run.ledger.phases else "verdict")
+
+    tensors: dict[str, TensorReport] = {}
+    thresholds: dict[str, tuple[float, ...]] = {}
+    for i, leaf in enumerate(leaves):
+        run.describe(f"judging {leaf.name}")
+        usable = [e for e in evidence[i] if e.counts]
+        conclusive = tuple(e.threshold for e in usable if e.code in (PASS, FAIL))
+        thresholds[leaf.name] = conclusive
+        status, reason = probe_codes_status([e.code for e in usable])
+        tensor_resolution = resolution_at(conclusive, options.confidence)
+        status, reason = _resolved(prober, i, status, reason, tensor_resolution)
+        if i in cut:
+            run.not_covered.append(
+                f"{leaf.name}: not checked" if not usable else f"{leaf.name}: fewer random directions than planned"
+            )
+            if not usable:
+                status, reason = "inconclusive", "budget"
+        own = [e for e in usable if not e.joint] or usable
+        report = TensorReport(
+            name=leaf.name,
+            shape=leaf.shape,
+            status=status,  # type: ignore[arg-type]
+            difference=_evidence_difference(own),
+            resolution=tensor_resolution,
+            reason=reason,
+            probes=len(usable),
+            coverage=1.0 if usable else 0.0,
+        )
+        if status == "fail":
+            report = _localized(run, prober, leaf, report)
+        tensors[leaf.name] = report
+
+    if joint and evidence[0] and evidence[0][-1].code == FAIL and all(t.status == "pass" for t in tensors.values()):
+        context.notes.append(
+            "a random direction through every tensor disagreed, but directions restricted to each tensor agree: "
+            "counted as a pass (a false alarm, or errors spread over tensors below each one's resolution)."
+        )
+    resolutions = [t.resolution for t in tensors.values() if t.status != "inconclusive" and t.probes]
+    worst = max(resolutions) if resolutions else math.inf
+    guarantee = Guarantee(
+        kind="directional",
+        confidence=options.confidence,
+        resolution=worst,
+        probes={leaf.name: tensors[leaf.name].probes for leaf in leaves},
+        thresholds=thresholds,
+    )
+    everything = [e for i in range(len(leaves)) for e in evidence[i] if not e.joint] or evidence[0]
+    run.ledger.end_phase("localization")
+    return assemble_report(
+        context, strategy="directional", tensors=tensors, difference=_evidence_difference(everything), resolution=worst,
+        ignored=ignored, evaluations=run.ledger.phases, not_covered=run.not_covered, guarantee=guarantee,
+    )  # fmt: skip
+
+
+def _names(leaves: list[Leaf], indices: list[int], most: int = 3) -> str:
+    names = [leaves[i].name for i in indices]
+    return ", ".join(names[:most]) + (f" (+{len(names) - most})" if len(names) > most else "")
+
+
+def _wants_another(evidence: list[_Evidence], options: Options, rounds: int) -> bool:
+    """Whether a tensor gets a(nother) direction restricted to it."""
+    usable = [e for e in evidence if e.counts]
+    own = sum(1 for e in usable if not e.joint)
+    codes = [e.code for e in usable]
+    if FAIL in codes or own >= rounds:
+        return False
+    if PASS not in codes:
+        return True  # the joint direction failed, or only kinks and noise so far
+    if options.probes is not None:
+        return False
+    thresholds = [e.threshold for e in usable if e.code in (PASS, FAIL)]
+    return resolution_at(thresholds, options.confidence) > RESOLUTION_GOAL
+
+
+def _resolved(prober: DirectionalProber, leaf: int, status: str, reason: str | None, resolution_: float) -> tuple[str, str | None]:
+    """A pass whose resolution, judged as the core judges a tensor's, is worse than `UNRESOLVED`
+    proves nothing: inconclusive ("noise"), as strategy="full" says for the same tensor."""
+    if status == "pass" and not prober.judged_resolution(leaf, resolution_) <= UNRESOLVED:
+        return "inconclusive", "noise"
+    return status, reason
+
+
+def _evidence_difference(evidence: list[_Evidence]) -> float:
+    usable = [e for e in evidence if np.isfinite(e.numeric)]
+    if not usable:
+        return 0.0
+    return relative_difference(np.array([e.analytic for e in usable]), np.array([e.numeric for e in usable]))
+
+
+def _localized(run: _Run, prober: DirectionalProber, leaf: Leaf, report: TensorReport) -> TensorReport:
+    """A failing tensor: name its wrong elements (or say it is wrong throughout)."""
+    start, stop = leaf.offset, leaf.offset + leaf.size
+    per_probe = 1 if run.options.method == "complex" else len(fd.OFFSETS)
+    run.describe(f"localizing errors in {leaf.name}")
+
+    def sample(count: int) -> np.ndarray:
+        count = min(count, leaf.size)
+        return start + np.sort(keyed_rng(run.options.seed, SAMPLE, start, stop).choice(leaf.size, count, replace=False))
+
+    found = localize(
+        (start, stop),
+        test_blocks=lambda blocks: [p.code for p in prober.probe(blocks, LOCALIZE)],
+        test_elements=lambda indices: run.coordinates.probe(indices).codes,
+        sample=sample,
+        # Block probes stop their ladders at the budget; element probes may not, so count each
+        # at its most.
+        affords=lambda blocks, elements: run.affords(per_probe * blocks + run.coordinates.most_per_element * elements),
+    )
+    located = run.coordinates.probe(np.array(found.located, dtype=np.int64))
+    probed = run.coordinates.results()
+    inside = (probed.indices >= start) & (probed.indices < stop)
+    probed = probed.take(np.flatnonzero(inside))
+    common = dict(counts=run.counts(probed), kinks=run.kinks(leaf, probed))
+
+    if found.widespread:
+        sampled = run.coordinates.probe(np.array(found.sampled, dtype=np.int64))
+        return _throughout(run, leaf, report, sampled, located, common)
+    if found.pending:
+        a, b = found.pending[0][0], found.pending[-1][1] - 1
+        run.not_covered.append(
+            f"{leaf.name}: wrong elements not all named within the budget; the rest lie between "
+            f"{leaf.index(a)} and {leaf.index(b)} ({sum(y - x for x, y in found.pending)} elements)"
+        )
+    if len(located):
+        return _located(run, leaf, report, located, common)
+    if found.pending:
+        return replace(report, diagnosis="wrong; not localized within the budget", **common)
+    if len(probed) == stop - start:
+        # Bisection probed every element on its own, which is the exact per-element check: it decides.
+        status, reason = tensor_status(probed.codes)
+        run.context.notes.append(
+            f"{leaf.name}: a random direction disagreed, but every element, probed on its own, agrees; "
+            "the per-element verdict stands."
+        )
+        return replace(report, status=status, reason=reason, diagnosis=None, hint=None, **common)
+    # Nothing to name: was the failing direction a false alarm? Two fresh directions decide.
+    if run.affords(2 * per_probe):
+        again = [probe for round_ in (0, 1) for probe in prober.probe([(start, stop)], CONFIRM, round_)]
+        if all(p.code == PASS for p in again):
+            run.context.notes.append(
+                f"{leaf.name}: one random direction disagreed, but bisection found no wrong element and two fresh "
+                "directions agree; counted as a pass."
+            )
+            thresholds = tuple(p.threshold for p in again)
+            confirmed = resolution_at(thresholds, run.options.confidence)
+            status, reason = _resolved(prober, run.context.user_params.leaves.index(leaf), "pass", None, confirmed)
+            return replace(
+                report, status=status, reason=reason, resolution=confirmed, probes=report.probes + 2, **common,
+            )
+    hint = (
+        f"{leaf.name}'s gradient disagrees along random directions, but no single element stands out: the errors are "
+        "small and spread, or the loss is not smooth here. Try strategy='full' on a smaller model."
+    )
+    return replace(report, diagnosis="wrong, not localized", hint=hint, **common)
+
+
+def _located(run: _Run, leaf: Leaf, report: TensorReport, located: ElementResults, common: dict) -> TensorReport:
+    elements = run.element_list(leaf, located, LOCATED_KEPT)
+    count = len(located)
+    where = _lines(leaf.shape, located.indices - leaf.offset) if count > 1 else ""
+    if count == 1:
+        element = elements[0]
+        ratio = element.analytic / element.numeric if element.numeric else math.inf
+        factor = f", {ratio:.2f}x" if np.isfinite(ratio) and abs(ratio) < 1e6 else ""
+        summary = f"1 wrong element, at {element.index}{factor}"
+        hint = (
+            f"{leaf.name} is right except at {element.index} (analytic {element.analytic:.6e}, numeric "
+            f"{element.numeric:.6e}): look for an indexing or boundary slip there."
+        )
+    else:
+        summary = f"{count} wrong elements{where}"
+        hint = f"{leaf.name} is right except at {count} elements{where}: look for an indexing or boundary slip."
+    return replace(
+        report, diagnosis=summary, hint=hint, worst=elements, taylor_slope=run.taylor_slope(located), **common
+    )
+
+
+def _throughout(
+    run: _Run, leaf: Leaf, report: TensorReport, sampled: ElementResults, located: ElementResults, common: dict
+) -> TensorReport:
+    e = sampled.estimates
+    wrong = int(np.sum(sampled.codes == FAIL))
+    tally = f"{wrong} of {len(sampled)} sampled elements wrong"
+    diagnosis = None
+    if wrong:
+        diagnosis = diagnose(
+            leaf.name, (len(sampled),), run.context.analytic[sampled.indices], e.numeric, e.error, sampled.floor,
+            sampled.codes, run.options.batch_size,
+        )
+    if diagnosis is not None and diagnosis.scale is not None:
+        summary, hint, scale = f"{diagnosis.summary} throughout ({tally})", diagnosis.hint, diagnosis.scale
+    elif wrong >= 2:
+        summary, scale = f"wrong throughout ({tally})", None
+        hint = f"{leaf.name} is wrong across the tensor with no constant factor: recheck its formula."
+    else:
+        summary, scale = f"wrong in more than {MAX_FRONTIER} places ({tally})", None
+        hint = f"{leaf.name} has many scattered wrong elements: look for a systematic indexing slip."
+    both = ElementResults.concatenate([located, sampled])
+    return replace(
+        report, diagnosis=summary, hint=hint, scale=scale, worst=run.element_list(leaf, both, WORST_KEPT),
+        taylor_slope=run.taylor_slope(both), **common,
+    )
+
+
+def _lines(shape: tuple[int, ...], positions: np.ndarray) -> str:
+    if len(shape) != 2 or len(positions) < 2:
+        return ""
+    rows, columns = np.unravel_index(positions, shape)
+    if len(set(rows.tolist())) == 1:
+        return f" (all in row {rows[0]})"
+    if len(set(columns.tolist())) == 1:
+        return f" (all in column {columns[0]})"
+    return ""

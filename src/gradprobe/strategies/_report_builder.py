@@ -1,0 +1,239 @@
+"""The one place a `Report` is assembled, and tensor reports are made from probed elements.
+
+Every strategy ends here: "full" (with or without a budget) and "sample" hand over their
+per-element results, "directional" its tensor reports; the report's notes, coverage, options and
+noise are filled in the same way for all of them.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import replace
+
+import numpy as np
+
+from ..estimate import _differences as fd
+from ..judge._diagnosis import diagnose
+from ..judge._elements import ElementResults
+from ..judge._verdict import (
+    ELEMENT_STATUSES,
+    KINK,
+    overall_status,
+    relative_difference,
+    resolution,
+    safe_norm,
+    tensor_status,
+)
+from ..params._params import Leaf
+from ..report._types import Coverage, Element, Guarantee, Report, TensorReport
+from ._context import CheckContext
+from ._options import reported_options
+
+#: Elements listed in `TensorReport.worst` (of a failing or inconclusive tensor; one of a passing).
+WORST_KEPT = 5
+
+
+def merged_notes(notes: list[str]) -> tuple[str, ...]:
+    """The notes, each said once: notes that differ only in their measured values (the same
+    finding in several chunks of a budgeted check) become the one with the largest first value
+    (for "the probes show more noise (X) than ...", the largest noise any error bar used), in the
+    place of the first. Names and indices (``W1``, ``(17, 3)``) tell notes apart.
+
+    Examples
+    --------
+    >>> merged_notes(["more noise (1.0e-09) than (1e-12)", "a", "more noise (3.0e-09) than (1e-12)", "a"])
+    ('more noise (3.0e-09) than (1e-12)', 'a')
+    >>> merged_notes(["W1: no element stands out", "W2: no element stands out"])
+    ('W1: no element stands out', 'W2: no element stands out')
+    """
+    kept: dict[str, tuple[float, str]] = {}
+    for note in notes:
+        kind = _MEASURED.sub("#", note)
+        values = [float(x) for x in _MEASURED.findall(note)]
+        size = values[0] if values else -math.inf
+        if kind not in kept or size > kept[kind][0]:
+            kept[kind] = (size, note)
+    return tuple(note for _, note in kept.values())
+
+
+#: A measured value in a note: a decimal point or an exponent (integers are counts and indices).
+_MEASURED = re.compile(r"(?<![\w.])[-+]?(?:\d+\.\d*(?:[eE][-+]?\d+)?|\d+[eE][-+]?\d+)")
+
+
+class Ledger:
+    """Where a check's evaluations went, by phase, and what the budget left out."""
+
+    def __init__(self, context: CheckContext) -> None:
+        self.context = context
+        self.phases: dict[str, int] = {"setup": context.nfev}
+        self.not_covered: list[str] = []
+
+    def end_phase(self, name: str) -> None:
+        """Book the evaluations since the last phase under `name`."""
+        spent = self.context.nfev - sum(self.phases.values())
+        if spent:
+            self.phases[name] = self.phases.get(name, 0) + spent
+
+
+def worst_elements(context: CheckContext, leaf: Leaf, results: ElementResults, keep: int) -> tuple[Element, ...]:
+    """The `keep` elements of `results` with the largest disagreement, worst first."""
+    e = results.estimates
+    gap = np.where(np.isfinite(e.numeric), np.abs(context.analytic[results.indices] - e.numeric), np.inf)
+    order = np.argsort(-gap, kind="stable")[:keep]
+    return tuple(
+        Element(leaf.index(int(results.indices[i])), float(context.analytic[results.indices[i]]), float(e.numeric[i]))
+        for i in order
+    )
+
+
+def element_counts(results: ElementResults) -> dict[str, int]:
+    return {s: int(np.sum(results.codes == k)) for k, s in enumerate(ELEMENT_STATUSES)}
+
+
+def kink_indices(leaf: Leaf, results: ElementResults) -> tuple[tuple[int, ...], ...]:
+    return tuple(leaf.index(int(i)) for i in results.indices[results.codes == KINK])
+
+
+def element_tensor_reports(
+    context: CheckContext, results: ElementResults, planned: dict[str, int], not_covered: list[str], *, sampled: bool = False
+) -> dict[str, TensorReport]:
+    """Tensor reports from per-element results, whatever chose the elements.
+
+    `planned` is how many elements of each tensor the strategy meant to probe; a tensor probed
+    less (the budget ran out) cannot pass, and the gap is added to `not_covered`. When every
+    coordinate was probed, the judge's whole-gradient rules apply (a tensor the loss does not
+    depend on is resolved on the whole gradient's scale); otherwise the probed elements stand in
+    for the whole gradient.
+    """
+    e = results.estimates
+    complete = len(results) == context.params.size
+    flat = {leaf.name for leaf in context.judge.flat_leaves(e)} if complete else set()
+    analytic = context.analytic[results.indices]
+    # A tensor whose gradient is tiny next to the others' is judged against the gradient's
+    # typical size: missing 10% of almost nothing does not make it inconclusive.
+    typical = fd.rms(e.numeric) if np.all(np.isfinite(e.numeric)) else fd.rms(analytic)
+    return {
+        leaf.name: _tensor_report(context, leaf, results.within(leaf), planned[leaf.name], typical, leaf.name in flat,
+                                  not_covered, sampled)  # fmt: skip
+        for leaf in context.user_params.leaves
+    }
+
+
+def _tensor_report(
+    context: CheckContext, leaf: Leaf, mine: ElementResults, planned: int, typical: float, flat: bool,
+    not_covered: list[str], sampled: bool,
+) -> TensorReport:  # fmt: skip
+    probed = len(mine)
+    if probed < planned:
+        not_covered.append(f"{leaf.name}: {probed} of {planned} elements checked" if probed else f"{leaf.name}: not checked")
+    if not probed:
+        return TensorReport(
+            name=leaf.name, shape=leaf.shape, status="inconclusive", difference=0.0, resolution=math.inf,
+            reason="budget", probes=0, coverage=0.0,
+        )  # fmt: skip
+    e, codes, floor = mine.estimates, mine.codes, mine.floor
+    a, n, err = context.analytic[mine.indices], e.numeric, e.error
+    judge = context.judge
+    bound = judge.undetectable(e, codes, floor)
+    tensor_resolution = resolution(bound, n, safe_norm(a))
+    judged = tensor_resolution if typical == 0 else min(tensor_resolution, resolution(bound, np.full(probed, typical), 0.0))
+    if flat:
+        # Zero within its error bars: its resolution means something only on the whole gradient's scale.
+        tensor_resolution = judged
+    kink_free = judge.undetectable(replace(e, jump=None), codes, floor)
+    kink_free_judged = min(resolution(kink_free, n, safe_norm(a)), resolution(kink_free, np.full(probed, typical or 1.0), 0.0))
+    status, reason = tensor_status(codes, judged, zero=not (np.any(a) or np.any(n) or typical), kink_free=kink_free_judged)
+    if probed < planned and status == "pass":
+        status, reason = "inconclusive", "budget"
+    whole = probed == leaf.size
+    diagnosis = slope = None
+    if status != "pass" and reason != "budget":
+        at_kink = None if e.at_point is None else e.is_rough & e.at_point
+        diagnosis = diagnose(
+            leaf.name, leaf.shape if whole else (probed,), a, n, err, floor, codes, context.options.batch_size, at_kink,
+            reason=reason, tensor_resolution=tensor_resolution, ragged=judge.ragged,
+        )  # fmt: skip
+    if status == "fail":
+        slope = context.taylor_slope(a - n, mine.indices)
+    worst = worst_elements(context, leaf, mine, WORST_KEPT)
+    return TensorReport(
+        name=leaf.name,
+        shape=leaf.shape,
+        status=status,  # type: ignore[arg-type]
+        difference=relative_difference(a, n),
+        resolution=tensor_resolution,
+        scale=diagnosis.scale if diagnosis else None,
+        diagnosis=diagnosis.summary if diagnosis else None,
+        hint=diagnosis.hint if diagnosis else None,
+        worst=worst if status != "pass" else worst[:1],
+        reason=reason,
+        kinks=kink_indices(leaf, mine),
+        counts=element_counts(mine),
+        taylor_slope=slope,
+        probes=probed if sampled else 0,
+        coverage=probed / leaf.size,
+        analytic=a.reshape(leaf.shape) if whole else None,
+        numeric=n.reshape(leaf.shape) if whole else None,
+        error_bar=(err + floor).reshape(leaf.shape) if whole else None,
+    )
+
+
+def elements_summary(context: CheckContext, results: ElementResults) -> tuple[float, float]:
+    """The report's `difference` and `resolution` over every probed element."""
+    if not len(results):
+        return 0.0, math.inf
+    e = results.estimates
+    analytic = context.analytic[results.indices]
+    bound = context.judge.undetectable(e, results.codes, results.floor)
+    return relative_difference(analytic, e.numeric), resolution(bound, e.numeric, safe_norm(analytic))
+
+
+def assemble_report(
+    context: CheckContext,
+    *,
+    strategy: str,
+    tensors: dict[str, TensorReport],
+    difference: float,
+    resolution: float,
+    ignored: tuple[str, ...],
+    evaluations: dict[str, int],
+    not_covered: list[str],
+    guarantee: Guarantee | None = None,
+) -> Report:
+    """The report of a check, from its tensor reports and what it spent."""
+    budget = context.options.budget
+    return Report(
+        status=overall_status([t.status for t in tensors.values()]),  # type: ignore[arg-type]
+        difference=difference,
+        resolution=resolution,
+        nfev=context.nfev,
+        tensors=tensors,
+        ignored=ignored,
+        notes=merged_notes(context.notes),
+        method="forward" if context.oracle is not None else context.options.method,
+        strategy=strategy,
+        seed=context.options.seed,
+        noise=context.noise.sigma,
+        options=reported_options(context.options),
+        coverage=Coverage(
+            complete=not not_covered,
+            budget=str(budget) if budget.bounded else None,
+            not_covered=tuple(not_covered),
+            evaluations=evaluations,
+        ),
+        guarantee=guarantee,
+    )
+
+
+def undecidable(report: Report) -> Report:
+    """A loss with no derivative at this precision (`NoiseModel.ragged`) decides nothing, whatever
+    a randomized strategy's probes happened to say."""
+    tensors = {
+        name: replace(
+            tensor, status="inconclusive", reason="noise", resolution=float("inf"),
+            diagnosis="no derivative at this precision", hint=None,
+        )  # fmt: skip
+        for name, tensor in report.tensors.items()
+    }
+    return replace(report, status="inconclusive", resolution=float("inf"), tensors=tensors)
