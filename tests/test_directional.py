@@ -9,7 +9,7 @@ import pytest
 
 import gradprobe as gp
 from gradprobe.judge._guarantee import resolution_at
-from gradprobe.strategies._directional import RESOLUTION_GOAL
+from gradprobe.strategies._direction_probes import RESOLUTION_GOAL
 from gradprobe.strategies._cost import AUTO_FULL_LIMIT
 
 RNG = np.random.default_rng(7)

@@ -3,7 +3,7 @@
 Random directions ("directional"). A probe of a block of ``m`` elements moves along
 ``w = v * s / sqrt(m)``: ``v`` has independent elements uniform on ``[-sqrt(3), sqrt(3)]`` (mean 0,
 variance 1), ``s`` are the elements' natural sizes times the step (see
-`gradprobe.strategies._directional`). Let ``e`` be the error of the analytic gradient in the
+`gradprobe.strategies._direction_probes`). Let ``e`` be the error of the analytic gradient in the
 block. The probe misses it only if ``|e . w| <= tau = 2 err + floor`` (the estimate itself may be
 off by ``err``). Write ``e . w = a . u`` with ``u`` uniform on the cube ``[-1/2, 1/2]**m`` and
 ``a = sqrt(12) e s / sqrt(m)``, ``||a|| >= sqrt(12) s_min ||e|| / sqrt(m)``. The density of

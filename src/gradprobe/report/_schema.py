@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from ._types import Report, TensorReport
 
 #: The version `Report.to_dict` writes; ``report.schema.json`` pins it as a constant.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA_FILE = "report.schema.json"
 #: TensorReport fields holding whole arrays: in the dict only when asked for.
 VALUE_FIELDS = ("analytic", "numeric", "error_bar")

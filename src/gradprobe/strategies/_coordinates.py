@@ -15,7 +15,7 @@ from ..judge._guarantee import sample_resolution
 from ..report._types import Guarantee, Report
 from ._context import CheckContext
 from ._cost import per_element_cost
-from ._directional import ORDER, SAMPLE, keyed_rng
+from ._direction_probes import ORDER, SAMPLE, keyed_rng
 from ._report_builder import Ledger, assemble_report, element_tensor_reports, elements_summary
 
 #: Coordinates per chunk of a budgeted "full" check (4 evaluations each, more when refined).

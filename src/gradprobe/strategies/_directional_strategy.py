@@ -20,7 +20,7 @@ from ..params._params import Leaf
 from ..report._types import Guarantee, Report, TensorReport
 from ._context import CheckContext
 from ._coordinates import CoordinateProber
-from ._directional import (
+from ._direction_probes import (
     CONFIRM,
     LOCALIZE,
     MAX_AUTO_PROBES,
