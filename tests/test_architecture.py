@@ -21,6 +21,7 @@ CONTRACTS = 2
 LINT_IMPORTS = "import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())"
 
 
+@pytest.mark.slow
 def test_import_linter_contracts_are_kept():
     pytest.importorskip("importlinter")
     run = subprocess.run(

@@ -103,7 +103,8 @@ def threads():
         yield executor
 
 
-MODES = ["serial", "vectorized", "threads", "processes", "processes-vectorized"]
+# the process pool's modes are `slow`: `pytest --fast` leaves them out (conftest.py)
+MODES = ["serial", "vectorized", "threads", *(pytest.param(m, marks=pytest.mark.slow) for m in ("processes", "processes-vectorized"))]
 
 
 def run(loss, mode, request):
@@ -149,6 +150,7 @@ def test_a_keyboard_interrupt_passes_through(mode, request):
         run(interrupted, mode, request)
 
 
+@pytest.mark.slow
 def test_what_cannot_cross_between_processes_arrives_as_near_as_it_can(processes):
     # An error that cannot be unpickled comes back as its nearest gradprobe class...
     with pytest.raises(gp.GradprobeError) as info:

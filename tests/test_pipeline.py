@@ -109,3 +109,22 @@ def test_the_progress_total_is_close_to_what_a_full_check_spends(size):
     report = gp.check(loss, grad, x, strategy="full")
     expected = expected_evaluations(_options(strategy="full"), "full", Params(x))
     assert abs(expected - report.nfev) <= 0.15 * report.nfev, (expected, report.nfev)
+
+
+@pytest.mark.parametrize("strategy", ["full", "sample", "auto"])
+def test_a_time_budget_stops_the_coordinate_strategies_and_says_so(strategy):
+    import time
+
+    x = np.random.default_rng(0).standard_normal(57)
+
+    def slow_loss(p):
+        time.sleep(0.005)
+        return float(np.sum(np.tanh(p) ** 2))
+
+    grad = lambda p: 2 * np.tanh(p) * (1 - np.tanh(p) ** 2)  # noqa: E731
+    unbounded = gp.check(lambda p: float(np.sum(np.tanh(p) ** 2)), grad, x, strategy=strategy)
+    report = gp.check(slow_loss, grad, x, strategy=strategy, budget="0.4s")
+    # Without the budget the check takes ~2 s of sleeps: it must stop well before, and say what it left out.
+    assert report.nfev < unbounded.nfev
+    assert not report.coverage.complete and report.coverage.not_covered
+    assert report.status == "inconclusive"

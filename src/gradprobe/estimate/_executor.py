@@ -20,13 +20,16 @@ import os
 import pickle
 from collections.abc import Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor, wait
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .._errors import GradprobeError, InvalidArgument, InvalidValue, UserFunctionError
-from ..params._params import Params, _rebuild
+from ..params._params import Params
 from ._calling import call_user
+
+if TYPE_CHECKING:  # the objective calls these functions; they only use its interface
+    from ._objective import Objective
 
 #: Chunks per worker: enough to balance uneven evaluation times, few enough to amortize transfers.
 CHUNKS_PER_WORKER = 4
@@ -78,22 +81,13 @@ def require_sendable(loss: Any, params: Params, executor: Executor | None) -> No
             argument="loss",
         ) from None
     try:
-        dumps(light_params(params))
+        dumps(params.skeleton())
     except Exception as error:
         raise InvalidArgument(
             f"`params` cannot be sent to {where}: its structure cannot be pickled ({type(error).__name__}: "
             f"{error}). Use plain dicts, lists and tuples, or leave `executor` out.",
             argument="params",
         ) from None
-
-
-def light_params(params: Params) -> Params:
-    """A copy of `params` that holds the structure's shape and the flat values, not the user's
-    arrays: what a worker needs to rebuild parameter structures."""
-    light = object.__new__(Params)
-    light.__dict__.update(params.__dict__)
-    light._tree = _rebuild(params._tree, (), {leaf.path: None for leaf in params.leaves})
-    return light
 
 
 def _worker_count(executor: Executor) -> int:
@@ -149,7 +143,7 @@ class _Failure:
         return error
 
 
-def _evaluate_chunk(objective: Any, points: list, dtype: Any, pickled: bool):
+def _evaluate_chunk(objective: Objective, points: list, dtype: Any, pickled: bool):
     """Worker side: evaluate `points` with `objective` (a fresh one per task, see
     `Objective.for_workers`). Errors come back as values, the first in point order raised by the
     caller; `pickled` when they must cross to another process."""
@@ -159,7 +153,7 @@ def _evaluate_chunk(objective: Any, points: list, dtype: Any, pickled: bool):
         return "error", _Failure(error, pickled)
 
 
-def evaluate_with_executor(objective: Any, points: Sequence[Any], dtype: Any = None) -> np.ndarray:
+def evaluate_with_executor(objective: Objective, points: Sequence[Any], dtype: Any = None) -> np.ndarray:
     """Evaluate `points` on `objective.executor`, in chunks, results in point order."""
     executor = objective.executor
     pickled = _dumps_for(executor) is not None
@@ -206,7 +200,7 @@ def build_batch(params: Params, flat: np.ndarray, dtype: Any = None) -> Any:
     for leaf in params.leaves:
         target = np.dtype(dtype) if dtype is not None else leaf.dtype
         leaves[leaf.path] = flat[:, leaf.slice].astype(target).reshape((count, *leaf.shape))
-    return _rebuild(params._tree, (), leaves)
+    return params.with_leaves(leaves)
 
 
 def _batch_values(value: Any, count: int, argument: str, allow_complex: bool) -> np.ndarray:
@@ -231,7 +225,7 @@ def _batch_values(value: Any, count: int, argument: str, allow_complex: bool) ->
     return array.reshape(count)
 
 
-def evaluate_vectorized(objective: Any, points: Sequence[Any], dtype: Any = None, where: str = "") -> np.ndarray:
+def evaluate_vectorized(objective: Objective, points: Sequence[Any], dtype: Any = None, where: str = "") -> np.ndarray:
     """Evaluate `points` in batches: one call of the loss per batch."""
     params = objective.params
     is_complex = dtype is not None and np.dtype(dtype).kind == "c"

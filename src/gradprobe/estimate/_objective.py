@@ -12,7 +12,7 @@ import numpy as np
 from .._errors import InvalidArgument, InvalidValue
 from ..params._params import Params
 from ._calling import call_user
-from ._executor import evaluate_vectorized, evaluate_with_executor, light_params
+from ._executor import evaluate_vectorized, evaluate_with_executor
 
 # A point to evaluate: the flat parameter vector with `values` written at `indices`.
 Point = tuple[np.ndarray, np.ndarray]
@@ -183,7 +183,7 @@ class Objective:
     def light_params(self) -> Params:
         """The parameter structure without the user's arrays, for sending to workers."""
         if self._light is None:
-            self._light = light_params(self.params)
+            self._light = self.params.skeleton()
         return self._light
 
     def for_workers(self) -> Objective:

@@ -236,6 +236,19 @@ class Params:
                 new_leaves[leaf.path] = values
         return _rebuild(self._tree, (), new_leaves)
 
+    def with_leaves(self, leaves: dict[tuple[Any, ...], Any]) -> Any:
+        """The user's structure with each leaf replaced by ``leaves[leaf.path]`` (as given: no
+        conversion; a batch of values, or None for a skeleton)."""
+        return _rebuild(self._tree, (), leaves)
+
+    def skeleton(self) -> Params:
+        """A copy that holds the structure's shape and the flat values, not the user's arrays: what
+        a worker needs to rebuild parameter structures."""
+        light = object.__new__(Params)
+        light.__dict__.update(self.__dict__)
+        light._tree = self.with_leaves({leaf.path: None for leaf in self.leaves})
+        return light
+
     def copy(self) -> Any:
         """A fresh copy of the user's structure at its original values."""
         return self.build(self.values)

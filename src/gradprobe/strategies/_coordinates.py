@@ -129,6 +129,11 @@ def run_coordinates(context: CheckContext, ignored: tuple[str, ...], strategy: s
         if remaining is not None:
             # However far each element's step ladder descends, the chunk stays within the budget.
             size = min(size, remaining // prober.most_per_element)
+        if budget.seconds is not None:
+            # A chunk of about the time left, at the pace of the evaluations so far.
+            pace = budget.elapsed() / max(context.objective.nfev, 1)
+            left = budget.seconds - budget.elapsed()
+            size = min(size, max(1, int(left / (pace * per_element_cost(options.method, worst=False) + 1e-12))))
         if size <= 0 or not context.affords(prober.evaluations_per_element * size):
             break
         chunk = order[position : position + size]
