@@ -210,3 +210,25 @@ def test_a_budgeted_full_check_says_each_finding_once():
     assert len({re.sub(r"[0-9.]+e[-+][0-9]+", "#", note) for note in noisy}) == len(noisy)
     largest = max(float(note.split("(")[1].split(")")[0]) for note in noisy)
     assert report.noise == pytest.approx(largest, rel=1e-2)
+
+
+def test_the_guarantee_makes_no_claim_for_an_undecided_tensor():
+    rng = np.random.default_rng(0)
+    params = {"W": rng.standard_normal((40, 40)), "v": rng.standard_normal(1000)}
+
+    def noisy_loss(p):  # smooth in W; in v a sine far too fast for any step: undecidable
+        return float(np.sum(np.tanh(p["W"]) ** 2) + 1e-3 * np.sum(np.sin(1e9 * p["v"])))
+
+    def grad(p):
+        return {"W": 2 * np.tanh(p["W"]) * (1 - np.tanh(p["W"]) ** 2), "v": 1e6 * np.cos(1e9 * p["v"])}
+
+    report = gp.check(noisy_loss, grad, params)
+    assert report.strategy == "directional" and report.tensors["v"].status == "inconclusive"
+    assert report.tensors["W"].status == "pass"
+    guarantee = report.guarantee
+    assert guarantee.undecided == ("v",)
+    assert guarantee.miss_probability(0.5, tensor="v") == 1.0 and guarantee.miss_probability(0.5) == 1.0
+    assert guarantee.miss_probability(0.5, tensor="W") < 1e-3
+    assert guarantee.resolution == report.tensors["W"].resolution
+    assert "any tensor but v (undecided: no claim for them)" in str(report)
+    assert report.resolution == max(t.resolution for t in report.tensors.values())  # the worst tensor's

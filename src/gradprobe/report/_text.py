@@ -136,16 +136,22 @@ def reproduce_line(report: Report) -> str:
 
 def describe_guarantee(guarantee: Guarantee) -> str:
     """The guarantee in one sentence (`str(guarantee)`)."""
-    counts = sorted(set(guarantee.probes.values()))
+    decided = [name for name in guarantee.probes if name not in guarantee.undecided]
+    if not decided:
+        return "none: no tensor was decided, so no error size is claimed to be caught"
+    counts = sorted({guarantee.probes[name] for name in decided})
     per = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
     miss = f"1 - {1 - guarantee.confidence:.0e}"
+    which = "any tensor"
+    if guarantee.undecided:
+        which = f"any tensor but {', '.join(guarantee.undecided)} (undecided: no claim for them)"
     if guarantee.kind == "sample":
         return (
-            f"if at least {guarantee.resolution:.1%} of a tensor's elements were wrong, the sample would have caught it "
-            f"with probability >= {miss} ({per} sampled elements per tensor)"
+            f"if at least {guarantee.resolution:.1%} of the elements of {which} were wrong, the sample would have "
+            f"caught it with probability >= {miss} ({per} sampled elements per tensor)"
         )
     return (
-        f"a gradient error of relative size >= {guarantee.resolution:.1e} in any tensor is caught with probability "
+        f"a gradient error of relative size >= {guarantee.resolution:.1e} in {which} is caught with probability "
         f">= {miss} ({per} random direction{'s' if counts[-1] > 1 else ''} per tensor)"
     )
 

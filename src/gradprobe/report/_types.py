@@ -52,10 +52,12 @@ class Guarantee:
         gradient; "sample": it is the fraction of a tensor's elements that are wrong.
     confidence : each tensor's error of at least `resolution` is caught with at least this
         probability.
-    resolution : the largest over the tensors.
+    resolution : the largest over the tensors it makes a claim for (inf when it makes none).
     probes : random directions (or sampled elements) per tensor.
     thresholds : "directional" only: per tensor, per direction, the relative error size ``r`` for
         which that direction's miss-probability bound ``min(1, r / delta)`` reaches 1.
+    undecided : the tensors the check left inconclusive: no detection claim is made for them
+        (their miss probability is 1 at every size).
     """
 
     kind: str
@@ -63,6 +65,7 @@ class Guarantee:
     resolution: float
     probes: dict[str, int] = field(default_factory=dict)
     thresholds: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    undecided: tuple[str, ...] = ()
 
     def miss_probability(self, size: float, tensor: str | None = None) -> float:
         """Upper bound on the probability that an error of relative size `size` (a fraction of
@@ -72,6 +75,8 @@ class Guarantee:
         # element with probability <= 1 - size.
         worst = 0.0
         for name in [tensor] if tensor is not None else self.probes:
+            if name in self.undecided:
+                return 1.0  # no claim for a tensor the check could not decide
             if self.kind == "sample":
                 miss = (1.0 - min(1.0, size)) ** self.probes[name]
             else:

@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..estimate import _differences as fd
@@ -159,8 +161,12 @@ def _coordinate_report(
         guarantee = Guarantee(
             kind="sample",
             confidence=options.confidence,
-            resolution=max(sample_resolution(t.probes, options.confidence) for t in tensors.values()),
+            resolution=max(
+                (sample_resolution(t.probes, options.confidence) for t in tensors.values() if t.status != "inconclusive"),
+                default=math.inf,
+            ),
             probes={leaf.name: tensors[leaf.name].probes for leaf in leaves},
+            undecided=tuple(name for name, t in tensors.items() if t.status == "inconclusive"),
         )
     difference, resolution = elements_summary(context, probed)
     ledger.end_phase("coordinates")

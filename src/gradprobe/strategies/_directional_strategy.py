@@ -194,15 +194,18 @@ def run_directional(context: CheckContext, ignored: tuple[str, ...]) -> Report:
             "a random direction through every tensor disagreed, but directions restricted to each tensor agree: "
             "counted as a pass (a false alarm, or errors spread over tensors below each one's resolution)."
         )
-    resolutions = [t.resolution for t in tensors.values() if t.status != "inconclusive" and t.probes]
-    worst = max(resolutions) if resolutions else math.inf
+    undecided = tuple(name for name, t in tensors.items() if t.status == "inconclusive")
+    claimed = [t.resolution for t in tensors.values() if t.status != "inconclusive" and t.probes]
     guarantee = Guarantee(
         kind="directional",
         confidence=options.confidence,
-        resolution=worst,
+        resolution=max(claimed, default=math.inf),
         probes={leaf.name: tensors[leaf.name].probes for leaf in leaves},
-        thresholds=thresholds,
+        thresholds={name: () if name in undecided else found for name, found in thresholds.items()},
+        undecided=undecided,
     )
+    # The check's resolution is its worst tensor's, the undecided ones included.
+    worst = max((t.resolution for t in tensors.values()), default=math.inf)
     everything = [e for i in range(len(leaves)) for e in evidence[i] if not e.joint] or evidence[0]
     run.ledger.end_phase("localization")
     return assemble_report(
