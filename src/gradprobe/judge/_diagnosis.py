@@ -47,7 +47,6 @@ def diagnose(
     floor: np.ndarray,
     codes: np.ndarray,
     batch_size: int | None = None,
-    at_kink: np.ndarray | None = None,
     *,
     reason: str | None = None,
     tensor_resolution: float | None = None,
@@ -62,8 +61,6 @@ def diagnose(
         error bar and the analytic side's rounding floor.
     codes : flat per-element outcomes (indices into ``ELEMENT_STATUSES``).
     batch_size : the m of 1/m, when the user gave it.
-    at_kink : flat mask of the elements where the numerical side found a kink at the point (the
-        same jump between the one-sided slopes at successively finer steps).
     reason, tensor_resolution : for an inconclusive tensor, why (``"noise"``, ``"kink"``...) and
         its resolution.
     ragged : the loss has no derivative at this precision (it varies like noise at every scale).
@@ -124,12 +121,6 @@ def diagnose(
     flat_wrong = np.flatnonzero(wrong)
     where = _locate(shape, flat_wrong)
     count, size = len(flat_wrong), wrong.size
-    if at_kink is not None and np.all(np.asarray(at_kink, dtype=bool)[wrong]):
-        return Diagnosis(
-            f"wrong only at kinks ({count} of {size}{_comma(where)})",
-            f"{name} is right except at {count} non-differentiable point(s){_at(where)}, where its value is not "
-            "between the one-sided slopes (relu at 0, abs, max ties): use a subgradient such as relu'(0) = 0.",
-        )
     if where or count <= max(1, size // 4):
         subset = _constant_ratio(analytic[flat_wrong], numeric[flat_wrong], error[flat_wrong], floor[flat_wrong])
         factor, which = "", ""

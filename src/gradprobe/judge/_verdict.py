@@ -5,10 +5,13 @@ An element *fails* only when ``|analytic - numeric|`` exceeds its error bar (alr
 inconclusive, with a reason, when the numerical side cannot tell:
 
 * ``"kink"``: the one-sided derivatives differ by the same jump at successively finer steps (a
-  non-differentiable point such as relu at 0, abs at 0, a max with a tie), and the analytic
-  value lies between them, as any valid choice of derivative there does (outside them it fails);
-  also an element whose probe saw a kink inside its step and that agrees only within the wider
-  error bar (or between the one-sided derivatives) that the kink left at the finest step;
+  non-differentiable point such as relu at 0, abs at 0, a max with a tie). There is no
+  derivative to compare, and the one-sided slopes do not bound what a correct backward returns
+  (for a sum of tied terms along one coordinate, each term routed to one side can land outside
+  them), so the element is undecided whatever its value, and its whole disagreement counts
+  against the resolution; also an element whose probe saw a kink inside its step and that agrees
+  only within the wider error bar (or between the one-sided derivatives) that the kink left at the
+  finest step;
 * ``"noise"``: the error bar is over `UNRESOLVED` of the tensor's typical gradient, so a pass
   would mean little, or the loss was too ragged at every step tried to have a derivative;
 * ``"nonfinite"``: the loss was NaN or inf at every step tried near the point.
@@ -85,7 +88,10 @@ def judge(estimates: Estimates, scale: np.ndarray, floor: np.ndarray) -> Judgeme
     # loss too ragged to differentiate at any step tried (noise, dense kinks).
     at_point = estimates.is_rough if estimates.at_point is None else estimates.at_point
     inside = np.where(kinked & between, KINK, NOISE)
-    codes = np.where(estimates.is_rough, np.where(at_point, np.where(between, KINK, FAIL), inside), smooth)
+    # At a kink at the point any routing of the derivative can be what the backward computes: for a
+    # sum of tied terms (a max-pool tied over a batch) a valid value can lie outside the one-sided
+    # slopes along one coordinate. So a kink never fails an element: it stays undecided here.
+    codes = np.where(estimates.is_rough, np.where(at_point, KINK, inside), smooth)
     codes = np.where(estimates.finite, codes, NONFINITE)
     return Judgement(codes.astype(np.int8), floor)
 
@@ -104,9 +110,10 @@ def undetectable(estimates: Estimates, codes: np.ndarray, floor: np.ndarray) -> 
         bound = 2 * (estimates.error + floor)
         if estimates.jump is not None:
             jump = np.abs(estimates.jump)
-            bound = np.where(codes == KINK, bound + jump / 2, bound)
-            unjudged = (codes == NOISE) & estimates.is_rough
             gap = np.abs(estimates.analytic - estimates.numeric)
+            # At a kink the true value is unknown: the jump's half, or the whole disagreement.
+            bound = np.where(codes == KINK, bound + np.maximum(jump / 2, gap), bound)
+            unjudged = (codes == NOISE) & estimates.is_rough
             bound = np.where(unjudged, bound + (0.5 + SAME_JUMP) * jump + gap, bound)
     return np.where(codes == NONFINITE, np.inf, bound)
 

@@ -149,9 +149,8 @@ def _tensor_report(
     whole = probed == leaf.size
     diagnosis = slope = None
     if status != "pass" and reason != "budget":
-        at_kink = None if e.at_point is None else e.is_rough & e.at_point
         diagnosis = diagnose(
-            leaf.name, leaf.shape if whole else (probed,), a, n, err, floor, codes, context.options.batch_size, at_kink,
+            leaf.name, leaf.shape if whole else (probed,), a, n, err, floor, codes, context.options.batch_size,
             reason=reason, tensor_resolution=tensor_resolution, ragged=judge.ragged,
         )  # fmt: skip
     if status == "fail":
