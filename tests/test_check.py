@@ -114,8 +114,16 @@ def test_dtype_is_preserved_and_verdicts_hold(dtype):
         s = 1 - np.tanh(p["w"] * 1.3 + p["b"]) ** 2
         return {"w": 1.3 * s, "b": s.sum()}
 
-    assert gp.check(loss, grad, params).ok
+    # With shadow=False the loss sees the parameters' own dtype, and only that.
+    native = gp.check(loss, grad, params, shadow=False)
+    assert native.ok and native.reference == "native"
     assert set(seen) == {(np.dtype(dtype), dtype)}
+    assert gp.check(loss, lambda p: {**grad(p), "b": 0.0}, params, shadow=False).failing == ("b",)
+    # By default float32 parameters get a float64 reference; float64 ones are their own.
+    seen.clear()
+    default = gp.check(loss, grad, params)
+    assert default.ok and default.reference == ("float64" if dtype == np.float32 else "native")
+    assert set(seen) == {(np.dtype(np.float64), np.float64)}
     assert gp.check(loss, lambda p: {**grad(p), "b": 0.0}, params).failing == ("b",)
 
 

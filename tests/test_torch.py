@@ -69,7 +69,13 @@ def test_custom_function_right_and_wrong_in_its_own_dtype(dtype):
     report = gp.torch.check(recording, *inputs)
     assert report.status == "pass", report
     assert list(report.tensors) == ["x", "W", "b"]  # named after fn's parameters
-    assert all(d == (dtype, inputs[0].device) for d in seen)  # evaluated in float32 when given float32
+    # The loss is evaluated on the inputs' device, in float64 (the reference) for lower precisions;
+    # the gradient under test is autograd's at the inputs' own dtype.
+    assert {d for d in seen} == {(torch.float64, inputs[0].device), (dtype, inputs[0].device)}
+    assert report.reference == ("native" if dtype == torch.float64 else "float64")
+    seen.clear()
+    assert gp.torch.check(recording, *inputs, shadow=False).status == "pass"
+    assert {d for d in seen} == {(dtype, inputs[0].device)}  # shadow=False: only the inputs' dtype
     wrong = gp.torch.check(linear_bias_bug, *linear_inputs(dtype))
     assert wrong.status == "fail" and wrong.failing == ("b",)
     assert wrong.tensors["b"].scale == pytest.approx(1 / 5, rel=1e-3)  # the 1/m of the mean
@@ -333,9 +339,10 @@ def test_forward_oracle_checks_a_custom_backward_without_finite_differences():
     x = torch.linspace(-2, 2, 12).reshape(3, 4).requires_grad_()
     assert gp.torch.check(Softplus.apply, x, oracle="forward").ok
     exact = gp.torch.check(SoftplusSlightlyOff.apply, x, oracle="forward")
-    differences = gp.torch.check(SoftplusSlightlyOff.apply, x)
-    assert exact.status == "fail" and exact.method == "forward"
+    differences = gp.torch.check(SoftplusSlightlyOff.apply, x, shadow=False)  # float32 differences
+    assert exact.status == "fail" and exact.method == "forward" and exact.reference == "forward"
     assert differences.status == "pass" and exact.resolution < differences.resolution / 2
+    assert gp.torch.check(SoftplusSlightlyOff.apply, x).status == "fail"  # so does the float64 reference
 
 
 class OldStyleExp(torch.autograd.Function):  # no setup_context: forward AD works, vmap does not

@@ -40,9 +40,10 @@ def headline(report: Report) -> tuple[str, str]:
 def facts(report: Report) -> str:
     n = sum(size(t) for t in report.tensors.values())
     strategy = f"strategy {report.strategy}, " if report.strategy != "full" else ""
+    reference = f"reference {report.reference}, " if report.reference == "float64" else ""
     return (
         f"{n} parameter{'' if n == 1 else 's'}, {report.nfev} loss evaluations, {strategy}method {report.method}, "
-        f"resolution {report.resolution:.1e}, difference {report.difference:.3e}"
+        f"{reference}resolution {report.resolution:.1e}, difference {report.difference:.3e}"
     )
 
 

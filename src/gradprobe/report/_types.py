@@ -158,6 +158,10 @@ class Report:
     notes : things the user should know (non-determinism, unreliable noise estimate...).
     method, strategy, seed : what was run, so the check can be reproduced.
     noise : standard deviation of the loss's noise, as measured.
+    reference : what the numerical side differentiated: "native" (the loss in the parameters' own
+        dtypes), "float64" (the loss evaluated in float64 for lower-precision parameters; the
+        gradient under test is still the one computed at their own precision) or "forward" (an
+        exact forward-mode oracle).
     options : the other options the check ran with where they differ from `check`'s defaults
         (``rtol``, ``batch_size``...), to reproduce it.
     coverage : what was covered and what a `budget` left out (`Coverage`).
@@ -176,6 +180,7 @@ class Report:
     strategy: str = "full"
     seed: int = 0
     noise: float = 0.0
+    reference: str = "native"
     options: dict[str, Any] = field(default_factory=dict)
     coverage: Coverage = field(default_factory=Coverage)
     guarantee: Guarantee | None = None

@@ -136,11 +136,13 @@ def check(
         exact = as_oracle(oracle, user_params, method)
         analytic, ignored = analytic_gradient(grad, user_params)
         notes: list[str] = []
-        objective, f0 = shadowed_objective(loss, user_params, options, notes)
+        objective, f0, reference = shadowed_objective(loss, user_params, options, notes)
         strategy_run = choose_strategy(options, user_params)
         with Progress(options.progress, total=expected_evaluations(options, strategy_run, user_params)) as bar:
             objective.on_evaluation = lambda count: bar.advance(count, objective.probing)
-            context = _set_up(objective, user_params, analytic, options, grad, f0, strategy_run, notes, bar, exact)
+            context = _set_up(
+                objective, user_params, analytic, options, grad, f0, strategy_run, notes, bar, exact, reference
+            )
             return _run(context, strategy_run, ignored)
 
 
@@ -155,13 +157,14 @@ def _set_up(
     notes: list[str],
     progress: Progress,
     oracle: Oracle | None,
+    reference: str,
 ) -> CheckContext:
     """The loss at the point, `grad`'s spread and rounding, the noise: what every strategy needs."""
     f0 = objective.initial() if f0 is None else f0
     spread = gradient_spread(grad, user_params, analytic, notes)
-    rounding = gradient_rounding(grad, objective.params, user_params, analytic)
-    if rounding is not None:
-        spread = spread + rounding
+    low_precision = gradient_rounding(grad, objective.params, user_params, analytic)
+    if low_precision is not None:
+        spread = spread + low_precision.allowance
     rng = np.random.default_rng(options.seed)
     noise = NoiseModel(notes)
     noise.measure(objective, analytic, f0, rng, noise_plan(strategy))
@@ -178,6 +181,8 @@ def _set_up(
         notes=notes,
         progress=progress,
         oracle=oracle,
+        reference="forward" if oracle is not None else reference,
+        precise=None if low_precision is None else low_precision.precise,
     )
 
 

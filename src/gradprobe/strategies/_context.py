@@ -33,6 +33,8 @@ class CheckContext:
     notes : what the report will say besides the verdict.
     progress : the progress line.
     oracle : an exact forward-mode reference, when the user gave one.
+    reference : what the numerical side differentiates ("native", "float64" or "forward").
+    precise : under the float64 reference, `grad` evaluated in float64 (flat), else None.
     """
 
     objective: Objective
@@ -47,6 +49,8 @@ class CheckContext:
     notes: list[str]
     progress: Progress
     oracle: Oracle | None = None
+    reference: str = "native"
+    precise: np.ndarray | None = None
 
     @property
     def params(self) -> Params:

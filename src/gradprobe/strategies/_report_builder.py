@@ -214,6 +214,7 @@ def assemble_report(
         strategy=strategy,
         seed=context.options.seed,
         noise=context.noise.sigma,
+        reference=context.reference,
         options=reported_options(context.options),
         coverage=Coverage(
             complete=not not_covered,

@@ -1,7 +1,11 @@
-"""The float64 reference: evaluating the loss in float64 for parameters too coarse to difference.
+"""The float64 reference: the loss evaluated in float64 for parameters of lower precision.
 
-The gradient under test stays the one the user's `grad` computes for the parameters as given;
-only the numerical side moves to float64.
+Finite differences of a float32 loss resolve a gradient to about 1e-3 at best, and a step can
+cross a kink that a float64 evaluation keeps clear of; in float64 the numerical side is exact to
+about 1e-10 whatever the parameters' dtype. The gradient under test stays the one the user's
+`grad` computes for the parameters as given; its rounding at their own precision is measured
+against `grad` in float64 (`_analytic.gradient_rounding`), so a backward that is wrong only at low
+precision still fails.
 """
 
 from __future__ import annotations
@@ -17,50 +21,58 @@ from ..estimate._objective import Objective
 from ..params._params import Params
 from ._options import Options
 
-#: Parameters of a dtype with a larger machine epsilon (float16: 9.8e-4) are probed in float64 by
-#: default: a float16 loss carries about 1e-3 relative noise, so its finite differences resolve
-#: only about a tenth of a gradient, whatever the step.
+#: Parameters of a dtype with a larger machine epsilon (float16: 9.8e-4) cannot be checked in
+#: their own precision at all: a float16 loss carries about 1e-3 relative noise, so its finite
+#: differences resolve only about a tenth of a gradient, whatever the step.
 SHADOW_EPS = 1e-4
 
 
 def needs_shadow(params: Params) -> bool:
-    """Whether some parameter's dtype is too coarse for finite differences to resolve a gradient."""
-    return any(float(np.finfo(leaf.dtype).eps) > SHADOW_EPS for leaf in params.leaves)
+    """Whether some parameter is below float64, so that a float64 reference is tried by default."""
+    return any(leaf.dtype != np.float64 for leaf in params.leaves)
+
+
+def _lower(params: Params) -> str:
+    names = [f"`{leaf.name}`" for leaf in params.leaves if leaf.dtype != np.float64]
+    dtypes = sorted({str(leaf.dtype) for leaf in params.leaves if leaf.dtype != np.float64})
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    return f"{shown} ({'/'.join(dtypes)})"
 
 
 def shadowed_objective(
     loss: Callable[[Any], Any], params: Params, options: Options, notes: list[str]
-) -> tuple[Objective, float | None]:
-    """The objective the probes evaluate: in float64 with `shadow` (by default, for float16 parameters).
+) -> tuple[Objective, float | None, str]:
+    """The objective the probes evaluate, the loss at the point when it was already evaluated
+    (else None), and the reference: "float64" or "native". What was decided goes to `notes`.
 
-    Returns the objective and the loss at the point when it was already evaluated (else None);
-    what was decided goes to `notes`.
+    `shadow=True` insists on float64 (a loss that fails there is an error); `shadow=False` keeps
+    the parameters' own dtypes; `shadow=None` (the default) tries float64 for parameters below it
+    and falls back to their own dtypes, with a note, when the loss refuses float64.
     """
     shadow = needs_shadow(params) if options.shadow is None else options.shadow
     if not shadow:
         require_sendable(loss, params, options.executor)
-        return Objective(loss, params, executor=options.executor, vectorized=options.vectorized), None
+        return Objective(loss, params, executor=options.executor, vectorized=options.vectorized), None, "native"
     widened = Params(params.build(params.values, dtype=np.float64))
     require_sendable(loss, widened, options.executor)
     objective = Objective(loss, widened, executor=options.executor, vectorized=options.vectorized)
     if options.shadow:
-        return objective, None  # asked for: a loss that fails in float64 is an error
-    coarse = [f"`{leaf.name}`" for leaf in params.leaves if float(np.finfo(leaf.dtype).eps) > SHADOW_EPS]
-    which = f"{', '.join(coarse)} {'is' if len(coarse) == 1 else 'are'} float16"
+        return objective, None, "float64"  # asked for: a loss that fails in float64 is an error
     try:
         f0 = objective.initial()
     except GradprobeError as error:
         native = Objective(loss, params, executor=options.executor, vectorized=options.vectorized)
         native.nfev = objective.nfev  # the failed float64 call counts
+        coarse = any(float(np.finfo(leaf.dtype).eps) > SHADOW_EPS for leaf in params.leaves)
         notes.append(
             f"the loss could not be evaluated in float64 ({error}), so it was evaluated in the parameters' own "
-            f"precision ({which}): float16 finite differences resolve only about a tenth of a gradient; make the "
-            "loss accept float64 parameters to check it more finely."
+            f"precision, {_lower(params)}"
+            + (
+                ": float16 finite differences resolve only about a tenth of a gradient"
+                if coarse
+                else ": its finite differences are coarser and can cross kinks a float64 evaluation keeps clear of"
+            )
+            + "; make the loss accept float64 parameters to check it more finely."
         )
-        return native, None
-    notes.append(
-        f"the loss was evaluated in float64 ({which}, whose finite differences cannot resolve a gradient); the "
-        "gradient under test is still the one `grad` computed in float16. Pass shadow=False to evaluate the loss "
-        "in float16."
-    )
-    return objective, f0
+        return native, None, "native"
+    return objective, f0, "float64"
