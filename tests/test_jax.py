@@ -46,8 +46,18 @@ def test_float32_by_default_and_float64_with_x64():
         seen.append(x.dtype)
         return clip(x)
 
-    gp.jax.check(recording, X)
-    assert seen and set(seen) == {np.dtype("float32")}
+    report = gp.jax.check(recording, X)
+    # float32 arguments: the gradient under test in float32, the numerical side in float64 (JAX's
+    # x64 mode on for those calls only, and off again afterwards)
+    assert seen and set(seen) == {np.dtype("float32"), np.dtype("float64")} and report.reference == "float64"
+    assert jnp.zeros(1).dtype == jnp.float32
+    native = []
+
+    def recording_again(x):  # a fresh function: a jitted one records only when it is traced
+        native.append(x.dtype)
+        return clip(x)
+
+    assert gp.jax.check(recording_again, X, shadow=False).ok and set(native) == {np.dtype("float32")}
     enable_x64 = jax.enable_x64 if hasattr(jax, "enable_x64") else __import__("jax.experimental").experimental.enable_x64
     with enable_x64(True):
         seen.clear()
@@ -83,10 +93,11 @@ def test_custom_jvp_and_the_forward_oracle():
 
     softplus.defjvp(lambda primals, tangents: (softplus(primals[0]), jax.nn.sigmoid(primals[0]) * tangents[0]))
     x = jnp.linspace(-3.0, 3.0, 8)
-    differences = gp.jax.check(softplus, x)
+    differences = gp.jax.check(softplus, x, shadow=False)  # float32 differences
     exact = gp.jax.check(softplus, x, oracle="forward")
     assert differences.ok and exact.ok and exact.method == "forward"
     assert exact.resolution < differences.resolution
+    assert gp.jax.check(softplus, x).ok  # and the default float64 reference
 
 
 def test_forward_oracle_refuses_custom_vjp_with_the_fix():

@@ -15,6 +15,7 @@ time; otherwise they run one at a time.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
@@ -176,13 +177,33 @@ class _Function:
         return _call(self._outputs, "fn", leaves)
 
     def vjp(self, leaves: Sequence[Any]) -> list[Any]:
-        return _call(lambda: jax.vjp(self._outputs, list(leaves))[1](self.cotangents)[0], "fn")
+        def pullback() -> list[Any]:
+            outputs, back = jax.vjp(self._outputs, list(leaves))
+            # Under the float64 reference the outputs are float64: the same v, in their dtype.
+            return back([v.astype(y.dtype) for v, y in zip(self.cotangents, outputs)])[0]
+
+        return _call(pullback, "fn")
 
     def _device_leaves(self, values: dict[str, np.ndarray]) -> list[jax.Array]:
         return [
-            jax.device_put(np.asarray(values[name], dtype=leaf.dtype), leaf.sharding)
+            jax.device_put(np.asarray(values[name], dtype=self._dtype(values[name], leaf)), leaf.sharding)
             for name, leaf in zip(self.names, self.leaves)
         ]
+
+    @staticmethod
+    def _dtype(values: np.ndarray, leaf: jax.Array) -> Any:
+        """The leaf's own dtype, or float64 when the core sends float64 values (the float64 reference)."""
+        return np.float64 if np.asarray(values).dtype == np.float64 else leaf.dtype
+
+    def _precision(self, values: dict[str, np.ndarray]) -> Any:
+        """The float64 reference runs with JAX's x64 mode on for the call (and only for it): the
+        checked leaves in float64; the other arguments and closed-over arrays keep their dtypes and
+        promote as JAX promotes them."""
+        widened = any(
+            np.asarray(values[name]).dtype == np.float64 and leaf.dtype != np.float64
+            for name, leaf in zip(self.names, self.leaves)
+        )
+        return jax.enable_x64(True) if widened and not _x64() else contextlib.nullcontext()
 
     def _contract(self, outputs: Sequence[Any]) -> float:
         if [tuple(y.shape) for y in outputs] != self.shapes:
@@ -201,12 +222,13 @@ class _Function:
         return {name: np.asarray(leaf) for name, leaf in zip(self.names, self.leaves)}
 
     def loss(self, values: dict[str, np.ndarray]) -> float:
-        return self._contract(self.outputs(self._device_leaves(values)))
+        with self._precision(values):
+            return self._contract(self.outputs(self._device_leaves(values)))
 
     def _batched_outputs(self, leaves: Sequence[Any]) -> list[Any]:
         return jax.vmap(self._outputs)(list(leaves))
 
-    def vmap_consistent(self) -> bool:
+    def vmap_consistent(self, reference: bool = True) -> bool:
         """Whether `jax.vmap` evaluates the function, and bit for bit as one call at a time.
 
         Batched products may round differently from single ones and differently at each
@@ -215,13 +237,24 @@ class _Function:
         """
         widest = max(int(np.prod(s, dtype=np.int64)) for s in [*self.shapes, *(leaf.shape for leaf in self.leaves)])
         self.rows = max(1, min(_ROWS, _BATCH_NUMBERS // 4 // max(widest, 1)))
+        if not self._batch_matches(widened=False):
+            return False
+        # The float64 reference evaluates in float64: batched calls must match single ones there too.
+        lower = any(leaf.dtype != np.float64 for leaf in self.leaves)
+        if reference and lower and not _x64():
+            with jax.enable_x64(True):
+                return self._batch_matches(widened=True)
+        return True
+
+    def _batch_matches(self, widened: bool) -> bool:
         same_rows = sorted({0, self.rows // 2, self.rows - 1})
         try:
-            single = self._contract(self._outputs(self.leaves))
+            start = [jnp.asarray(np.asarray(leaf), dtype=jnp.float64) if widened else leaf for leaf in self.leaves]
+            single = self._contract(self._outputs(start))
             rng = np.random.default_rng(0)
             batch = []
-            for leaf in self.leaves:
-                x = np.asarray(leaf)
+            for leaf, x in zip(self.leaves, start):
+                x = np.asarray(x)
                 rows = x[None] * (1 + 1e-3 * rng.random((self.rows, *x.shape))).astype(x.dtype)
                 rows[same_rows] = x
                 batch.append(jax.device_put(rows, leaf.sharding))
@@ -232,7 +265,11 @@ class _Function:
 
     def batched_loss(self, values: dict[str, np.ndarray]) -> np.ndarray:
         """The loss at a batch of parameter sets (a leading axis on every value), through jax.vmap."""
-        arrays = [np.asarray(values[name], dtype=leaf.dtype) for name, leaf in zip(self.names, self.leaves)]
+        with self._precision(values):
+            return self._batched_loss(values)
+
+    def _batched_loss(self, values: dict[str, np.ndarray]) -> np.ndarray:
+        arrays = [np.asarray(values[name], dtype=self._dtype(values[name], leaf)) for name, leaf in zip(self.names, self.leaves)]
         count = arrays[0].shape[0]
         results: list[float] = []
         for start in range(0, count, self.rows):
@@ -245,8 +282,9 @@ class _Function:
         return np.array(results)
 
     def grad(self, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        grads = self.vjp(self._device_leaves(values))
-        return {name: np.asarray(g) for name, g in zip(self.names, grads)}
+        with self._precision(values):
+            grads = self.vjp(self._device_leaves(values))
+            return {name: np.asarray(g) for name, g in zip(self.names, grads)}
 
     # -- oracle="forward" --------------------------------------------------------------------------------
 
@@ -367,7 +405,7 @@ def check(
     notes = [f"arguments not checked: {', '.join(skipped)}."] if skipped else []
     options = dict(options)
     # Batched evaluation is the adapter's business: jax.vmap where it is exact, a loop elsewhere.
-    vectorized = options.pop("vectorized", None) is not False and function.vmap_consistent()
+    vectorized = options.pop("vectorized", None) is not False and function.vmap_consistent(options.get("shadow") is not False)
     keywords = {**({"argnums": argnums} if argnums is not None else {}), **({"oracle": oracle} if oracle != "differences" else {})}
     reproduce = call_line("gp.jax.check(fn, *args", {**keywords, **options})
     if oracle == "forward":
@@ -376,7 +414,5 @@ def check(
     note = describe_outputs(function.shapes, function.seed)
     loss = function.batched_loss if vectorized else function.loss
     notes = [*notes, *([note] if note else [])]
-    # Every evaluation runs in the arguments' own dtypes (`_device_leaves`): float64 shadowing (on by
-    # default for float16) would only round the probes' points behind the core's back.
-    options = {"shadow": False, **options, "vectorized": vectorized}
+    options = {**options, "vectorized": vectorized}
     return check_contracted(loss, function.grad, function.params(), notes, options, reproduce)

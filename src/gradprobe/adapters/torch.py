@@ -48,8 +48,28 @@ _NUMPY_DTYPES = {torch.float16: np.float16, torch.float32: np.float32, torch.flo
 
 
 def _dtype_for(values: np.ndarray, like: torch.Tensor) -> torch.dtype:
-    """The tensor's own dtype, or float64 when the core sends float64 values (``shadow=True``)."""
+    """The tensor's own dtype, or float64 when the core sends float64 values (the float64 reference)."""
     return torch.float64 if np.asarray(values).dtype == np.float64 else like.dtype
+
+
+def _widened(tensors: dict[str, torch.Tensor], like: dict[str, torch.Tensor]) -> bool:
+    """Whether this evaluation is the float64 reference of lower-precision tensors."""
+    return any(t.dtype == torch.float64 and like[name].dtype != torch.float64 for name, t in tensors.items())
+
+
+def _in_float64(value: Any) -> Any:
+    """A floating-point tensor (or a tuple/list/dict of them) as a float64 copy; anything else as is.
+
+    The float64 reference evaluates the user's whole computation in float64: the checked tensors,
+    and the inputs, targets, buffers and frozen parameters they meet.
+    """
+    if isinstance(value, torch.Tensor):
+        return value.detach().to(torch.float64) if value.is_floating_point() and value.dtype != torch.float64 else value
+    if isinstance(value, dict):
+        return {key: _in_float64(v) for key, v in value.items()}
+    if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):
+        return type(value)(_in_float64(v) for v in value)
+    return value
 
 
 
@@ -408,7 +428,7 @@ def check(fn: Callable[..., Any], *inputs: Any, oracle: OracleName = "difference
     positions = {name: i for i, name in enumerate(names)}
 
     def call(tensors: dict[str, torch.Tensor]) -> Any:
-        args = list(inputs)
+        args = [_in_float64(a) for a in inputs] if _widened(tensors, checked) else list(inputs)
         for name, tensor in tensors.items():
             args[positions[name]] = tensor
         return fn(*args)
@@ -533,9 +553,14 @@ def check_module(
 
     def call(tensors: dict[str, torch.Tensor]) -> Any:
         # Fresh buffers each time: batch norm's running statistics must not drift between evaluations.
-        state = {**{name: b.detach().clone() for name, b in module.named_buffers()}, **tensors}
-        output = torch.func.functional_call(module, state, tuple(inputs))
-        return loss_fn(output, *targets)
+        buffers = {name: b.detach().clone() for name, b in module.named_buffers()}
+        if not _widened(tensors, trainable):
+            output = torch.func.functional_call(module, {**buffers, **tensors}, tuple(inputs))
+            return loss_fn(output, *targets)
+        # The float64 reference: a float64 copy of everything the module and the loss meet.
+        state = {**_in_float64(buffers), **_in_float64(dict(module.named_parameters())), **tensors}
+        output = torch.func.functional_call(module, state, tuple(_in_float64(list(inputs))))
+        return loss_fn(output, *_in_float64(list(targets)))
 
     with _restored(module):
         function = _Function(call, {name: p.detach() for name, p in trainable.items()}, "loss_fn", cotangent_seed(options), "module")

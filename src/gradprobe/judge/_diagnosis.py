@@ -329,3 +329,17 @@ def _locate(shape: tuple[int, ...], flat: np.ndarray) -> str:
     if len(flat) <= NAMED:
         return "elements " + ", ".join(named)
     return ""
+
+
+def only_at_low_precision(diagnosis: Diagnosis, name: str, dtype: str, precise_agrees: bool) -> Diagnosis:
+    """A failure that the same backward in float64 does not show: the low-precision arithmetic is
+    what is wrong (an overflow, a cancellation, a branch on the dtype), not the formula."""
+    if not precise_agrees:
+        return diagnosis
+    return Diagnosis(
+        f"{diagnosis.summary}, in {dtype} only",
+        f"{name}'s backward agrees with the numerical gradient when run in float64 but not in {dtype}: look for "
+        f"an overflow, a cancellation or a branch on the dtype in the {dtype} arithmetic.",
+        diagnosis.scale,
+    )
+

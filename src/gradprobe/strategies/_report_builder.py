@@ -14,10 +14,11 @@ from dataclasses import replace
 import numpy as np
 
 from ..estimate import _differences as fd
-from ..judge._diagnosis import diagnose
+from ..judge._diagnosis import diagnose, only_at_low_precision
 from ..judge._elements import ElementResults
 from ..judge._verdict import (
     ELEMENT_STATUSES,
+    FAIL,
     KINK,
     overall_status,
     relative_difference,
@@ -155,6 +156,11 @@ def _tensor_report(
         )  # fmt: skip
     if status == "fail":
         slope = context.taylor_slope(a - n, mine.indices)
+        if diagnosis is not None and context.precise is not None and leaf.dtype != np.float64:
+            wrong = codes == FAIL
+            with np.errstate(invalid="ignore"):
+                agrees = bool(np.all(np.abs(context.precise[mine.indices][wrong] - n[wrong]) <= (err + floor)[wrong]))
+            diagnosis = only_at_low_precision(diagnosis, leaf.name, str(leaf.dtype), agrees)
     worst = worst_elements(context, leaf, mine, WORST_KEPT)
     return TensorReport(
         name=leaf.name,
