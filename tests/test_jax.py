@@ -60,9 +60,14 @@ def test_float32_by_default_and_float64_with_x64():
     assert gp.jax.check(recording_again, X, shadow=False).ok and set(native) == {np.dtype("float32")}
     enable_x64 = jax.enable_x64 if hasattr(jax, "enable_x64") else __import__("jax.experimental").experimental.enable_x64
     with enable_x64(True):
-        seen.clear()
-        report = gp.jax.check(recording, jnp.asarray(np.asarray(X), dtype=jnp.float64))
-        assert report.ok and set(seen) == {np.dtype("float64")}
+        doubles = []
+
+        def recording64(x):
+            doubles.append(x.dtype)
+            return clip(x)
+
+        report = gp.jax.check(recording64, jnp.asarray(np.asarray(X), dtype=jnp.float64))
+        assert report.ok and set(doubles) == {np.dtype("float64")} and report.reference == "native"
         assert report.resolution < 1e-8
         assert gp.jax.check(clip_straight_through, jnp.asarray(np.asarray(X), dtype=jnp.float64)).status == "fail"
 
