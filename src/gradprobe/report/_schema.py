@@ -99,6 +99,8 @@ def report_to_dict(report: Report, *, values: bool = False) -> dict[str, Any]:
             data["tensors"] = [tensor_to_dict(t, values=values) for t in value.values()]
         elif f.name == "options":
             data["options"] = {str(k): plain(_option_value(v)) for k, v in value.items()}
+        elif f.name == "nearby":
+            data["nearby"] = None if value is None else report_to_dict(value, values=values)
         else:
             data[f.name] = plain(value)
     data["ok"] = report.ok

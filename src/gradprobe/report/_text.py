@@ -47,9 +47,23 @@ def facts(report: Report) -> str:
     )
 
 
+def nearby_line(report: Report) -> str | None:
+    """What the check at a nearby point found, said as evidence about the code, not about the
+    user's point."""
+    nearby = report.nearby
+    if nearby is None:
+        return None
+    found = {
+        "pass": f"PASS (resolution {nearby.resolution:.1e})",
+        "fail": "FAIL: " + ", ".join(f"{t.name} {t.diagnosis or 'wrong'}" for t in nearby.tensors.values() if t.status == "fail"),
+        "inconclusive": "inconclusive there too",
+    }[nearby.status]
+    return f"at the nearby point (not yours): {found}"
+
+
 def coverage_lines(report: Report) -> list[str]:
-    """The guarantee of a randomized check, and what a budget left out."""
-    lines = []
+    """The guarantee of a randomized check, what a budget left out, and the nearby check."""
+    lines = [line] if (line := nearby_line(report)) else []
     if report.guarantee is not None:
         lines.append(f"guarantee: {report.guarantee}")
     if not report.coverage.complete:

@@ -167,6 +167,10 @@ class Report:
     coverage : what was covered and what a `budget` left out (`Coverage`).
     guarantee : for the randomized strategies, the probability of missing an error of a given
         size (`Guarantee`); None for "full", whose error bars are not probabilistic.
+    nearby : when kinks at the point left a tensor undecided, the same check at a nearby point
+        (every parameter moved by up to 1e-4 of its scale), where the function is differentiable:
+        evidence about the gradient code, not a verdict at the user's point, whose statuses stand.
+        `nfev` counts both checks. None otherwise.
     """
 
     status: Status
@@ -184,6 +188,7 @@ class Report:
     options: dict[str, Any] = field(default_factory=dict)
     coverage: Coverage = field(default_factory=Coverage)
     guarantee: Guarantee | None = None
+    nearby: Report | None = None
 
     @property
     def ok(self) -> bool:

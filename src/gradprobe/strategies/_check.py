@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import Executor
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
 import numpy as np
 
 from ..estimate._coordinate_probes import CoordinateEstimator
+from ..estimate._nearby import NEARBY_MOVE, nearby_point
 from ..estimate._noise_model import NoiseModel
 from ..estimate._objective import Objective, require_callable
 from ..estimate._oracle import Oracle, as_oracle
@@ -134,16 +136,37 @@ def check(
         user_params = Params(params)
         require_affordable(options, user_params)
         exact = as_oracle(oracle, user_params, method)
-        analytic, ignored = analytic_gradient(grad, user_params)
-        notes: list[str] = []
-        objective, f0, reference = shadowed_objective(loss, user_params, options, notes)
-        strategy_run = choose_strategy(options, user_params)
-        with Progress(options.progress, total=expected_evaluations(options, strategy_run, user_params)) as bar:
-            objective.on_evaluation = lambda count: bar.advance(count, objective.probing)
-            context = _set_up(
-                objective, user_params, analytic, options, grad, f0, strategy_run, notes, bar, exact, reference
+        report = _check_at(loss, grad, user_params, options, exact)
+        if exact is None and not options.budget.bounded and _at_kinks(report):
+            # No derivative to compare at the user's point: check the same code where there is one.
+            nearby = _check_at(loss, grad, Params(nearby_point(user_params, options.seed)), options, None)
+            undecided = [t.name for t in report.tensors.values() if t.reason == "kink"]
+            note = (
+                f"kinks at your point leave {', '.join(undecided)} undecided there; the same check was run at a nearby "
+                f"point (every parameter moved by up to {NEARBY_MOVE:.0e} of its scale), where the function is "
+                "differentiable: `report.nearby`. It speaks about the gradient code, not about your point."
             )
-            return _run(context, strategy_run, ignored)
+            report = replace(report, nearby=nearby, nfev=report.nfev + nearby.nfev, notes=(*report.notes, note))
+        return report
+
+
+def _at_kinks(report: Report) -> bool:
+    """Whether kinks at the point left some tensor undecided."""
+    return any(t.status == "inconclusive" and t.reason == "kink" for t in report.tensors.values())
+
+
+def _check_at(
+    loss: Callable[[Any], Any], grad: Callable[[Any], Any], user_params: Params, options: Options, oracle: Oracle | None
+) -> Report:
+    """The check at one point."""
+    analytic, ignored = analytic_gradient(grad, user_params)
+    notes: list[str] = []
+    objective, f0, reference = shadowed_objective(loss, user_params, options, notes)
+    strategy = choose_strategy(options, user_params)
+    with Progress(options.progress, total=expected_evaluations(options, strategy, user_params)) as bar:
+        objective.on_evaluation = lambda count: bar.advance(count, objective.probing)
+        context = _set_up(objective, user_params, analytic, options, grad, f0, strategy, notes, bar, oracle, reference)
+        return _run(context, strategy, ignored)
 
 
 def _set_up(
