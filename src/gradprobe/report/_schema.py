@@ -38,7 +38,7 @@ def load_schema() -> dict[str, Any]:
     --------
     >>> from gradprobe.report._schema import load_schema
     >>> load_schema()["properties"]["schema_version"]["const"]
-    1
+    2
     """
     return json.loads(_schema_text())
 
