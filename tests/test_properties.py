@@ -1,8 +1,8 @@
 """Property-based tests: random compositions of differentiable primitives (tests/_compositions.py).
 
 * The exact gradient never fails (no false alarm) and, in float64, always passes; a pass states
-  a resolution below 1. Not failing is not enough: over a fixed, seeded list of programs, at
-  least 95% of exact gradients PASS, in float32 too (an inconclusive verdict counts against).
+  a resolution below 1. In float32, not failing is not enough: over a fixed, seeded list of
+  programs, at least 95% of exact gradients PASS (an inconclusive verdict counts against).
 * The exact gradient plus a random error larger than the stated resolution (1.5x to 4096x) never
   gets a PASS whose own resolution is finer than the error, never blames another tensor, and,
   from twice the resolution up, always fails and blames exactly the tensor that was changed.
@@ -21,13 +21,13 @@ from hypothesis import strategies as st
 import gradprobe as gp
 
 MARGIN = 2.0
-#: Share of exact gradients that must PASS. An inconclusive verdict on a correct gradient is
-#: honest but useless to the user; 1 in 20 is the most we accept. Measured on the code of
-#: 9f56121: float32 98.5-99.5% (200 and 1000 programs, seeds 0-2; the rest inconclusive, mostly
-#: softmax or sigmoid chains that flatten the loss), float64 100%.
+#: Share of exact float32 gradients that must PASS. An inconclusive verdict on a correct
+#: gradient is honest but useless to the user; 1 in 20 is the most we accept. Measured on the
+#: code of 9f56121 and 151ec5b: float32 98.5-99.5% (200 and 1000 programs, seeds 0-2; the rest
+#: inconclusive, mostly softmax or sigmoid chains that flatten the loss), float64 100%.
 PASS_SHARE = 0.95
 #: Programs in the seeded list: the same list in every profile, so that `--fast` and CI assert
-#: the same share; at the measured ~1% inconclusive, 200 leave room for 10 without a flake.
+#: the same share; 200 allow 10 inconclusive verdicts, against the 2 seen on this list today.
 SHARE_PROGRAMS = 200
 
 # no max_examples: the profile sets it (conftest.py)
@@ -79,9 +79,9 @@ def test_errors_above_the_resolution_fail_and_are_blamed(dtype, data):
         assert failing == {mutation.name} and report.status == "fail", described
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=["float64", "float32"])
-def test_exact_gradients_pass_in_at_least_95_percent(dtype):
-    programs_checked = seeded_programs(SHARE_PROGRAMS, seed=0, dtype=dtype)
+def test_exact_float32_gradients_pass_in_at_least_95_percent():
+    # float64 needs no share: test_exact_gradients_pass asserts that every exact gradient passes
+    programs_checked = seeded_programs(SHARE_PROGRAMS, seed=0, dtype=np.float32)
     undecided = {}
     for k, program in enumerate(programs_checked):
         report = gp.check(program.loss, program.grad, program.params)
@@ -89,5 +89,6 @@ def test_exact_gradients_pass_in_at_least_95_percent(dtype):
         if report.status != "pass":
             undecided[k] = f"{program.describe()}: {str(report).splitlines()[0]}"
     share = 1 - len(undecided) / len(programs_checked)
-    listed = "\n".join(f"  seeded_programs({SHARE_PROGRAMS}, seed=0)[{k}]: {line}" for k, line in undecided.items())
+    drawn = f"seeded_programs({SHARE_PROGRAMS}, seed=0, dtype=np.float32)"
+    listed = "\n".join(f"  {drawn}[{k}]: {line}" for k, line in undecided.items())
     assert share >= PASS_SHARE, f"{share:.1%} of exact gradients pass, below {PASS_SHARE:.0%}:\n{listed}"
