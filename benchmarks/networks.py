@@ -29,7 +29,9 @@ Variants of every torch net, with the same weights and batch per seed:
 The numpy MLP has ``correct`` and ``bug`` variants (dW2 multiplied by 1 + r; ``W2`` must be blamed).
 
 Every check is ``gp.torch.check_module(model, loss_fn, X, y)`` (or ``gp.check``) with gradprobe's
-defaults, model and batch in the dtype under test. For every correct net the float32 autograd
+defaults, model and batch in the dtype under test (for float32 that means gradprobe's float64
+reference: the numerical side evaluates a float64 copy; ``--native`` passes ``shadow=False`` to
+difference the float32 loss itself). For every correct net the float32 autograd
 gradient is compared with the float64 one (same float32-rounded weights and batch, evaluated in
 float64): the largest over tensors of max|g32 - g64| / max|g64|, printed with any false FAIL (the
 issue counts false FAILs "where the function and autograd agree, agreement verified in float64").
@@ -174,7 +176,10 @@ class TorchNet:
 
 
 def _classes(k, shape):
-    return lambda g: (torch.randn(*shape, generator=g, dtype=torch.float64), torch.randint(0, k, shape[:1], generator=g))
+    return lambda g: (
+        torch.randn(*shape, generator=g, dtype=torch.float64),
+        torch.randint(0, k, shape[:1], generator=g),
+    )
 
 
 def _regression(shape, d_out):
@@ -240,7 +245,8 @@ def torch_agreement(net: TorchNet, seed: int, r: float | None) -> dict[str, floa
     model32, X32, y32 = torch_model(net, seed, r, torch.float32)
     model64 = copy.deepcopy(model32).to(torch.float64)
     X64, y64 = X32.to(torch.float64), (y32.to(torch.float64) if y32.is_floating_point() else y32)
-    return relative_differences(autograd_gradient(model32, net.loss, X32, y32), autograd_gradient(model64, net.loss, X64, y64))
+    g32 = autograd_gradient(model32, net.loss, X32, y32)
+    return relative_differences(g32, autograd_gradient(model64, net.loss, X64, y64))
 
 
 # -- the numpy network ----------------------------------------------------------------------------
@@ -356,11 +362,12 @@ def outcome_of(net, dtype, variant, seed, r, report, seconds, error) -> Outcome:
     if report is None:
         return Outcome(net, dtype, variant, seed, r, "error", seconds=seconds, error=error)
     return Outcome(
-        net, dtype, variant, seed, r, report.status, tuple(report.failing), report.strategy, report.nfev, seconds, report
+        net, dtype, variant, seed, r, report.status, tuple(report.failing), report.strategy, report.nfev, seconds,
+        report,
     )
 
 
-def run_net(net: str, dtypes, seeds) -> tuple[list[Outcome], int]:
+def run_net(net: str, dtypes, seeds, options: dict) -> tuple[list[Outcome], int]:
     outcomes, n_params = [], 0
     for seed in seeds:
         if net == "numpy_mlp":
@@ -369,7 +376,8 @@ def run_net(net: str, dtypes, seeds) -> tuple[list[Outcome], int]:
                 for variant, r in NUMPY_VARIANTS:
                     loss, grad, params, _ = numpy_problem(seed, r, np.dtype(dtype).type)
                     n_params = sum(v.size for v in params.values())
-                    o = outcome_of(net, dtype, variant, seed, r, *run_check(lambda: gp.check(loss, grad, params)))
+                    result = run_check(lambda: gp.check(loss, grad, params, **options))
+                    o = outcome_of(net, dtype, variant, seed, r, *result)
                     o.agreement = agreement if not r else {}
                     outcomes.append(o)
             continue
@@ -379,7 +387,8 @@ def run_net(net: str, dtypes, seeds) -> tuple[list[Outcome], int]:
             for variant, r in TORCH_VARIANTS:
                 model, X, y = torch_model(spec, seed, r, DTYPES[dtype])
                 n_params = sum(p.numel() for p in model.parameters())
-                o = outcome_of(net, dtype, variant, seed, r, *run_check(lambda: gp.torch.check_module(model, spec.loss, X, y)))
+                result = run_check(lambda: gp.torch.check_module(model, spec.loss, X, y, **options))
+                o = outcome_of(net, dtype, variant, seed, r, *result)
                 o.agreement = agreements.get(r, {}) if not r else {}
                 outcomes.append(o)
     return outcomes, n_params
@@ -408,7 +417,10 @@ def detail(o: Outcome) -> str:
     if o.status == "error":
         return head + " | " + (o.error or "").strip().splitlines()[-1]
     rep = o.report
-    head += f" [strategy {o.strategy}, nfev {o.nfev}, {o.seconds:.2f} s, reference {rep.reference}, resolution {rep.resolution:.1e}]"
+    head += (
+        f" [strategy {o.strategy}, nfev {o.nfev}, {o.seconds:.2f} s, reference {rep.reference}, "
+        f"resolution {rep.resolution:.1e}]"
+    )
     tensors = []
     for name, t in rep.tensors.items():
         planted = name in (PLANTED, "W2") and not o.correct
@@ -523,6 +535,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtypes", nargs="+", choices=list(DTYPES), default=["float32", "float64"])
     parser.add_argument("--markdown", action="store_true", help="print the table as markdown")
     parser.add_argument("--full", action="store_true", help="also print the full report of every anomaly (stderr)")
+    parser.add_argument(
+        "--native",
+        action="store_true",
+        help="shadow=False: evaluate float32 losses in float32 (default: gradprobe's float64 reference)",
+    )
     parser.add_argument("--write", type=Path, help="replace (or append) the '## Networks' section of this file")
     args = parser.parse_args(argv)
     seeds = args.seed_list or list(range(args.seeds))
@@ -531,7 +548,7 @@ def main(argv: list[str] | None = None) -> int:
     rows, everything, anomalies = [], [], []
     for net in args.nets:
         net_start = time.perf_counter()
-        outcomes, n_params = run_net(net, args.dtypes, seeds)
+        outcomes, n_params = run_net(net, args.dtypes, seeds, {"shadow": False} if args.native else {})
         everything += outcomes
         variants = [v for v, _ in (NUMPY_VARIANTS if net == "numpy_mlp" else TORCH_VARIANTS)]
         for dtype in args.dtypes:
@@ -544,7 +561,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(detail(o), file=sys.stderr, flush=True)
                 if args.full:
                     print(o.error if o.report is None else str(o.report), file=sys.stderr, flush=True)
-        print(f"[{net}: {len(outcomes)} checks in {time.perf_counter() - net_start:.0f} s]", file=sys.stderr, flush=True)
+        seconds = time.perf_counter() - net_start
+        print(f"[{net}: {len(outcomes)} checks in {seconds:.0f} s]", file=sys.stderr, flush=True)
     elapsed = time.perf_counter() - start
 
     table = markdown(rows) if args.markdown else plain(rows)
@@ -562,8 +580,9 @@ def main(argv: list[str] | None = None) -> int:
             f"Machine: {platform.platform()}, nproc {os.cpu_count()}, Python {platform.python_version()}, "
             f"numpy {np.__version__}, torch {torch.__version__} (1 thread). Date: {datetime.date.today().isoformat()}.",
             "",
-            f"Standard networks (`benchmarks/networks.py`), {len(seeds)} seeds per row, gradprobe's defaults "
-            "(`gp.torch.check_module(model, loss_fn, X, y)`; the numpy MLP `gp.check(loss, grad, params)`). "
+            f"Standard networks (`benchmarks/networks.py`), {len(seeds)} seeds per row, gradprobe's "
+            + ("options `shadow=False` " if args.native else "defaults ")
+            + "(`gp.torch.check_module(model, loss_fn, X, y)`; the numpy MLP `gp.check(loss, grad, params)`). "
             "Correct variants: `autograd` (the planted layer is an `nn.Linear`), `custom r=0` (a custom "
             "`autograd.Function` with a correct backward), `correct` (numpy, hand-written backprop). "
             f"Buggy variants: the planted layer's weight gradient times (1 + r); *right blame* means FAIL with "

@@ -161,3 +161,23 @@ def test_a_float32_jax_mlp_passes_against_the_float64_reference():
     report = gp.jax.check(loss, params)
     assert report.status == "pass" and report.reference == "float64", report
     assert jnp.zeros(1).dtype == jnp.float32  # x64 mode was on for the reference's calls only
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+def test_staircases_pass_their_zero_gradient_and_are_never_failed_across_their_jumps(dtype):
+    # round(x, decimals=3) is flat below ~1e-4 and jumps every 1e-3: steps that cross the jumps
+    # see a slope of 1, which once FAILed autograd's (right) zero gradient.
+    torch.manual_seed(0)
+    x = torch.randn(5, dtype=dtype, requires_grad=True)
+    for fn in (lambda x: torch.round(x, decimals=3), torch.floor, torch.sign, torch.frac):
+        report = gp.torch.check(fn, x)
+        assert report.status != "fail", report
+    assert gp.torch.check(lambda x: torch.round(x, decimals=3), x).status == "pass"
+
+
+def test_a_straight_through_gradient_of_a_staircase_fails():
+    # The loss does not move at all at small steps, so a gradient of 1 (straight-through) is not its
+    # derivative: the flat values refute it to within an ulp of the loss over the step.
+    x = np.array([0.3127, -1.4731, 0.8069])
+    report = gp.check(lambda p: float(np.sum(np.round(p, 3))), lambda p: np.ones_like(p), x)
+    assert report.status == "fail" and report.tensors["params"].worst[0].numeric == 0.0

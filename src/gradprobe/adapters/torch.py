@@ -74,6 +74,14 @@ def _in_float64(value: Any) -> Any:
 
 
 
+def _to_numpy(gradient: torch.Tensor | None, like: torch.Tensor) -> np.ndarray:
+    """A gradient on the host; None (unused input) and autograd's ZeroTensor (`torch.sgn`'s
+    backward, say) are zeros."""
+    if gradient is None or gradient._is_zerotensor():
+        return np.zeros(tuple(like.shape), dtype=_NUMPY_DTYPES.get(like.dtype, np.float64))
+    return gradient.detach().cpu().numpy()
+
+
 def _float_outputs(output: Any) -> list[torch.Tensor]:
     """The floating-point tensors of an output (a tensor or nested tuple/list/dict of them)."""
     if isinstance(output, torch.Tensor):
@@ -209,10 +217,7 @@ class _Function:
             grads = torch.autograd.grad(total, [tensors[n] for n in names], allow_unused=True)
         else:
             grads = (None,) * len(names)
-        return {
-            name: (torch.zeros_like(tensors[name]) if g is None else g).detach().cpu().numpy()
-            for name, g in zip(names, grads)
-        }
+        return {name: _to_numpy(g, tensors[name]) for name, g in zip(names, grads)}
 
     def _vmapped(self, tensors: list[torch.Tensor]) -> torch.Tensor:
         names = list(self.like)

@@ -24,6 +24,13 @@ KINKED_FRACTION = 0.05
 PROBE_NOISE_MINIMUM = 8
 #: A probe that saw no change at all is retried with steps this much larger, at most this often.
 FLAT_GROWTH, FLAT_RETRIES = 64.0, 3
+#: Before an element fails, its loss is evaluated at these fractions of the step its estimate came
+#: from (never below `MIN_STEP_ULPS`): a loss bit-for-bit unchanged there on both sides is
+#: locally constant (a staircase: round, floor, a step function), whatever slope larger steps saw
+#: across its jumps.
+FLAT_CHECK = (2.0**-16, 2.0**-24)
+#: Elements per tensor checked that way first; the rest only if one of them was flat.
+FLAT_CHECK_SAMPLE = 16
 
 
 class CoordinateEstimator:
@@ -192,6 +199,71 @@ class CoordinateEstimator:
             return estimates
         self.noise.raise_to(max(measured, self.noise.sigma), "difference table")
         return fd.rescale_noise(estimates, measured)
+
+    def locally_constant(self, estimates: fd.Estimates, indices: np.ndarray, which: np.ndarray) -> fd.Estimates:
+        """`estimates` of the coordinates `indices`, with those at positions `which` (about to fail)
+        re-estimated where the loss does not change at all at much smaller steps.
+
+        An unchanged value at a step `h` on both sides bounds the slope by what the loss's
+        resolution there hides: one ulp of its value, or its noise (a loss that cancels to a few
+        ulps of a larger intermediate is flat between steps of that intermediate's ulp, which the
+        noise measures), over `h`. A first estimate that saw a slope there came from steps that
+        crossed jumps: the element's derivative is 0 within that bound instead, and is judged so
+        (an analytic value outside the bound still fails: the loss does not move at all where it
+        says it should).
+        """
+        if self.method == "complex" or not len(which):
+            return estimates
+        params = self.params
+        flat, reach = [], []
+        for leaf in params.leaves:
+            mine = which[(indices[which] >= leaf.offset) & (indices[which] < leaf.offset + leaf.size)]
+            first = self._flat_steps(estimates, indices, mine[:FLAT_CHECK_SAMPLE])
+            rest = self._flat_steps(estimates, indices, mine[FLAT_CHECK_SAMPLE:]) if np.any(first > 0) else np.zeros(0)
+            reach.append(np.concatenate([first, rest]))
+            flat.append(mine[: len(reach[-1])])
+        where, steps = np.concatenate(flat), np.concatenate(reach)
+        resolution = max(float(np.spacing(abs(self.f0))), self.noise.sigma)
+        with np.errstate(over="ignore", divide="ignore"):
+            error = fd.ERROR_BAR_FACTOR * (resolution / steps + self.spread[indices[where]])
+            # Only where the first estimate saw a slope that the unchanged values refute; a first
+            # estimate of exactly 0 came from the flat loss already (a wider flat range).
+            keep = (steps > 0) & (estimates.numeric[where] != 0)
+        where, steps, error = where[keep], steps[keep], error[keep]
+        if not len(where):
+            return estimates
+        chosen = estimates.take(where)
+        zero = np.zeros(len(where))
+        with np.errstate(over="ignore"):  # a subnormal step: an infinite bar, not an overflow
+            roundoff = resolution / steps
+        constant = replace(
+            chosen, numeric=zero, truncation=zero, roundoff=roundoff, right=zero, left=zero, error=error,
+            **{name: np.zeros(len(where), bool) for name in ("rough", "at_point", "kink", "kinked") if getattr(chosen, name) is not None},
+            **({"jump": zero} if chosen.jump is not None else {}),
+            **({"settled": np.ones(len(where), bool)} if chosen.settled is not None else {}),
+            **({"step": steps} if chosen.step is not None else {}),
+        )  # fmt: skip
+        return fd.merge(estimates, constant, where)
+
+    def _flat_steps(self, estimates: fd.Estimates, indices: np.ndarray, which: np.ndarray) -> np.ndarray:
+        """Per position in `which`, the largest step at which the loss was unchanged on both sides
+        at every `FLAT_CHECK` step (0 where it changed)."""
+        if not len(which):
+            return np.zeros(0)
+        chosen = indices[which]
+        base = estimates.step[which] if estimates.step is not None else self.steps()[chosen]
+        floor = min_steps(self.params)[chosen]
+        unchanged = np.ones(len(which), bool)
+        reach = np.zeros(len(which))
+        for fraction in FLAT_CHECK:
+            current = np.zeros(self.params.size)
+            current[chosen] = np.maximum(np.abs(base) * fraction, floor)
+            points, displacement = coordinate_points(self.params, chosen, current, fd.level_offsets(0))
+            values = self.objective.evaluate(points).reshape(len(chosen), 2)
+            moved = np.all(displacement != 0, axis=1)
+            unchanged &= moved & np.all(values == self.f0, axis=1)
+            reach = np.maximum(reach, np.min(np.abs(displacement), axis=1))
+        return np.where(unchanged, reach, 0.0)
 
     # -- complex step -----------------------------------------------------------------------------------
 

@@ -111,8 +111,10 @@ def undetectable(estimates: Estimates, codes: np.ndarray, floor: np.ndarray) -> 
         if estimates.jump is not None:
             jump = np.abs(estimates.jump)
             gap = np.abs(estimates.analytic - estimates.numeric)
-            # At a kink the true value is unknown: the jump's half, or the whole disagreement.
-            bound = np.where(codes == KINK, bound + np.maximum(jump / 2, gap), bound)
+            # At a kink the true value is unknown: anything between the one-sided derivatives, and
+            # for a value outside them its whole disagreement.
+            between = gap <= (0.5 + SAME_JUMP) * jump + estimates.error + floor
+            bound = np.where(codes == KINK, bound + np.where(between, jump / 2, np.maximum(jump / 2, gap)), bound)
             unjudged = (codes == NOISE) & estimates.is_rough
             bound = np.where(unjudged, bound + (0.5 + SAME_JUMP) * jump + gap, bound)
     return np.where(codes == NONFINITE, np.inf, bound)

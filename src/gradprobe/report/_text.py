@@ -32,9 +32,25 @@ def headline(report: Report) -> tuple[str, str]:
     elif report.status == "inconclusive":
         unsure = [t.name for t in report.tensors.values() if t.status == "inconclusive"]
         detail = f"could not decide {', '.join(unsure)}"
+    elif report.resolution == float("inf") and (bound := _zero_bound(report)) is not None:
+        # A gradient that is zero on both sides has no size to be relative to: say how close to zero.
+        detail = f"the gradient is zero, and so is the numerical one to within {bound:.1e} (absolute)"
     else:
         detail = f"gradient correct to within {report.resolution:.1e} (relative)"
     return report.status.upper(), detail
+
+
+def _zero_bound(report: Report) -> float | None:
+    """For a gradient that is zero on both sides, the largest element's error bar (None when the
+    bars are not known, or the gradient is not zero)."""
+    bars = []
+    for tensor in report.tensors.values():
+        if tensor.analytic is None or tensor.numeric is None or tensor.error_bar is None:
+            return None
+        if tensor.analytic.any() or tensor.numeric.any():
+            return None
+        bars.append(float(tensor.error_bar.max(initial=0.0)))
+    return max(bars, default=None)
 
 
 def facts(report: Report) -> str:

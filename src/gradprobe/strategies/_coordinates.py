@@ -14,6 +14,7 @@ from ..estimate import _differences as fd
 from ..estimate._oracle import exact_estimates
 from ..judge._elements import ElementResults, analytic_stand_in
 from ..judge._guarantee import sample_resolution
+from ..judge._verdict import FAIL, KINK, NOISE
 from ..report._types import Guarantee, Report
 from ._context import CheckContext
 from ._cost import per_element_cost
@@ -72,6 +73,10 @@ class CoordinateProber:
         if len(fresh):
             estimates = self.context.estimator.estimate(fresh, self.steps)
             codes, floor = self.context.judge.codes(estimates, indices=fresh, scale_from=self._scale_from)
+            failing = np.flatnonzero((codes == FAIL) | (codes == NOISE) | (codes == KINK))
+            if len(failing):  # a staircase's jumps are not a slope: look closer before failing or giving up
+                estimates = self.context.estimator.locally_constant(estimates, fresh, failing)
+                codes, floor = self.context.judge.codes(estimates, indices=fresh, scale_from=self._scale_from)
             offset = len(self._where)
             self._chunks.append(ElementResults(fresh, estimates, np.asarray(codes), np.asarray(floor)))
             self._where.update((int(i), offset + k) for k, i in enumerate(fresh))
@@ -97,6 +102,10 @@ def run_full(context: CheckContext, ignored: tuple[str, ...]) -> Report:
         if context.options.method == "complex":
             context.estimator.require_complex_support(context.rng)
         estimates = context.estimator.estimate(everything, context.estimator.steps())
+        codes = context.judge.codes(estimates)[0]
+        failing = np.flatnonzero((codes == FAIL) | (codes == NOISE) | (codes == KINK))
+        if len(failing):  # a staircase's jumps are not a slope: look closer before failing or giving up
+            estimates = context.estimator.locally_constant(estimates, everything, failing)
     return _coordinate_report(context, ledger, _judged_together(context, estimates), "full", ignored)
 
 
