@@ -207,10 +207,10 @@ class CoordinateEstimator:
         An unchanged value at a step `h` on both sides bounds the slope by what the loss's
         resolution there hides: one ulp of its value, or its noise (a loss that cancels to a few
         ulps of a larger intermediate is flat between steps of that intermediate's ulp, which the
-        noise measures), over `h`. A first estimate that saw a slope there came from steps that
-        crossed jumps: the element's derivative is 0 within that bound instead, and is judged so
-        (an analytic value outside the bound still fails: the loss does not move at all where it
-        says it should).
+        noise measures), over `h`. A first estimate whose slope lies outside that bound came from
+        steps that crossed jumps: the element's derivative is 0 within the bound instead, and is
+        judged so (an analytic value outside the bound still fails: the loss does not move at all
+        where it says it should).
         """
         if self.method == "complex" or not len(which):
             return estimates
@@ -226,9 +226,10 @@ class CoordinateEstimator:
         resolution = max(float(np.spacing(abs(self.f0))), self.noise.sigma)
         with np.errstate(over="ignore", divide="ignore"):
             error = fd.ERROR_BAR_FACTOR * (resolution / steps + self.spread[indices[where]])
-            # Only where the first estimate saw a slope that the unchanged values refute; a first
-            # estimate of exactly 0 came from the flat loss already (a wider flat range).
-            keep = (steps > 0) & (estimates.numeric[where] != 0)
+            # Only where the unchanged values refute the first estimate: its slope would have moved
+            # the loss by more than that bound at the flat step (a genuinely small slope leaves a
+            # loss unchanged at tiny steps too, and its first estimate is the better one).
+            keep = (steps > 0) & (np.abs(estimates.numeric[where]) > error)
         where, steps, error = where[keep], steps[keep], error[keep]
         if not len(where):
             return estimates
