@@ -181,3 +181,4 @@ def test_a_straight_through_gradient_of_a_staircase_fails():
     x = np.array([0.3127, -1.4731, 0.8069])
     report = gp.check(lambda p: float(np.sum(np.round(p, 3))), lambda p: np.ones_like(p), x)
     assert report.status == "fail" and report.tensors["params"].worst[0].numeric == 0.0
+

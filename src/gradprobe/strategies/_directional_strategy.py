@@ -15,7 +15,7 @@ from ..estimate import _differences as fd
 from ..judge._diagnosis import diagnose
 from ..judge._elements import ElementResults
 from ..judge._guarantee import resolution_at
-from ..judge._verdict import FAIL, PASS, UNRESOLVED, relative_difference, tensor_status
+from ..judge._verdict import FAIL, PASS, UNRESOLVED, relative_difference
 from ..params._params import Leaf
 from ..report._types import Guarantee, Report, TensorReport
 from ._context import CheckContext
@@ -38,6 +38,7 @@ from ._report_builder import (
     WORST_KEPT,
     Ledger,
     assemble_report,
+    leaf_report,
     element_counts,
     kink_indices,
     worst_elements,
@@ -288,13 +289,14 @@ def _localized(run: _Run, prober: DirectionalProber, leaf: Leaf, report: TensorR
     if found.pending:
         return replace(report, diagnosis="wrong; not localized within the budget", **common)
     if len(probed) == stop - start:
-        # Bisection probed every element on its own, which is the exact per-element check: it decides.
-        status, reason = tensor_status(probed.codes)
+        # Bisection probed every element on its own, which is the exact per-element check: it decides,
+        # as "full" would, resolution included (elements too noisy to judge leave it inconclusive).
+        decided = leaf_report(run.context, leaf, probed, run.not_covered)
         run.context.notes.append(
-            f"{leaf.name}: a random direction disagreed, but every element, probed on its own, agrees; "
-            "the per-element verdict stands."
+            f"{leaf.name}: a random direction disagreed, and every element was then probed on its own: the "
+            f"per-element verdict ({decided.status}) stands."
         )
-        return replace(report, status=status, reason=reason, diagnosis=None, hint=None, **common)
+        return replace(decided, probes=report.probes)
     # Nothing to name: was the failing direction a false alarm? Two fresh directions decide.
     if run.affords(2 * per_probe):
         again = [probe for round_ in (0, 1) for probe in prober.probe([(start, stop)], CONFIRM, round_)]

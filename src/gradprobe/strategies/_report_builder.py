@@ -121,6 +121,14 @@ def element_tensor_reports(
     }
 
 
+def leaf_report(context: CheckContext, leaf: Leaf, results: ElementResults, not_covered: list[str]) -> TensorReport:
+    """One tensor's report from every one of its elements, probed on its own (a localization that
+    reached them all): judged as `element_tensor_reports` judges a tensor, resolution included."""
+    e = results.estimates
+    typical = fd.rms(e.numeric) if np.all(np.isfinite(e.numeric)) else fd.rms(context.analytic[results.indices])
+    return _tensor_report(context, leaf, results, leaf.size, typical, False, not_covered, False)
+
+
 def _tensor_report(
     context: CheckContext, leaf: Leaf, mine: ElementResults, planned: int, typical: float, flat: bool,
     not_covered: list[str], sampled: bool,
