@@ -182,3 +182,18 @@ def test_a_straight_through_gradient_of_a_staircase_fails():
     report = gp.check(lambda p: float(np.sum(np.round(p, 3))), lambda p: np.ones_like(p), x)
     assert report.status == "fail" and report.tensors["params"].worst[0].numeric == 0.0
 
+
+
+def test_a_function_closing_over_float32_tensors_still_gets_the_float64_reference():
+    # The most common way to write a loss: a batch and a loss module captured by a lambda. They
+    # cannot be converted from outside; every operation's tensors are taken to float64 instead.
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(5, 2)
+    criterion = torch.nn.CrossEntropyLoss(weight=torch.tensor([1.0, 2.0]))
+    x, labels = torch.randn(8, 5, requires_grad=True), torch.tensor([0, 1] * 4)
+    before = {name: p.detach().clone() for name, p in layer.named_parameters()}
+    report = gp.torch.check(lambda x: criterion(layer(x), labels), x)
+    assert report.status == "pass" and report.reference == "float64", report
+    assert all(torch.equal(p, before[name]) and p.dtype == torch.float32 and p.grad is None for name, p in layer.named_parameters())
+    staircase = gp.torch.check(lambda W: torch.tanh(torch.round(W * 16) / 16 @ x.detach().T).sum(), torch.randn(4, 5, requires_grad=True))
+    assert staircase.status == "pass" and staircase.reference == "float64"  # once a false FAIL ("should be zero")

@@ -20,6 +20,7 @@ otherwise they run one at a time.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import warnings
 from collections.abc import Callable, Iterator
@@ -28,6 +29,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+from torch.overrides import TorchFunctionMode
 
 from .._errors import InvalidArgument, InvalidValue, UserFunctionError
 from ..estimate._calling import call_user as _user_call
@@ -55,6 +57,25 @@ def _dtype_for(values: np.ndarray, like: torch.Tensor) -> torch.dtype:
 def _widened(tensors: dict[str, torch.Tensor], like: dict[str, torch.Tensor]) -> bool:
     """Whether this evaluation is the float64 reference of lower-precision tensors."""
     return any(t.dtype == torch.float64 and like[name].dtype != torch.float64 for name, t in tensors.items())
+
+
+class _InFloat64(TorchFunctionMode):
+    """Every floating-point tensor an operation receives, as float64 (a differentiable cast): the
+    float64 reference of a function that closes over lower-precision tensors, which cannot be
+    converted from outside. The user's tensors are read, never written."""
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        return func(*_upcast(args), **_upcast(kwargs or {}))
+
+
+def _upcast(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.to(torch.float64) if value.is_floating_point() and value.dtype != torch.float64 else value
+    if isinstance(value, dict):
+        return {key: _upcast(v) for key, v in value.items()}
+    if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):
+        return type(value)(_upcast(v) for v in value)
+    return value
 
 
 def _in_float64(value: Any) -> Any:
@@ -127,6 +148,8 @@ class _Function:
         self.seed = seed
         self.cuda = sorted({t.device.index or 0 for t in like.values() if t.device.type == "cuda"})
         self.batched_jvp: bool | None = None  # does torch.func.vmap work on its JVP? (oracle="forward")
+        # Under the float64 reference: does the function need `_InFloat64` (None: not known yet)?
+        self.everything_in_float64: bool | None = None
         for name, t in like.items():
             if t.numel() == 0:
                 raise InvalidValue(
@@ -185,7 +208,21 @@ class _Function:
         }
 
     def _outputs(self, tensors: dict[str, torch.Tensor]) -> list[torch.Tensor]:
-        outputs = _float_outputs(_user_call(self.call, self.argument, tensors))
+        if not _widened(tensors, self.like):
+            outputs = _float_outputs(_user_call(self.call, self.argument, tensors))
+        elif self.everything_in_float64 is None:
+            # The first float64 call: as it is, else with every operation's tensors in float64 (the
+            # function closes over float32 tensors: a batch, a module, a loss's weights).
+            try:
+                outputs = _float_outputs(_user_call(self.call, self.argument, tensors))
+                self.everything_in_float64 = False
+            except UserFunctionError:
+                with _InFloat64():
+                    outputs = _float_outputs(_user_call(self.call, self.argument, tensors))
+                self.everything_in_float64 = True
+        else:
+            with _InFloat64() if self.everything_in_float64 else contextlib.nullcontext():
+                outputs = _float_outputs(_user_call(self.call, self.argument, tensors))
         if hasattr(self, "shapes") and [tuple(t.shape) for t in outputs] != self.shapes:
             raise InvalidArgument(
                 f"`{self.argument}` returned outputs of shapes {[tuple(t.shape) for t in outputs]} here but "
@@ -253,6 +290,10 @@ class _Function:
 
     def batched_loss(self, values: dict[str, np.ndarray]) -> np.ndarray:
         """The loss at a batch of parameter sets (a leading axis on every value), through vmap."""
+        if self.everything_in_float64:
+            # `_InFloat64` is not tried under vmap: one point at a time.
+            count = len(next(iter(values.values())))
+            return np.array([self.loss({name: np.asarray(v)[k] for name, v in values.items()}) for k in range(count)])
         tensors = [
             torch.tensor(np.asarray(values[name]), dtype=_dtype_for(values[name], t), device=t.device)
             for name, t in self.like.items()

@@ -212,9 +212,11 @@ class CoordinateEstimator:
         judged so (an analytic value outside the bound still fails: the loss does not move at all
         where it says it should).
         """
-        if self.method == "complex" or not len(which):
-            return estimates
         params = self.params
+        if self.method == "complex" or not len(which) or any(leaf.dtype != np.float64 for leaf in params.leaves):
+            # Below float64 a smooth loss is flat at such steps too (its values are coarser than
+            # its change there): unchanged values refute nothing.
+            return estimates
         flat, reach = [], []
         for leaf in params.leaves:
             mine = which[(indices[which] >= leaf.offset) & (indices[which] < leaf.offset + leaf.size)]

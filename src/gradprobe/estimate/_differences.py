@@ -338,7 +338,7 @@ def rescale_noise(estimates: Estimates, sigma: float) -> Estimates:
     """The same estimates for a loss whose noise is at least `sigma` (more than first assumed)."""
     if estimates.significance is None or estimates.noise is None:
         return estimates
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # a subnormal noise: an infinite factor
         factor = np.where(estimates.noise > 0, np.maximum(estimates.noise, sigma) / estimates.noise, 1.0)
     with np.errstate(over="ignore", invalid="ignore"):
         roundoff = estimates.roundoff * factor

@@ -98,7 +98,7 @@ def diagnose(
             f"{name}'s gradient is all zeros: is it detached, never accumulated, or overwritten by a fresh buffer?",
             0.0,
         )
-    if np.any(usable) and not np.any(np.abs(numeric[usable]) > tolerance[usable]):
+    if np.any(analytic) and np.any(usable) and not np.any(np.abs(numeric[usable]) > tolerance[usable]):
         return Diagnosis(
             "should be zero",
             f"the loss does not change with {name} (its numerical gradient is zero within the error bars), but "
