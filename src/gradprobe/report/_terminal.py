@@ -2,7 +2,7 @@
 the worst elements and a hint under each tensor that did not pass, and the reproduce line.
 
 Colour and tables go only to a terminal; anything else (a pipe, a file, a CI log) gets the plain
-text of `_render`, which is also what prints when rich is not installed.
+text of `_text`, which is also what prints when rich is not installed.
 """
 
 from __future__ import annotations

@@ -132,7 +132,7 @@ def check(
     )  # fmt: skip
     require_callable(loss, "loss")
     require_callable(grad, "grad")
-    with without_huge_pages():  # see `_pages`: a large model's check makes and drops many arrays
+    with without_huge_pages():  # see `estimate._pages`: a large model's check makes and drops many arrays
         user_params = Params(params)
         require_affordable(options, user_params)
         exact = as_oracle(oracle, user_params, method)
