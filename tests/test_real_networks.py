@@ -197,3 +197,10 @@ def test_a_function_closing_over_float32_tensors_still_gets_the_float64_referenc
     assert all(torch.equal(p, before[name]) and p.dtype == torch.float32 and p.grad is None for name, p in layer.named_parameters())
     staircase = gp.torch.check(lambda W: torch.tanh(torch.round(W * 16) / 16 @ x.detach().T).sum(), torch.randn(4, 5, requires_grad=True))
     assert staircase.status == "pass" and staircase.reference == "float64"  # once a false FAIL ("should be zero")
+
+
+def test_a_vmappable_function_closing_over_float32_tensors_gets_the_float64_reference():
+    torch.manual_seed(0)
+    x = torch.randn(5, 3)  # float32, captured
+    report = gp.torch.check(lambda W: torch.sin(W @ x), torch.randn(4, 5, requires_grad=True))
+    assert report.status == "pass" and report.reference == "float64", report

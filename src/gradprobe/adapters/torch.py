@@ -290,8 +290,10 @@ class _Function:
 
     def batched_loss(self, values: dict[str, np.ndarray]) -> np.ndarray:
         """The loss at a batch of parameter sets (a leading axis on every value), through vmap."""
-        if self.everything_in_float64:
-            # `_InFloat64` is not tried under vmap: one point at a time.
+        widened = any(np.asarray(values[name]).dtype == np.float64 and t.dtype != torch.float64 for name, t in self.like.items())
+        if widened and self.everything_in_float64 is not False:
+            # Whether the float64 reference needs `_InFloat64` is found one call at a time, and
+            # `_InFloat64` is not tried under vmap: one point at a time until then, or for good.
             count = len(next(iter(values.values())))
             return np.array([self.loss({name: np.asarray(v)[k] for name, v in values.items()}) for k in range(count)])
         tensors = [
