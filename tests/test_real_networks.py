@@ -204,3 +204,16 @@ def test_a_vmappable_function_closing_over_float32_tensors_gets_the_float64_refe
     x = torch.randn(5, 3)  # float32, captured
     report = gp.torch.check(lambda W: torch.sin(W @ x), torch.randn(4, 5, requires_grad=True))
     assert report.status == "pass" and report.reference == "float64", report
+
+
+def test_one_input_sitting_on_a_jump_leaves_the_others_their_verdict():
+    # hinge_embedding_loss with its target exactly at 1: any move of the target switches branch, so
+    # the loss has no derivative along it; before, that made `input` undecided too.
+    torch.manual_seed(0)
+    x = torch.randn(6, requires_grad=True)
+    target = torch.tensor([1.0, -1.0, 1.0, 1.0, -1.0, 1.0], requires_grad=True)
+    report = gp.torch.check(torch.nn.functional.hinge_embedding_loss, x, target)
+    assert report.tensors["input"].status == "pass"
+    assert report.tensors["target"].status == "inconclusive"
+    assert report.tensors["target"].diagnosis == "no derivative at this precision"
+    assert any("along target" in note for note in report.notes)

@@ -8,7 +8,7 @@ level every later error bar uses (`sigma`), with the notes that explain it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -50,18 +50,25 @@ FULL_NOISE, DIRECTIONAL_NOISE = NoisePlan(), NoisePlan(tables=1, points=7, repea
 
 
 class NoiseModel:
-    """The noise level of the loss in one check (`sigma`), and whether it has a derivative at all
-    at this precision (`ragged`: it jumps about like noise at every spacing tried)."""
+    """The noise level of the loss in one check (`sigma`), and the tensors along which it has no
+    derivative at this precision (`ragged_tensors`: it jumps about like noise at every spacing
+    tried, such as a loss with a jump in one input sitting right at it)."""
 
     def __init__(self, notes: list[str]) -> None:
         self.notes = notes
         self.sigma = 0.0
-        self.ragged = False
+        self.ragged_tensors: tuple[str, ...] = ()
 
     def measure(
-        self, objective: Objective, analytic: np.ndarray, f0: float, rng: np.random.Generator, plan: NoisePlan
+        self, objective: Objective, analytic: np.ndarray, f0: float, rng: np.random.Generator, plan: NoisePlan,
+        *, per_tensor: bool = True,
     ) -> float:
-        """ECnoise along random directions, or the spread of repeated calls if that is larger."""
+        """ECnoise along random directions, or the spread of repeated calls if that is larger.
+
+        When the loss looks ragged along directions through every tensor, and `per_tensor` allows the
+        extra tables (no budget to keep), each tensor gets tables of its own: one input sitting on a
+        jump leaves the others their derivative.
+        """
         params = objective.params
         repeated = objective.evaluate([(np.array([], dtype=int), np.array([]))] * plan.repeats)
         repeat_spread = float(np.max(np.abs(repeated - f0)))
@@ -75,7 +82,27 @@ class NoiseModel:
         floor = max(0.5 * eps * abs(f0), float(np.spacing(abs(f0))))
         estimate = estimate_noise(lines, f0, spacing, floor=floor, points=plan.points)
         self.sigma = max(estimate.sigma, repeat_spread)
-        self.ragged = estimate.ragged
+        self.ragged_tensors = tuple(leaf.name for leaf in params.leaves) if estimate.ragged else ()
+        if estimate.ragged and per_tensor and len(params.leaves) > 1:
+            ragged, sigmas, reliable = [], [], []
+            for leaf in params.leaves:
+                own = [_line(objective, analytic, rng, k, all_double, leaf.slice) for k in range(plan.table_count(leaf.size))]
+                found = estimate_noise(own, f0, spacing, floor=floor, points=plan.points)
+                if found.ragged:
+                    ragged.append(leaf.name)
+                else:
+                    sigmas.append(found.sigma)
+                    reliable.append(found.reliable)
+            if sigmas:
+                self.sigma = max(*sigmas, repeat_spread)
+                self.ragged_tensors = tuple(ragged)
+                estimate = replace(estimate, ragged=False, reliable=all(reliable))
+                if ragged:
+                    self.notes.append(
+                        f"the loss jumps about like noise at every spacing tried along {', '.join(ragged)}, down to a "
+                        "few ulps of the parameters: no derivative to compare there at this precision; the other "
+                        "tensors are judged on the noise along their own directions."
+                    )
         if repeat_spread > 0:
             self.notes.append(
                 f"`loss` is non-deterministic: identical calls differ by up to {repeat_spread:.2e} "
@@ -89,6 +116,11 @@ class NoiseModel:
         elif not estimate.reliable:
             self.notes.append("the loss's noise level could not be measured reliably; assumed rounding only.")
         return self.sigma
+
+    @property
+    def ragged(self) -> bool:
+        """Whether some tensor has no derivative at this precision."""
+        return bool(self.ragged_tensors)
 
     def raise_to(self, measured: float, where: str) -> bool:
         """Take the larger noise the probes measured `where` ("difference table(s)" it beats); True
@@ -104,9 +136,11 @@ class NoiseModel:
 
 
 def _line(
-    objective: Objective, analytic: np.ndarray, rng: np.random.Generator, k: int, all_double: bool
+    objective: Objective, analytic: np.ndarray, rng: np.random.Generator, k: int, all_double: bool,
+    within: slice | None = None,
 ) -> Callable[[np.ndarray], np.ndarray]:
-    """The loss along the `k`-th random line through the point, as a function of the offsets."""
+    """The loss along the `k`-th random line through the point (moving only the flat positions
+    `within`, when given), as a function of the offsets."""
     params: Params = objective.params
     # Random signs and lengths: points on a regular grid can round in a regular pattern, which
     # hides the noise from a difference table. Lengths uniform on [0.5, 1.5), signs at random,
@@ -119,6 +153,9 @@ def _line(
     direction -= 1.0
     direction += np.copysign(0.5, direction, out=push)
     direction *= fd.element_scales(params)
+    if within is not None:
+        direction[: within.start] = 0.0
+        direction[within.stop :] = 0.0
     everything = slice(0, params.size)
     indices = np.arange(params.size)
 

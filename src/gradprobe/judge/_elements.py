@@ -88,11 +88,19 @@ class ElementJudge:
     user_params : the parameters as the user gave them: their dtypes set the analytic side's rounding.
     analytic : the flat gradient under test.
     rtol : the user's extra tolerance.
-    ragged : the loss has no derivative at this precision: nothing the differences say is trusted.
+    ragged : the tensors along which the loss has no derivative at this precision: nothing the
+        differences say about their elements is trusted.
     """
 
-    def __init__(self, params: Params, user_params: Params, analytic: np.ndarray, rtol: float, ragged: bool) -> None:
-        self.params, self.user_params, self.analytic, self.rtol, self.ragged = params, user_params, analytic, rtol, ragged
+    def __init__(
+        self, params: Params, user_params: Params, analytic: np.ndarray, rtol: float, ragged: tuple[str, ...] = ()
+    ) -> None:
+        self.params, self.user_params, self.analytic, self.rtol = params, user_params, analytic, rtol
+        self.ragged_tensors = ragged
+        self.ragged = np.zeros(params.size, bool)
+        for leaf in params.leaves:
+            if leaf.name in ragged:
+                self.ragged[leaf.slice] = True
 
     @cached_property
     def eps(self) -> np.ndarray:
@@ -169,13 +177,13 @@ class ElementJudge:
                 typical[leaf.slice] = max(typical[leaf.offset], overall)
         floor = analytic_floor(self.analytic[indices], typical[indices], self.eps[indices], self.rtol)
         judgement = judge(estimates, scale[indices], floor)
-        if self.ragged:
-            # Nothing the finite differences say can be trusted: every element is unresolved.
-            return np.where(judgement.codes == NONFINITE, NONFINITE, NOISE).astype(np.int8), floor
-        return judgement.codes, floor
+        # Where the loss has no derivative, nothing the finite differences say can be trusted.
+        unresolved = self.ragged[indices] & (judgement.codes != NONFINITE)
+        return np.where(unresolved, NOISE, judgement.codes).astype(np.int8), floor
 
-    def undetectable(self, estimates: fd.Estimates, codes: np.ndarray, floor: np.ndarray) -> np.ndarray:
-        """`undetectable`, except that on a ragged loss (no derivative at this precision) anything can hide."""
-        if self.ragged:
-            return np.full(len(codes), np.inf)
-        return undetectable(estimates, codes, floor)
+    def undetectable(
+        self, estimates: fd.Estimates, codes: np.ndarray, floor: np.ndarray, indices: np.ndarray
+    ) -> np.ndarray:
+        """`undetectable` for the coordinates `indices`, except that where the loss is ragged (no
+        derivative at this precision) anything can hide."""
+        return np.where(self.ragged[indices], np.inf, undetectable(estimates, codes, floor))

@@ -190,7 +190,7 @@ def _set_up(
         spread = spread + low_precision.allowance
     rng = np.random.default_rng(options.seed)
     noise = NoiseModel(notes)
-    noise.measure(objective, analytic, f0, rng, noise_plan(strategy))
+    noise.measure(objective, analytic, f0, rng, noise_plan(strategy), per_tensor=not options.budget.bounded)
     return CheckContext(
         objective=objective,
         user_params=user_params,
@@ -199,7 +199,7 @@ def _set_up(
         options=options,
         noise=noise,
         estimator=CoordinateEstimator(objective, analytic, options.method, f0, noise, spread),  # type: ignore[arg-type]
-        judge=ElementJudge(objective.params, user_params, analytic, options.rtol, noise.ragged),
+        judge=ElementJudge(objective.params, user_params, analytic, options.rtol, noise.ragged_tensors),
         rng=rng,
         notes=notes,
         progress=progress,
@@ -218,4 +218,4 @@ def _run(context: CheckContext, strategy: str, ignored: tuple[str, ...]) -> Repo
         report = run_directional(context, ignored)
     else:
         report = run_coordinates(context, ignored, strategy)
-    return undecidable(report) if context.noise.ragged else report
+    return undecidable(report, context.noise.ragged_tensors) if context.noise.ragged else report

@@ -144,13 +144,13 @@ def _tensor_report(
     e, codes, floor = mine.estimates, mine.codes, mine.floor
     a, n, err = context.analytic[mine.indices], e.numeric, e.error
     judge = context.judge
-    bound = judge.undetectable(e, codes, floor)
+    bound = judge.undetectable(e, codes, floor, mine.indices)
     tensor_resolution = resolution(bound, n, safe_norm(a))
     judged = tensor_resolution if typical == 0 else min(tensor_resolution, resolution(bound, np.full(probed, typical), 0.0))
     if flat:
         # Zero within its error bars: its resolution means something only on the whole gradient's scale.
         tensor_resolution = judged
-    kink_free = judge.undetectable(replace(e, jump=None), codes, floor)
+    kink_free = judge.undetectable(replace(e, jump=None), codes, floor, mine.indices)
     kink_free_judged = min(resolution(kink_free, n, safe_norm(a)), resolution(kink_free, np.full(probed, typical or 1.0), 0.0))
     status, reason = tensor_status(codes, judged, zero=not (np.any(a) or np.any(n) or typical), kink_free=kink_free_judged)
     if probed < planned and status == "pass":
@@ -160,7 +160,7 @@ def _tensor_report(
     if status != "pass" and reason != "budget":
         diagnosis = diagnose(
             leaf.name, leaf.shape if whole else (probed,), a, n, err, floor, codes, context.options.batch_size,
-            reason=reason, tensor_resolution=tensor_resolution, ragged=judge.ragged,
+            reason=reason, tensor_resolution=tensor_resolution, ragged=leaf.name in judge.ragged_tensors,
         )  # fmt: skip
     if status == "fail":
         slope = context.taylor_slope(a - n, mine.indices)
@@ -198,7 +198,7 @@ def elements_summary(context: CheckContext, results: ElementResults) -> tuple[fl
         return 0.0, math.inf
     e = results.estimates
     analytic = context.analytic[results.indices]
-    bound = context.judge.undetectable(e, results.codes, results.floor)
+    bound = context.judge.undetectable(e, results.codes, results.floor, results.indices)
     return relative_difference(analytic, e.numeric), resolution(bound, e.numeric, safe_norm(analytic))
 
 
@@ -240,14 +240,15 @@ def assemble_report(
     )
 
 
-def undecidable(report: Report) -> Report:
-    """A loss with no derivative at this precision (`NoiseModel.ragged`) decides nothing, whatever
-    a randomized strategy's probes happened to say."""
+def undecidable(report: Report, ragged: tuple[str, ...]) -> Report:
+    """Tensors along which the loss has no derivative at this precision (`NoiseModel.ragged_tensors`)
+    decide nothing, whatever a randomized strategy's probes happened to say."""
     tensors = {
-        name: replace(
+        name: tensor if name not in ragged else replace(
             tensor, status="inconclusive", reason="noise", resolution=float("inf"),
             diagnosis="no derivative at this precision", hint=None,
         )  # fmt: skip
         for name, tensor in report.tensors.items()
     }
-    return replace(report, status="inconclusive", resolution=float("inf"), tensors=tensors)
+    status = overall_status([t.status for t in tensors.values()])
+    return replace(report, status=status, resolution=float("inf"), tensors=tensors)
