@@ -492,8 +492,12 @@ def check(fn: Callable[..., Any], *inputs: Any, oracle: OracleName = "difference
 
 def _random_layers(module: torch.nn.Module) -> list[str]:
     """Submodules whose training mode makes the loss random or batch-dependent."""
-    kinds = (torch.nn.modules.dropout._DropoutNd, torch.nn.modules.batchnorm._BatchNorm)
-    return [name or type(m).__name__ for name, m in module.named_modules() if m.training and isinstance(m, kinds)]
+    def random(m: torch.nn.Module) -> bool:
+        if isinstance(m, torch.nn.modules.dropout._DropoutNd):
+            return m.p > 0  # dropout with p = 0 changes nothing
+        return isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+
+    return [name or type(m).__name__ for name, m in module.named_modules() if m.training and random(m)]
 
 
 @contextmanager
