@@ -6,7 +6,8 @@ Two profiles:
   (tests/test_properties.py) with ``FULL_EXAMPLES`` hypothesis examples.
 * ``dev`` (``python -m pytest --fast``): ``DEV_EXAMPLES`` examples per property test, and the
   tests marked ``slow`` (they start other processes: the command line, a process pool, a pytest
-  run, a browser, a dask cluster) deselected, for a run under 40 s on a 2-core machine.
+  run, a browser, a dask cluster; or compile a JAX program, or run a grid of checks) deselected,
+  for a run under 40 s on a 2-core machine.
 
 A property test takes its example count from the profile, so it sets no ``max_examples`` itself.
 ``--hypothesis-profile=dev`` (hypothesis's own option) gives the small counts and keeps the slow

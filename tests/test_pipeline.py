@@ -30,6 +30,7 @@ def _minimum(strategy, size):
     return min(setup_cost(_options(strategy=strategy), s, params, worst=True) for s in candidates)
 
 
+@pytest.mark.slow  # 160 checks of checks: the full profile (CI) runs them, --fast leaves them out
 @pytest.mark.parametrize("strategy", STRATEGIES)
 @pytest.mark.parametrize("size", range(1, 41))
 def test_the_budget_is_never_overrun_and_a_smaller_one_is_refused_naming_the_minimum(size, strategy):

@@ -144,6 +144,7 @@ def test_no_nearby_check_without_kinks_or_under_a_budget():
     assert gp.check(loss, routing, params, budget=10**6).nearby is None
 
 
+@pytest.mark.slow  # compiles a JAX program (4 s)
 def test_a_float32_jax_mlp_passes_against_the_float64_reference():
     jax = pytest.importorskip("jax")
     jnp = jax.numpy
