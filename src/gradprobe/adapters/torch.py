@@ -69,6 +69,10 @@ class _InFloat64(TorchFunctionMode):
 
 
 def _upcast(value: Any) -> Any:
+    """A floating-point tensor (or a tuple/list/dict of them) cast to float64, a differentiable copy
+    that leaves the original as it is; anything else as is. The float64 reference evaluates the
+    user's whole computation in float64: the checked tensors, and the inputs, targets, buffers and
+    frozen parameters they meet."""
     if isinstance(value, torch.Tensor):
         return value.to(torch.float64) if value.is_floating_point() and value.dtype != torch.float64 else value
     if isinstance(value, dict):
@@ -76,23 +80,6 @@ def _upcast(value: Any) -> Any:
     if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):
         return type(value)(_upcast(v) for v in value)
     return value
-
-
-def _in_float64(value: Any) -> Any:
-    """A floating-point tensor (or a tuple/list/dict of them) as a float64 copy; anything else as is.
-
-    The float64 reference evaluates the user's whole computation in float64: the checked tensors,
-    and the inputs, targets, buffers and frozen parameters they meet.
-    """
-    if isinstance(value, torch.Tensor):
-        return value.detach().to(torch.float64) if value.is_floating_point() and value.dtype != torch.float64 else value
-    if isinstance(value, dict):
-        return {key: _in_float64(v) for key, v in value.items()}
-    if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):
-        return type(value)(_in_float64(v) for v in value)
-    return value
-
-
 
 
 def _to_numpy(gradient: torch.Tensor | None, like: torch.Tensor) -> np.ndarray:
@@ -476,7 +463,7 @@ def check(fn: Callable[..., Any], *inputs: Any, oracle: OracleName = "difference
     positions = {name: i for i, name in enumerate(names)}
 
     def call(tensors: dict[str, torch.Tensor]) -> Any:
-        args = [_in_float64(a) for a in inputs] if _widened(tensors, checked) else list(inputs)
+        args = [_upcast(a) for a in inputs] if _widened(tensors, checked) else list(inputs)
         for name, tensor in tensors.items():
             args[positions[name]] = tensor
         return fn(*args)
@@ -610,9 +597,9 @@ def check_module(
             output = torch.func.functional_call(module, {**buffers, **tensors}, tuple(inputs))
             return loss_fn(output, *targets)
         # The float64 reference: a float64 copy of everything the module and the loss meet.
-        state = {**_in_float64(buffers), **_in_float64(dict(module.named_parameters())), **tensors}
-        output = torch.func.functional_call(module, state, tuple(_in_float64(list(inputs))))
-        return loss_fn(output, *_in_float64(list(targets)))
+        state = {**_upcast(buffers), **_upcast(dict(module.named_parameters())), **tensors}
+        output = torch.func.functional_call(module, state, tuple(_upcast(list(inputs))))
+        return loss_fn(output, *_upcast(list(targets)))
 
     with _restored(module):
         function = _Function(call, {name: p.detach() for name, p in trainable.items()}, "loss_fn", cotangent_seed(options), "module")
