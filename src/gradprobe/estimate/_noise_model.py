@@ -157,7 +157,7 @@ def _line(
         direction[: within.start] = 0.0
         direction[within.stop :] = 0.0
     everything = slice(0, params.size)
-    indices = np.arange(params.size)
+    indices = None if all_double else np.arange(params.size)  # only to round low-precision points
 
     def evaluate(offsets: np.ndarray) -> np.ndarray:
         if all_double:

@@ -270,6 +270,8 @@ class Objective:
                 if checked[0] is not indices:  # a table moving every parameter reuses one array
                     checked = (indices, bool(np.array_equal(indices, np.arange(base.size))))
                 covers = checked[1]
+            if covers and len(self.params.leaves) > 1:
+                where = "at a point moving every parameter"  # a noise table, a direction through all tensors
             if covers:  # moves every parameter: no scratch, no fancy indexing
                 tree = self.params.build(np.asarray(values, dtype=results.dtype), dtype=dtype, share=direct)
             elif not isinstance(indices, slice) and not len(indices):  # moves nothing (a repeat call)

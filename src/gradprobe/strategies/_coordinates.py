@@ -73,9 +73,9 @@ class CoordinateProber:
         if len(fresh):
             estimates = self.context.estimator.estimate(fresh, self.steps)
             codes, floor = self.context.judge.codes(estimates, indices=fresh, scale_from=self._scale_from)
-            failing = np.flatnonzero((codes == FAIL) | (codes == NOISE) | (codes == KINK))
-            if len(failing):  # a staircase's jumps are not a slope: look closer before failing or giving up
-                estimates = self.context.estimator.locally_constant(estimates, fresh, failing)
+            closer = _closer_at_jumps(self.context, estimates, fresh, codes)
+            if closer is not estimates:
+                estimates = closer
                 codes, floor = self.context.judge.codes(estimates, indices=fresh, scale_from=self._scale_from)
             offset = len(self._where)
             self._chunks.append(ElementResults(fresh, estimates, np.asarray(codes), np.asarray(floor)))
@@ -102,11 +102,15 @@ def run_full(context: CheckContext, ignored: tuple[str, ...]) -> Report:
         if context.options.method == "complex":
             context.estimator.require_complex_support(context.rng)
         estimates = context.estimator.estimate(everything, context.estimator.steps())
-        codes = context.judge.codes(estimates)[0]
-        failing = np.flatnonzero((codes == FAIL) | (codes == NOISE) | (codes == KINK))
-        if len(failing):  # a staircase's jumps are not a slope: look closer before failing or giving up
-            estimates = context.estimator.locally_constant(estimates, everything, failing)
+        estimates = _closer_at_jumps(context, estimates, everything, context.judge.codes(estimates)[0])
     return _coordinate_report(context, ledger, _judged_together(context, estimates), "full", ignored)
+
+
+def _closer_at_jumps(context: CheckContext, estimates, indices: np.ndarray, codes: np.ndarray):
+    """A staircase's jumps are not a slope: the elements about to fail or stay undecided get a
+    closer look (`CoordinateEstimator.locally_constant`) before they are judged for good."""
+    unsettled = np.flatnonzero((codes == FAIL) | (codes == NOISE) | (codes == KINK))
+    return context.estimator.locally_constant(estimates, indices, unsettled)
 
 
 def _judged_together(context: CheckContext, estimates) -> ElementResults:

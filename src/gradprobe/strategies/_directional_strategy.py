@@ -71,15 +71,6 @@ class _Run:
     def describe(self, text: str) -> None:
         self.context.progress.describe(text)
 
-    def element_list(self, leaf: Leaf, results: ElementResults, keep: int) -> tuple:
-        return worst_elements(self.context, leaf, results, keep)
-
-    def counts(self, results: ElementResults) -> dict[str, int]:
-        return element_counts(results)
-
-    def kinks(self, leaf: Leaf, results: ElementResults) -> tuple[tuple[int, ...], ...]:
-        return kink_indices(leaf, results)
-
     def taylor_slope(self, results: ElementResults) -> float | None:
         """The Taylor-remainder slope along the error at the elements known to be wrong."""
         wrong = results.codes == FAIL
@@ -273,7 +264,7 @@ def _localized(run: _Run, prober: DirectionalProber, leaf: Leaf, report: TensorR
     probed = run.coordinates.results()
     inside = (probed.indices >= start) & (probed.indices < stop)
     probed = probed.take(np.flatnonzero(inside))
-    common = dict(counts=run.counts(probed), kinks=run.kinks(leaf, probed))
+    common = dict(counts=element_counts(probed), kinks=kink_indices(leaf, probed))
 
     if found.widespread:
         sampled = run.coordinates.probe(np.array(found.sampled, dtype=np.int64))
@@ -319,7 +310,7 @@ def _localized(run: _Run, prober: DirectionalProber, leaf: Leaf, report: TensorR
 
 
 def _located(run: _Run, leaf: Leaf, report: TensorReport, located: ElementResults, common: dict) -> TensorReport:
-    elements = run.element_list(leaf, located, LOCATED_KEPT)
+    elements = worst_elements(run.context, leaf, located, LOCATED_KEPT)
     count = len(located)
     where = _lines(leaf.shape, located.indices - leaf.offset) if count > 1 else ""
     if count == 1:
@@ -361,7 +352,7 @@ def _throughout(
         hint = f"{leaf.name} has many scattered wrong elements: look for a systematic indexing slip."
     both = ElementResults.concatenate([located, sampled])
     return replace(
-        report, diagnosis=summary, hint=hint, scale=scale, worst=run.element_list(leaf, both, WORST_KEPT),
+        report, diagnosis=summary, hint=hint, scale=scale, worst=worst_elements(run.context, leaf, both, WORST_KEPT),
         taylor_slope=run.taylor_slope(both), **common,
     )
 
