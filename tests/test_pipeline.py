@@ -100,7 +100,7 @@ def test_a_small_budget_on_one_parameter_is_kept_and_checks_it():
     loss, grad, x = _problem(1)
     report = gp.check(loss, grad, x, budget=40)
     assert report.nfev <= 40 and report.status == "pass" and report.coverage.complete
-    with pytest.raises(gp.InvalidValue, match="give at least 147"):
+    with pytest.raises(gp.InvalidValue, match="give at least 149"):
         gp.check(loss, grad, x, budget=32, strategy="full")
 
 

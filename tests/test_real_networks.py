@@ -200,6 +200,20 @@ def test_a_function_closing_over_float32_tensors_still_gets_the_float64_referenc
     assert staircase.status == "pass" and staircase.reference == "float64"  # once a false FAIL ("should be zero")
 
 
+def test_a_closure_reading_requires_grad_keeps_its_inputs_under_the_float64_reference():
+    """Found on PyTorch's operator set: test_ops' wrapper picks the tensors to replace by
+    `requires_grad`; read off a float64 copy made under no_grad, that was False, the inputs were
+    dropped and the loss was constant ("should be zero" on a right gradient)."""
+    torch.manual_seed(0)
+    template, closed = torch.randn(5, requires_grad=True), torch.randn(5)  # float32, captured
+
+    def fn(x):
+        return torch.dot(x if template.requires_grad else template.detach(), closed) ** 2
+
+    report = gp.torch.check(fn, torch.randn(5, requires_grad=True))
+    assert report.status == "pass" and report.reference == "float64", report
+
+
 def test_a_vmappable_function_closing_over_float32_tensors_gets_the_float64_reference():
     torch.manual_seed(0)
     x = torch.randn(5, 3)  # float32, captured

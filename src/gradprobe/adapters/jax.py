@@ -34,6 +34,8 @@ __all__ = ["check"]
 
 OracleName = Literal["differences", "forward"]
 
+# JAX's bfloat16 is ml_dtypes' (installed with JAX), the core's dtype for bfloat16 leaves.
+_CHECKED_DTYPES = {np.dtype(jnp.bfloat16), np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)}
 # Tangent batches are dense: keep one vmap call to about this many numbers.
 _BATCH_NUMBERS = 2**24
 # Batched calls always hold this many points (the last batch padded), so that XLA compiles one
@@ -72,6 +74,11 @@ def _is_float(leaf: Any) -> bool:
     )
 
 
+
+
+def _on_host(gradient: jax.Array) -> np.ndarray:
+    """A gradient as numpy; bfloat16 (not a numpy number type) as float32, which holds it exactly."""
+    return np.asarray(gradient, dtype=np.float32 if gradient.dtype == jnp.bfloat16 else gradient.dtype)
 
 
 def _jitted(fn: Callable[..., Any], args: tuple[Any, ...]) -> Callable[..., Any] | None:
@@ -113,9 +120,10 @@ class _Function:
                     self.skipped.append(f"`{name}` ({f'dtype {leaf.dtype}' if hasattr(leaf, 'dtype') else type(leaf).__name__})")
                     continue
                 array = jnp.asarray(leaf)
-                if not jnp.issubdtype(array.dtype, jnp.floating) or array.dtype == jnp.bfloat16:
+                if array.dtype not in _CHECKED_DTYPES:
                     raise InvalidArgument(
-                        f"`args` leaf `{name}` has dtype {array.dtype}; gradprobe checks float16, float32 and float64.",
+                        f"`args` leaf `{name}` has dtype {array.dtype}; gradprobe checks bfloat16, float16, float32 "
+                        "and float64.",
                         argument="args",
                     )
                 if array.size == 0:
@@ -284,7 +292,7 @@ class _Function:
     def grad(self, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         with self._precision(values):
             grads = self.vjp(self._device_leaves(values))
-            return {name: np.asarray(g) for name, g in zip(self.names, grads)}
+            return {name: _on_host(g) for name, g in zip(self.names, grads)}
 
     # -- oracle="forward" --------------------------------------------------------------------------------
 

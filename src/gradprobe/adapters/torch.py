@@ -1,11 +1,12 @@
 """`gradprobe.torch`: check PyTorch gradients (custom autograd Functions, modules) with error bars.
 
-The adapter only converts. The parameters the core sees are numpy copies of the checked tensors;
-every loss evaluation turns them back into tensors of the original dtype **on the original
-device**, runs the user's code there, and contracts a non-scalar output with a fixed random
-cotangent on that device (in float64 where the device has it), so only one number per evaluation
-comes back to the host. The analytic side is autograd's backward of that same contraction, so a
-custom ``backward`` receives a cotangent in its output's own dtype.
+The adapter only converts. The parameters the core sees are numpy copies of the checked tensors
+(bfloat16 ones in ml_dtypes' bfloat16); every loss evaluation turns them back into tensors of the
+original dtype **on the original device**, runs the user's code there, and contracts a non-scalar
+output with a fixed random cotangent on that device (in float64 where the device has it), so only
+one number per evaluation comes back to the host. The analytic side is autograd's backward of that
+same contraction, so a custom ``backward`` receives a cotangent in its output's own dtype; the
+dtypes its forward ran in (bfloat16 under autocast, say) set the rounding allowed for it.
 
 Torch's random number generator is re-seeded (inside `torch.random.fork_rng`, so the caller's
 state is untouched) before every evaluation: dropout masks and other torch randomness are the same
@@ -25,6 +26,7 @@ import inspect
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any, Literal
 
 import numpy as np
@@ -47,6 +49,29 @@ _PROBE_ROWS, _SAME_ROWS = 8, (0, 3, 7)
 _VMAP_NUMBERS = 2**22
 
 _NUMPY_DTYPES = {torch.float16: np.float16, torch.float32: np.float32, torch.float64: np.float64}
+_CHECKED_DTYPES = (torch.bfloat16, *_NUMPY_DTYPES)
+
+
+def _numpy_dtype(dtype: torch.dtype, argument: str) -> np.dtype:
+    """The dtype the core holds values of `dtype` in: for bfloat16, ml_dtypes' (numpy has none;
+    imported only when bfloat16 turns up)."""
+    if dtype != torch.bfloat16:
+        return np.dtype(_NUMPY_DTYPES[dtype])
+    try:
+        import ml_dtypes
+    except ImportError:
+        raise InvalidArgument(
+            f"`{argument}` holds or computes in bfloat16, which gradprobe checks with the ml_dtypes package installed "
+            "(`pip install gradprobe[torch]` or `pip install ml_dtypes`); or convert it with `.float()`.",
+            argument=argument,
+        ) from None
+    return np.dtype(ml_dtypes.bfloat16)
+
+
+def _readable(values: np.ndarray) -> np.ndarray:
+    """`values` as an array torch can read: bfloat16 (ml_dtypes) as float32, which holds it exactly."""
+    values = np.asarray(values)
+    return values.astype(np.float32) if values.dtype.name == "bfloat16" else values
 
 
 def _dtype_for(values: np.ndarray, like: torch.Tensor) -> torch.dtype:
@@ -65,7 +90,27 @@ class _InFloat64(TorchFunctionMode):
     converted from outside. The user's tensors are read, never written."""
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        if getattr(func, "__name__", None) == "__get__":
+            # An attribute (`x.requires_grad`, `x.shape`): read off the tensor itself. Read off a
+            # float64 copy made under no_grad, `requires_grad` would be False.
+            return func(*args, **(kwargs or {}))
         return func(*_upcast(args), **_upcast(kwargs or {}))
+
+
+class _DtypesSeen(TorchFunctionMode):
+    """Records the floating-point dtypes of what the operations it sees return. Under autocast (or
+    a cast in the user's code) a float32 computation runs partly in bfloat16 or float16, and its
+    gradient rounds there: what ran is seen, wherever autocast was entered and whichever
+    operations it covers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dtypes: set[torch.dtype] = set()
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        result = func(*args, **(kwargs or {}))
+        self.dtypes.update(t.dtype for t in _float_outputs(result))
+        return result
 
 
 def _upcast(value: Any) -> Any:
@@ -84,10 +129,11 @@ def _upcast(value: Any) -> Any:
 
 def _to_numpy(gradient: torch.Tensor | None, like: torch.Tensor) -> np.ndarray:
     """A gradient on the host; None (unused input) and autograd's ZeroTensor (`torch.sgn`'s
-    backward, say) are zeros."""
+    backward, say) are zeros. A bfloat16 one comes as float32, which holds it exactly."""
     if gradient is None or gradient._is_zerotensor():
-        return np.zeros(tuple(like.shape), dtype=_NUMPY_DTYPES.get(like.dtype, np.float64))
-    return gradient.detach().cpu().numpy()
+        return np.zeros(tuple(like.shape), dtype=_NUMPY_DTYPES.get(like.dtype, np.float32))  # bfloat16: float32
+    gradient = gradient.detach().cpu()
+    return (gradient.float() if gradient.dtype == torch.bfloat16 else gradient).numpy()
 
 
 def _float_outputs(output: Any) -> list[torch.Tensor]:
@@ -114,6 +160,20 @@ def _accumulation_dtype(device: torch.device) -> torch.dtype:
     return torch.float32 if device.type == "mps" else torch.float64
 
 
+class _Gradient:
+    """`_Function.grad` as the core calls it, saying which dtype it computed in (`computed_in`)."""
+
+    def __init__(self, function: _Function) -> None:
+        self.function = function
+
+    def __call__(self, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self.function.grad(values)
+
+    @property
+    def computed_in(self) -> np.dtype | None:
+        return self.function.computed_in
+
+
 class _Function:
     """A torch computation seen by the core as ``loss(numpy dict) -> float`` and its gradient.
 
@@ -135,6 +195,9 @@ class _Function:
         self.seed = seed
         self.cuda = sorted({t.device.index or 0 for t in like.values() if t.device.type == "cuda"})
         self.batched_jvp: bool | None = None  # does torch.func.vmap work on its JVP? (oracle="forward")
+        # The floating-point dtypes the gradient under test was computed in, and its float64 reference.
+        self.dtypes_seen: set[torch.dtype] = set()
+        self.reference_dtypes: set[torch.dtype] = set()
         # Under the float64 reference: does the function need `_InFloat64` (None: not known yet)?
         self.everything_in_float64: bool | None = None
         for name, t in like.items():
@@ -185,11 +248,15 @@ class _Function:
         return {name: t.detach().clone() for name, t in self.like.items()}
 
     def params(self) -> dict[str, np.ndarray]:
-        return {name: t.detach().cpu().numpy().astype(_NUMPY_DTYPES[t.dtype]) for name, t in self.like.items()}
+        # Through float64, which holds every checked dtype exactly (numpy cannot read bfloat16 tensors).
+        return {
+            name: t.detach().cpu().double().numpy().astype(_numpy_dtype(t.dtype, self.argument))
+            for name, t in self.like.items()
+        }
 
     def tensors(self, values: dict[str, np.ndarray], *, requires_grad: bool = False) -> dict[str, torch.Tensor]:
         return {
-            name: torch.tensor(np.asarray(values[name]), dtype=_dtype_for(values[name], t), device=t.device)
+            name: torch.tensor(_readable(values[name]), dtype=_dtype_for(values[name], t), device=t.device)
             .requires_grad_(requires_grad)
             for name, t in self.like.items()
         }
@@ -234,8 +301,10 @@ class _Function:
 
     def grad(self, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         tensors = self.tensors(values, requires_grad=True)
-        with torch.enable_grad(), self.fixed_rng():
+        recorder = _DtypesSeen()  # the forward's dtypes are its backward's (autograd keeps each op's)
+        with torch.enable_grad(), self.fixed_rng(), recorder:
             total = self.contract(tensors)
+        (self.reference_dtypes if _widened(tensors, self.like) else self.dtypes_seen).update(recorder.dtypes)
         names = list(tensors)
         if total.requires_grad:
             grads = torch.autograd.grad(total, [tensors[n] for n in names], allow_unused=True)
@@ -284,7 +353,7 @@ class _Function:
             count = len(next(iter(values.values())))
             return np.array([self.loss({name: np.asarray(v)[k] for name, v in values.items()}) for k in range(count)])
         tensors = [
-            torch.tensor(np.asarray(values[name]), dtype=_dtype_for(values[name], t), device=t.device)
+            torch.tensor(_readable(values[name]), dtype=_dtype_for(values[name], t), device=t.device)
             for name, t in self.like.items()
         ]
         count = len(tensors[0])
@@ -293,6 +362,14 @@ class _Function:
             for start in range(0, count, self.rows_per_call)
         ]
         return np.concatenate(parts).astype(np.float64)
+
+    @property
+    def computed_in(self) -> np.dtype | None:
+        """The coarsest floating-point dtype the gradient under test was computed in (None before
+        the first call); the core takes the rounding allowance from it."""
+        if not self.dtypes_seen:
+            return None
+        return _numpy_dtype(max(self.dtypes_seen, key=lambda d: torch.finfo(d).eps), self.argument)
 
     # -- oracle="forward" --------------------------------------------------------------------------
 
@@ -362,13 +439,14 @@ class _Function:
             ) from error
 
 
-def _numpy_dtype(tensor: torch.Tensor, name: str, argument: str) -> None:
-    if tensor.dtype not in _NUMPY_DTYPES:
+def _require_checked_dtype(tensor: torch.Tensor, name: str, argument: str) -> None:
+    if tensor.dtype not in _CHECKED_DTYPES:
         raise InvalidArgument(
-            f"`{argument}` tensor `{name}` has dtype {tensor.dtype}; gradprobe checks float16, float32 and "
-            "float64 tensors. Convert it (e.g. `.float()`) or pass it with requires_grad=False.",
+            f"`{argument}` tensor `{name}` has dtype {tensor.dtype}; gradprobe checks bfloat16 tensors and "
+            "float16, float32 and float64 ones. Convert it (e.g. `.float()`) or pass it with requires_grad=False.",
             argument=argument,
         )
+    _numpy_dtype(tensor.dtype, argument)  # ml_dtypes for bfloat16: its absence is an argument error, now
 
 
 def _input_names(fn: Callable[..., Any], count: int) -> list[str]:
@@ -397,7 +475,32 @@ def _run(
     note = describe_outputs(function.shapes, function.seed)
     notes = [*notes, *([note] if note else [])]
     loss = function.batched_loss if vectorized else function.loss
-    return check_contracted(loss, function.grad, function.params(), notes, {**options, "vectorized": vectorized}, reproduce)
+    report = check_contracted(loss, _Gradient(function), function.params(), notes, {**options, "vectorized": vectorized}, reproduce)
+    if report.reference != "float64":
+        return report
+    return replace(report, notes=(*report.notes, *_precision_notes(function)))
+
+
+def _precision_notes(function: _Function) -> list[str]:
+    """Under the float64 reference: which dtype's rounding was allowed for, when the gradient was
+    computed in one coarser than every checked tensor's (autocast); and whether the reference itself
+    computed in bfloat16 or float16 (an explicit cast: autocast leaves float64 alone)."""
+    notes = []
+    coarsest, own = function.computed_in, {t.dtype for t in function.like.values()}
+    if coarsest is not None and all(float(np.finfo(coarsest).eps) > torch.finfo(d).eps for d in own):
+        notes.append(
+            f"the gradient under test was computed in {coarsest} (autocast, or a cast in the function) although the "
+            f"checked tensors are {'/'.join(sorted(str(d).removeprefix('torch.') for d in own))}: the rounding "
+            f"allowed for is {coarsest}'s (eps {float(np.finfo(coarsest).eps):.1e})."
+        )
+    coarse = sorted(str(d).removeprefix("torch.") for d in function.reference_dtypes & {torch.bfloat16, torch.float16})
+    if coarse:
+        notes.append(
+            f"the float64 reference is not float64 throughout: on float64 inputs the function still computes in "
+            f"{'/'.join(coarse)} (an explicit cast such as `.to(torch.{coarse[0]})`), so the numerical side differentiates that "
+            "rounding too, a staircase whose derivative is zero; check the function without the cast."
+        )
+    return notes
 
 
 def _require_oracle_name(oracle: Any) -> None:
@@ -449,7 +552,7 @@ def check(fn: Callable[..., Any], *inputs: Any, oracle: OracleName = "difference
     skipped: list[str] = []
     for name, value in zip(names, inputs):
         if isinstance(value, torch.Tensor) and value.requires_grad:
-            _numpy_dtype(value, name, "inputs")
+            _require_checked_dtype(value, name, "inputs")
             checked[name] = value
         elif isinstance(value, torch.Tensor):
             why = "requires_grad=False" if value.is_floating_point() else f"dtype {value.dtype}"
@@ -576,7 +679,7 @@ def check_module(
             "`module` has no parameter with requires_grad=True, so there is nothing to check.", argument="module"
         )
     for name, p in trainable.items():
-        _numpy_dtype(p, name, "module")
+        _require_checked_dtype(p, name, "module")
     notes = [f"parameters not checked (requires_grad=False): {', '.join(frozen)}."] if frozen else []
     random_layers = _random_layers(module)
     if random_layers:

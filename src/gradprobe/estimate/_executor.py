@@ -11,7 +11,10 @@ With ``vectorized=True`` the loss receives parameter structures whose every leaf
 batch axis and returns one value per parameter set.
 
 Every path calls the loss through `call_user`, so a user error surfaces as the same exception
-whichever path ran it; an error raised on a worker crosses back as itself (see `_Failure`).
+whichever path ran it; an error raised on a worker crosses back as itself (see `_Failure`). The
+points at which the loss is undefined (`OutsideDomain`) are found on every path alike: a worker
+sends its record back with its values, and a batch that raises is split until the points that
+raise are alone.
 """
 
 from __future__ import annotations
@@ -146,11 +149,16 @@ class _Failure:
 def _evaluate_chunk(objective: Objective, points: list, dtype: Any, pickled: bool):
     """Worker side: evaluate `points` with `objective` (a fresh one per task, see
     `Objective.for_workers`). Errors come back as values, the first in point order raised by the
-    caller; `pickled` when they must cross to another process."""
+    caller; `pickled` when they must cross to another process. With the values come the
+    evaluations spent and the record of the points outside the loss's domain, whose first error
+    travels as a `_Failure` too."""
     try:
-        return "ok", objective.evaluate(points, dtype=dtype)
+        values = objective.evaluate(points, dtype=dtype)
     except GradprobeError as error:
         return "error", _Failure(error, pickled)
+    domain = objective.domain
+    first, domain.first = domain.first, None
+    return "ok", (values, objective.nfev, domain, first and _Failure(first, pickled))
 
 
 def evaluate_with_executor(objective: Objective, points: Sequence[Any], dtype: Any = None) -> np.ndarray:
@@ -168,7 +176,9 @@ def evaluate_with_executor(objective: Objective, points: Sequence[Any], dtype: A
         while pending:
             done, pending = wait(pending, timeout=0.1, return_when="FIRST_COMPLETED")
             for future in done:
-                objective.nfev += size_of[future]
+                status, value = future.result()
+                # What the worker spent, as a serial run counts it.
+                objective.nfev += value[1] if status == "ok" else size_of[future]
                 objective.probing = "on the executor"
                 if objective.on_evaluation is not None:
                     objective.on_evaluation(size_of[future])
@@ -182,7 +192,10 @@ def evaluate_with_executor(objective: Objective, points: Sequence[Any], dtype: A
         status, value = future.result()
         if status == "error":
             raise value.error()
-        results[a:b] = value
+        values, _, domain, first = value
+        domain.first = first and first.error()
+        objective.domain.merge(domain, offset=a)
+        results[a:b] = values
     return results
 
 
@@ -225,6 +238,13 @@ def _batch_values(value: Any, count: int, argument: str, allow_complex: bool) ->
     return array.reshape(count)
 
 
+def call_batch(objective: Objective, flat: np.ndarray, dtype: Any = None, where: str = "") -> Any:
+    """One call of the loss on the parameter sets `flat` (one per row)."""
+    batch = f"on a batch of {len(flat)} parameter sets (vectorized=True)"
+    tree = build_batch(objective.params, flat, dtype)
+    return call_user(objective.loss, objective.argument, tree, where=f"{where} {batch}" if where else batch)
+
+
 def evaluate_vectorized(objective: Objective, points: Sequence[Any], dtype: Any = None, where: str = "") -> np.ndarray:
     """Evaluate `points` in batches: one call of the loss per batch."""
     params = objective.params
@@ -234,13 +254,48 @@ def evaluate_vectorized(objective: Objective, points: Sequence[Any], dtype: Any 
     for start in range(0, len(points), step):
         chunk = points[start : start + step]
         flat = np.repeat(params.values.astype(results.dtype)[None, :], len(chunk), axis=0)
+        probes = np.zeros(len(chunk), dtype=bool)  # points that move something and are real (`Objective.evaluate`)
         for k, (indices, values) in enumerate(chunk):
             flat[k, indices] = values
-        tree = build_batch(params, flat, dtype)
-        objective.nfev += len(chunk)
-        batch = f"on a batch of {len(chunk)} parameter sets (vectorized=True)"
-        value = call_user(objective.loss, objective.argument, tree, where=f"{where} {batch}" if where else batch)
-        results[start : start + len(chunk)] = _batch_values(value, len(chunk), objective.argument, is_complex)
-        if objective.on_evaluation is not None:
-            objective.on_evaluation(len(chunk))
+            moves = indices.stop > indices.start if isinstance(indices, slice) else len(indices) > 0
+            probes[k] = moves and not is_complex
+        results[start : start + len(chunk)] = _evaluate_rows(objective, flat, probes, start, dtype, where)
     return results
+
+
+def _evaluate_rows(
+    objective: Objective, flat: np.ndarray, probes: np.ndarray, offset: int, dtype: Any, where: str
+) -> np.ndarray:
+    """The loss at the parameter sets `flat` (the points from position `offset` on) in one call.
+
+    A call that raises where some rows are probe points is split in halves, down to single rows,
+    where the loss is undefined (`OutsideDomain`): `k` such points in a batch of `n` cost about
+    ``2 k log2 n`` calls. A batch that raises while its halves return values everywhere fails for
+    being a batch, and raises. Calls that raised on several rows are not counted as evaluations, so
+    that `nfev` is a serial run's.
+    """
+    count = len(flat)
+    try:
+        value = call_batch(objective, flat, dtype, where)
+    except UserFunctionError as error:
+        if not probes.any():  # the starting point: an error
+            objective.nfev += count
+            raise
+        if count == 1:
+            objective.nfev += 1
+            return np.array([objective.domain.record(error, offset, "in a vectorized batch")])
+        failed = error  # the halves are evaluated below, outside this handler
+    else:
+        objective.nfev += count
+        objective.domain.returned_values(int(probes.sum()))
+        if objective.on_evaluation is not None:
+            objective.on_evaluation(count)
+        return _batch_values(value, count, objective.argument, dtype is not None and np.dtype(dtype).kind == "c")
+    outside, half = objective.domain.points, count // 2
+    values = np.concatenate([
+        _evaluate_rows(objective, flat[:half], probes[:half], offset, dtype, where),
+        _evaluate_rows(objective, flat[half:], probes[half:], offset + half, dtype, where),
+    ])
+    if objective.domain.points == outside:
+        raise failed
+    return values

@@ -125,7 +125,8 @@ class Ladder:
         self.decided, self.rounding = decided, rounding
         self.steps, self.deepest, self.adjust = np.asarray(steps, dtype=float), np.asarray(deepest), adjust
         n = len(self.steps)
-        self.values, self.predicted, self.displacement = (np.full((n, 2 * fd.MAX_LEVELS), np.nan) for _ in range(3))
+        self.max_levels = max(fd.MAX_LEVELS, int(np.max(self.deepest, initial=0)))
+        self.values, self.predicted, self.displacement = (np.full((n, 2 * self.max_levels), np.nan) for _ in range(3))
         self.levels = np.zeros(n, dtype=int)
         self.kinked = np.zeros(n, dtype=bool)
         self.cleared = np.zeros(n, dtype=int)
@@ -138,7 +139,7 @@ class Ladder:
         which = np.asarray(which, dtype=int)
         minimum = np.broadcast_to(np.asarray(at_least), (len(self.steps),))
         for level in np.unique(self.levels[which]):
-            self._descend_together(which[self.levels[which] == level], minimum, until or fd.MAX_LEVELS)
+            self._descend_together(which[self.levels[which] == level], minimum, until or self.max_levels)
 
     def undecided(self) -> np.ndarray:
         """Positions of the probes that a finer level could still change."""

@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from .._errors import InvalidArgument, InvalidValue
+from .._errors import InvalidArgument, InvalidValue, UserFunctionError
 from ..params._params import Params
-from ._calling import call_user
-from ._executor import evaluate_vectorized, evaluate_with_executor
+from ._calling import CONFIRMATION_EVALUATIONS, OutsideDomain, call_user
+from ._executor import call_batch, evaluate_vectorized, evaluate_with_executor
 
 # A point to evaluate: the flat parameter vector with `values` written at `indices`.
 Point = tuple[np.ndarray, np.ndarray]
@@ -179,6 +179,13 @@ class Objective:
         self._work: list[np.ndarray] = []
         self._handoff: np.ndarray | None = None
         self.probing = ""
+        # Where the loss raised at probe points (see `_calling`); a worker's objective records, and
+        # the caller's confirms, once per check, so that every path spends the same evaluations.
+        self.domain = OutsideDomain()
+        self.on_worker = False
+        # An evaluation budget (None: none). The confirmation's two calls are made only while it
+        # affords them; without them, a raise is taken as the domain's edge (the note says where).
+        self.evaluation_limit: int | None = None
 
     def light_params(self) -> Params:
         """The parameter structure without the user's arrays, for sending to workers."""
@@ -190,7 +197,9 @@ class Objective:
         """A fresh objective for one executor task: the same loss on the light parameter structure,
         evaluated serially (or in batches) on the worker, with counts and scratch of its own (tasks
         on threads run at once)."""
-        return Objective(self.loss, self.light_params(), argument=self.argument, vectorized=self.vectorized)
+        worker = Objective(self.loss, self.light_params(), argument=self.argument, vectorized=self.vectorized)
+        worker.on_worker = True
+        return worker
 
     def work(self, count: int, size: int) -> list[np.ndarray]:
         """`count` float64 work vectors of at least `size` elements, kept for the check's life and
@@ -240,12 +249,32 @@ class Objective:
     def evaluate(self, points: Sequence[Point], *, dtype: Any = None) -> np.ndarray:
         """The loss at each point; non-finite values come back as NaN/inf, not as errors.
 
-        A point's indices are an integer array or a slice (a contiguous block).
+        A point's indices are an integer array or a slice (a contiguous block). A point that moves
+        something is a probe point: where the loss raises, it is undefined, and its value is NaN
+        (`OutsideDomain`, on every path).
         """
         if self.executor is not None and len(points) > 1:
-            return evaluate_with_executor(self, points, dtype)
+            results = evaluate_with_executor(self, points, dtype)
+        elif self.vectorized:
+            results = evaluate_vectorized(self, points, dtype)
+        else:
+            results = self._evaluate_serially(points, dtype)
+        if not self.on_worker and (self.evaluation_limit is None or self.nfev + CONFIRMATION_EVALUATIONS <= self.evaluation_limit):
+            self.domain.confirm(lambda k: self._call_again(None if k is None else points[k], dtype))
+        return results
+
+    def _call_again(self, point: Point | None, dtype: Any) -> Any:
+        """The loss once more at `point` (None: the starting point), called here as this objective
+        calls it."""
+        flat = self.params.values.copy()
+        if point is not None:
+            flat[point[0]] = point[1]
+        self.nfev += 1
         if self.vectorized:
-            return evaluate_vectorized(self, points, dtype)
+            return call_batch(self, flat[None, :], dtype)
+        return call_user(self.loss, self.argument, self.params.build(flat, dtype=dtype))
+
+    def _evaluate_serially(self, points: Sequence[Point], dtype: Any) -> np.ndarray:
         results = np.empty(len(points), dtype=complex if dtype is not None and np.dtype(dtype).kind == "c" else float)
         # One scratch vector, restored after each point: `build` copies it into fresh arrays.
         # Made on first need (points that move every parameter do without) and kept: a fresh
@@ -284,6 +313,17 @@ class Objective:
                     tree = self.params.build(flat, dtype=dtype)
                 finally:
                     flat[indices] = base[indices]
-            results[k] = to_scalar(self._call(tree, where), self.argument, allow_complex=results.dtype.kind == "c")
-            del tree, values  # before the next point is made: one point of millions alive at a time
+            # A complex point holds the starting point's real values: an error there is the loss
+            # refusing complex input (`require_complex_support` says so), not the edge of its domain.
+            if first is None or results.dtype.kind == "c":  # or it moves nothing: the start again
+                value = self._call(tree, where)
+            else:
+                try:
+                    value = self._call(tree, where)
+                except UserFunctionError as error:
+                    value = self.domain.record(error, k, where)
+                else:
+                    self.domain.returned_values()
+            results[k] = to_scalar(value, self.argument, allow_complex=results.dtype.kind == "c")
+            del tree, values, value  # before the next point is made: one point of millions alive at a time
         return results

@@ -19,6 +19,9 @@ import numpy as np
 from .._errors import InvalidArgument, InvalidValue
 
 _SUPPORTED_FLOATS = (np.float16, np.float32, np.float64)
+#: The numpy dtype of bfloat16 arrays (torch's and JAX's bfloat16 tensors, as the adapters pass them)
+#: is ml_dtypes' `bfloat16`; numpy has none of its own.
+_BFLOAT16 = "bfloat16"
 _FRAMEWORK_HINTS = {
     "torch": "a torch tensor: use `gp.torch.check(fn, *inputs)` or convert with `.detach().cpu().numpy()`",
     "jax": "a JAX array: use `gp.jax.check(fn, *args)` or convert with `np.asarray(x)`",
@@ -105,10 +108,12 @@ def _as_leaf_array(value: Any, name: str, argument: str) -> tuple[np.ndarray, st
             "the real parameters.",
             argument=argument,
         )
-    if array.dtype.type not in _SUPPORTED_FLOATS:
+    if array.dtype.name == _BFLOAT16:
+        _require_finfo(array.dtype, name, argument)
+    elif array.dtype.type not in _SUPPORTED_FLOATS:
         raise InvalidArgument(
             f"`{argument}` entry `{name}` has dtype {array.dtype}; gradients need floating-point "
-            f"parameters (float16, float32 or float64). Convert it with `.astype(np.float64)`.",
+            f"parameters (float16, float32 or float64, or ml_dtypes' bfloat16). Convert it with `.astype(np.float64)`.",
             argument=argument,
         )
     if array.size == 0:
@@ -123,6 +128,20 @@ def _as_leaf_array(value: Any, name: str, argument: str) -> tuple[np.ndarray, st
             argument=argument,
         )
     return array, kind
+
+
+def _require_finfo(dtype: np.dtype, name: str, argument: str) -> None:
+    """Every stage reads a leaf's rounding from `np.finfo(leaf.dtype)`; ml_dtypes teaches numpy's
+    `finfo` its bfloat16 from version 0.7 on (older versions only their own `ml_dtypes.finfo`)."""
+    try:
+        np.finfo(dtype)
+    except ValueError:
+        raise InvalidArgument(
+            f"`{argument}` entry `{name}` has dtype {dtype}, which gradprobe checks with ml_dtypes 0.7 or later "
+            "installed (it tells numpy's `finfo` about bfloat16); upgrade it with `pip install -U ml_dtypes`, "
+            "or convert the entry with `.astype(np.float32)`.",
+            argument=argument,
+        ) from None
 
 
 #: Deeper structures than this are almost surely a mistake (and would exhaust Python's stack).
@@ -199,7 +218,7 @@ class Params:
                 argument=argument,
             )
         self.leaves: tuple[Leaf, ...] = tuple(leaves)
-        # float64 holds float16/32/64 values exactly, so this copy loses nothing.
+        # float64 holds bfloat16 and float16/32/64 values exactly, so this copy loses nothing.
         self.values: np.ndarray = np.concatenate(chunks)
         self.values.setflags(write=False)
 

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from ._types import Report, TensorReport
 
 #: The version `Report.to_dict` writes; ``report.schema.json`` pins it as a constant.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SCHEMA_FILE = "report.schema.json"
 #: TensorReport fields holding whole arrays: in the dict only when asked for.
 VALUE_FIELDS = ("analytic", "numeric", "error_bar")
@@ -38,7 +38,7 @@ def load_schema() -> dict[str, Any]:
     --------
     >>> from gradprobe.report._schema import load_schema
     >>> load_schema()["properties"]["schema_version"]["const"]
-    2
+    3
     """
     return json.loads(_schema_text())
 

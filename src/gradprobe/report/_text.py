@@ -181,9 +181,10 @@ def describe_guarantee(guarantee: Guarantee) -> str:
             f"if at least {guarantee.resolution:.1%} of the elements of {which} were wrong, the sample would have "
             f"caught it with probability >= {miss} ({per} sampled elements per tensor)"
         )
+    exact = f"; {', '.join(guarantee.exact)} checked element by element" if guarantee.exact else ""
     return (
         f"a gradient error of relative size >= {guarantee.resolution:.1e} in {which} is caught with probability "
-        f">= {miss} ({per} random direction{'s' if counts[-1] > 1 else ''} per tensor)"
+        f">= {miss} ({per} random direction{'s' if counts[-1] > 1 else ''} per tensor{exact})"
     )
 
 

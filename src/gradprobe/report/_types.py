@@ -58,6 +58,9 @@ class Guarantee:
         which that direction's miss-probability bound ``min(1, r / delta)`` reaches 1.
     undecided : the tensors the check left inconclusive: no detection claim is made for them
         (their miss probability is 1 at every size).
+    exact : "directional" only: tensors that random directions left undecided and that were then
+        decided element by element, with their resolution: an error of at least that size is
+        caught with certainty, a smaller one is not claimed.
     """
 
     kind: str
@@ -66,6 +69,7 @@ class Guarantee:
     probes: dict[str, int] = field(default_factory=dict)
     thresholds: dict[str, tuple[float, ...]] = field(default_factory=dict)
     undecided: tuple[str, ...] = ()
+    exact: dict[str, float] = field(default_factory=dict)
 
     def miss_probability(self, size: float, tensor: str | None = None) -> float:
         """Upper bound on the probability that an error of relative size `size` (a fraction of
@@ -77,6 +81,9 @@ class Guarantee:
         for name in [tensor] if tensor is not None else self.probes:
             if name in self.undecided:
                 return 1.0  # no claim for a tensor the check could not decide
+            if name in self.exact:
+                worst = max(worst, 0.0 if size >= self.exact[name] else 1.0)
+                continue
             if self.kind == "sample":
                 miss = (1.0 - min(1.0, size)) ** self.probes[name]
             else:

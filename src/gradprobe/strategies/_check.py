@@ -162,6 +162,7 @@ def _check_at(
     analytic, ignored = analytic_gradient(grad, user_params)
     notes: list[str] = []
     objective, f0, reference = shadowed_objective(loss, user_params, options, notes)
+    objective.evaluation_limit = options.budget.evaluations
     strategy = choose_strategy(options, user_params)
     with Progress(options.progress, total=expected_evaluations(options, strategy, user_params)) as bar:
         objective.on_evaluation = lambda count: bar.advance(count, objective.probing)
@@ -199,7 +200,7 @@ def _set_up(
         options=options,
         noise=noise,
         estimator=CoordinateEstimator(objective, analytic, options.method, f0, noise, spread),  # type: ignore[arg-type]
-        judge=ElementJudge(objective.params, user_params, analytic, options.rtol, noise.ragged_tensors),
+        judge=ElementJudge(objective.params, user_params if low_precision is None else low_precision.judged_at, analytic, options.rtol, noise.ragged_tensors),
         rng=rng,
         notes=notes,
         progress=progress,

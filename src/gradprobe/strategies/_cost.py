@@ -4,7 +4,8 @@ decide it. "auto", the budget's minimum and the progress bar all read it here.
 A check always starts with the loss at the point (1 evaluation; 2 when a float16 loss is first
 tried in float64 and fails), the noise measurement (`NoisePlan.evaluations` when each difference
 table is right the first time, up to three tries per table otherwise) and, for method="complex",
-a test that the loss is complex-analytic. Then every coordinate ("full") descends its step ladder:
+a test that the loss is complex-analytic, and two calls that tell a loss raising at a noise table's
+point from one that fails at random (see `estimate._calling.OutsideDomain`). Then every coordinate ("full") descends its step ladder:
 two evaluations per level, at least `window_levels` levels, at most `MAX_LEVELS` plus the levels
 of `FLAT_RETRIES` restarts with larger steps.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 from .._errors import InvalidValue
 from ..estimate import _differences as fd
 from ..estimate._coordinate_probes import FLAT_RETRIES, CoordinateEstimator
+from ..estimate._calling import CONFIRMATION_EVALUATIONS
 from ..estimate._noise_model import DIRECTIONAL_NOISE, FULL_NOISE, NoisePlan
 from ..params._params import Params
 from ._options import Options
@@ -43,6 +45,8 @@ def setup_cost(options: Options, strategy: str, params: Params, *, worst: bool) 
         cost += 1  # the float64 try that failed
     if options.method == "complex":
         cost += CoordinateEstimator.COMPLEX_SUPPORT_EVALUATIONS
+    if worst:
+        cost += CONFIRMATION_EVALUATIONS  # the loss raised at a noise table's point: is it a domain edge?
     return cost
 
 

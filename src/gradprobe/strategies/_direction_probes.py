@@ -37,6 +37,12 @@ RESOLUTION_GOAL = 1e-4
 #: Elements per tensor from which its typical step is read.
 STEP_SAMPLE = 4096
 MAX_AUTO_PROBES = 4
+#: The finest level a direction's ladder may reach (coordinates stop at `MAX_LEVELS`). A direction
+#: through a ReLU layer crosses one kink per unit and sample: with 65,536 of them (1024 units, a
+#: batch of 64) the nearest lies about 1e-5 of a step away, so kinks stay inside the step for
+#: ~17 halvings. Only a float64 evaluation has the ulps to go that deep (`_deepest` stops at
+#: `MIN_STEP_ULPS` of the typical element), and only probes that keep seeing kinks pay for it.
+DIRECTION_MAX_LEVELS = 30
 # Seed-sequence tags, so that every direction depends only on (seed, purpose, block, round),
 # never on the order in which probes run: serial, parallel and budget-cut runs agree.
 VERDICT, LOCALIZE, CONFIRM, SAMPLE, ORDER, TENSOR = range(6)
@@ -279,7 +285,7 @@ class DirectionalProber:
         size = fd.safe_norm(self.params.values[start:stop]) / math.sqrt(m) or 1.0
         # `MIN_STEP_ULPS` of the typical element; for subnormal ones an ulp is the smallest subnormal.
         smallest = MIN_STEP_ULPS * max(eps * size, min(self._leaf_tiny[leaf] for leaf, _, _ in self.parts(start, stop)))
-        return int(np.clip(math.floor(math.log2(max(typical_move / smallest, 1.0))) + 1, 2, fd.MAX_LEVELS))
+        return int(np.clip(math.floor(math.log2(max(typical_move / smallest, 1.0))) + 1, 2, DIRECTION_MAX_LEVELS))
 
     def _scale_and_floor(self, blocks, directions) -> tuple[np.ndarray, np.ndarray]:
         """Per block: the typical size of ``g . w`` (the unit for "resolved") and the disagreement

@@ -7,6 +7,7 @@ its wrong elements (`_localize`), or reported wrong throughout with a sample.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -19,7 +20,8 @@ from ..judge._verdict import FAIL, PASS, UNRESOLVED, relative_difference
 from ..params._params import Leaf
 from ..report._types import Guarantee, Report, TensorReport
 from ._context import CheckContext
-from ._coordinates import CoordinateProber
+from ._coordinates import CHUNK, CoordinateProber
+from ._cost import per_element_cost
 from ._direction_probes import (
     CONFIRM,
     LOCALIZE,
@@ -46,6 +48,12 @@ from ._report_builder import (
 
 #: Located elements listed in `TensorReport.worst` (all of them, up to localization's own cap).
 LOCATED_KEPT = MAX_FRONTIER
+#: Without a budget, the coordinate probes of tensors that random directions left undecided may
+#: spend up to this many times the evaluations the verdict took (`_escalate`).
+ESCALATION_FACTOR = 10
+#: Elements of an undecided tensor too large to probe whole that are probed one by one: enough to
+#: catch a tensor wrong throughout (e.g. a missing factor), never enough to pass it.
+ESCALATION_SAMPLE = 32
 
 
 class _Run:
@@ -181,13 +189,14 @@ def run_directional(context: CheckContext, ignored: tuple[str, ...]) -> Report:
             report = _localized(run, prober, leaf, report)
         tensors[leaf.name] = report
 
+    exact = _escalate(run, tensors) if options.probes is None else {}
     if joint and evidence[0] and evidence[0][-1].code == FAIL and all(t.status == "pass" for t in tensors.values()):
         context.notes.append(
             "a random direction through every tensor disagreed, but directions restricted to each tensor agree: "
             "counted as a pass (a false alarm, or errors spread over tensors below each one's resolution)."
         )
     undecided = tuple(name for name, t in tensors.items() if t.status == "inconclusive")
-    claimed = [t.resolution for t in tensors.values() if t.status != "inconclusive" and t.probes]
+    claimed = [t.resolution for t in tensors.values() if t.status != "inconclusive" and (t.probes or t.name in exact)]
     guarantee = Guarantee(
         kind="directional",
         confidence=options.confidence,
@@ -195,6 +204,7 @@ def run_directional(context: CheckContext, ignored: tuple[str, ...]) -> Report:
         probes={leaf.name: tensors[leaf.name].probes for leaf in leaves},
         thresholds={name: () if name in undecided else found for name, found in thresholds.items()},
         undecided=undecided,
+        exact=exact,
     )
     # The check's resolution is its worst tensor's, the undecided ones included.
     worst = max((t.resolution for t in tensors.values()), default=math.inf)
@@ -204,6 +214,113 @@ def run_directional(context: CheckContext, ignored: tuple[str, ...]) -> Report:
         context, strategy="directional", tensors=tensors, difference=_evidence_difference(everything), resolution=worst,
         ignored=ignored, evaluations=run.ledger.phases, not_covered=run.not_covered, guarantee=guarantee,
     )  # fmt: skip
+
+
+def _escalate(run: _Run, tensors: dict[str, TensorReport]) -> dict[str, float]:
+    """Tensors that random directions left undecided (kinks or noise along every direction) get
+    their elements probed one by one, within the budget or, without one, within
+    `ESCALATION_FACTOR` times the evaluations spent so far: a coordinate step moves one element,
+    not all of them, so it crosses far fewer kinks. Replaces their reports in `tensors`; returns
+    the tensors so decided with their resolution, which is then exact, not probabilistic."""
+    leaves = run.context.user_params.leaves
+    undecided = [leaf for leaf in leaves if tensors[leaf.name].status == "inconclusive" and tensors[leaf.name].reason != "budget"]
+    undecided.sort(key=lambda leaf: leaf.size)  # the cheapest to decide whole first
+    if not undecided:
+        return {}
+    limit = None if run.budget.bounded else run.nfev * (1 + ESCALATION_FACTOR)
+    # Coordinate steps in float32 cross kinks that float64 ones step inside (see docs/report.md):
+    # evaluated in a lower precision, a sampled disagreement is not evidence enough to fail.
+    native_low_precision = any(leaf.dtype != np.float64 for leaf in run.context.params.leaves)
+    typical = per_element_cost(run.options.method, worst=False)
+
+    def fits(count: int) -> bool:
+        within_cap = limit is None or run.nfev + typical * count <= limit
+        return within_cap and run.affords(run.coordinates.most_per_element * count)
+
+    exact: dict[str, float] = {}
+    for leaf in undecided:
+        before = tensors[leaf.name]
+        probed = _one_by_one(run, leaf, fits)
+        wrong = int(np.sum(probed.codes == FAIL))
+        what = f"{leaf.name}: random directions left it undecided ({before.reason}); "
+        if not len(probed):
+            run.context.notes.append(what + "probing its elements one by one did not fit the budget.")
+            continue
+        whole = len(probed) == leaf.size
+        tried = "every element was then probed on its own" if whole else (
+            f"{len(probed)} of its {leaf.size} elements were then probed on their own"
+        )
+        if wrong and native_low_precision:
+            run.context.notes.append(
+                f"{what}{tried} ({_tally(probed)}, {wrong} disagree). In {leaf.dtype} such disagreements can come "
+                "from kinks that its coarse steps cross, so they decide nothing here: evaluate the loss in float64 "
+                "(shadow=None) to decide."
+            )
+        elif whole:
+            decided = replace(leaf_report(run.context, leaf, probed, run.not_covered), probes=before.probes)
+            run.context.notes.append(f"{what}{tried}: {decided.status}.")
+            if decided.status != "inconclusive":
+                exact[leaf.name] = decided.resolution
+            tensors[leaf.name] = decided
+        elif wrong:
+            tensors[leaf.name] = _sampled_failure(run, leaf, before, probed)
+            run.context.notes.append(f"{what}{tried}: {wrong} are wrong.")
+        else:
+            run.context.notes.append(f"{what}{tried} ({_tally(probed)}), which is no verdict on the rest.")
+    run.ledger.end_phase("escalation")
+    return exact
+
+
+def _one_by_one(run: _Run, leaf: Leaf, fits: Callable[[int], bool]) -> ElementResults:
+    """Every element of `leaf` probed on its own, in chunks while they `fit`; or, when the whole
+    tensor does not fit, `ESCALATION_SAMPLE` of them drawn at random."""
+    start, stop = leaf.offset, leaf.offset + leaf.size
+    run.describe(f"coordinates of {leaf.name}")
+    if fits(leaf.size):
+        for position in range(start, stop, CHUNK):
+            count = min(CHUNK, stop - position)
+            if not fits(count):
+                break
+            run.coordinates.probe(np.arange(position, position + count))
+    else:
+        count = min(ESCALATION_SAMPLE, leaf.size)
+        if fits(count):
+            chosen = keyed_rng(run.options.seed, SAMPLE, start, stop).choice(leaf.size, count, replace=False)
+            run.coordinates.probe(start + np.sort(chosen))
+    probed = run.coordinates.results()
+    return probed.take(np.flatnonzero((probed.indices >= start) & (probed.indices < stop)))
+
+
+def _sampled_failure(run: _Run, leaf: Leaf, before: TensorReport, sampled: ElementResults) -> TensorReport:
+    """An undecided tensor whose elements, sampled and probed one by one, include wrong ones."""
+    e = sampled.estimates
+    wrong = int(np.sum(sampled.codes == FAIL))
+    tally = f"{wrong} of {len(sampled)} sampled elements wrong"
+    diagnosis = None
+    if wrong >= 2:
+        diagnosis = diagnose(
+            leaf.name, (len(sampled),), run.context.analytic[sampled.indices], e.numeric, e.error, sampled.floor,
+            sampled.codes, run.options.batch_size,
+        )
+    if diagnosis is not None and diagnosis.scale is not None:
+        summary, hint, scale = f"{diagnosis.summary} ({tally})", diagnosis.hint, diagnosis.scale
+    else:
+        summary, scale = tally, None
+        hint = (
+            f"{leaf.name} is wrong at {wrong} of {len(sampled)} elements drawn at random (the others were not probed "
+            "one by one): compare its formula with the numerical values at the elements listed."
+        )
+    return replace(
+        before, status="fail", reason=None, diagnosis=summary, hint=hint, scale=scale,
+        worst=worst_elements(run.context, leaf, sampled, WORST_KEPT), counts=element_counts(sampled),
+        kinks=kink_indices(leaf, sampled), taylor_slope=run.taylor_slope(sampled),
+    )  # fmt: skip
+
+
+def _tally(results: ElementResults) -> str:
+    """``"30 pass, 2 at kinks"``: the outcomes of probed elements."""
+    words = {"pass": "pass", "kink": "at kinks", "noise": "too noisy", "nonfinite": "non-finite"}
+    return ", ".join(f"{count} {words[outcome]}" for outcome, count in element_counts(results).items() if count and outcome in words)
 
 
 def _names(leaves: list[Leaf], indices: list[int], most: int = 3) -> str:

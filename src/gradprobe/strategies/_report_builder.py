@@ -121,12 +121,16 @@ def element_tensor_reports(
     }
 
 
-def leaf_report(context: CheckContext, leaf: Leaf, results: ElementResults, not_covered: list[str]) -> TensorReport:
-    """One tensor's report from every one of its elements, probed on its own (a localization that
-    reached them all): judged as `element_tensor_reports` judges a tensor, resolution included."""
+def leaf_report(
+    context: CheckContext, leaf: Leaf, results: ElementResults, not_covered: list[str], *, sampled: bool = False
+) -> TensorReport:
+    """One tensor's report from its elements probed one by one: every element (a localization that
+    reached them all), judged as `element_tensor_reports` judges a tensor, resolution included; or
+    (`sampled`) a random sample of them, judged as strategy="sample" judges one."""
     e = results.estimates
     typical = fd.rms(e.numeric) if np.all(np.isfinite(e.numeric)) else fd.rms(context.analytic[results.indices])
-    return _tensor_report(context, leaf, results, leaf.size, typical, False, not_covered, False)
+    planned = len(results) if sampled else leaf.size
+    return _tensor_report(context, leaf, results, planned, typical, False, not_covered, sampled)
 
 
 def _tensor_report(
@@ -216,6 +220,7 @@ def assemble_report(
 ) -> Report:
     """The report of a check, from its tensor reports and what it spent."""
     budget = context.options.budget
+    outside = context.objective.domain.note()  # raises if the loss raised at every probe point
     return Report(
         status=overall_status([t.status for t in tensors.values()]),  # type: ignore[arg-type]
         difference=difference,
@@ -223,7 +228,7 @@ def assemble_report(
         nfev=context.nfev,
         tensors=tensors,
         ignored=ignored,
-        notes=merged_notes(context.notes),
+        notes=merged_notes([*context.notes, *([outside] if outside else [])]),
         method="forward" if context.oracle is not None else context.options.method,
         strategy=strategy,
         seed=context.options.seed,

@@ -21,9 +21,9 @@ from ..estimate._objective import Objective
 from ..params._params import Params
 from ._options import Options
 
-#: Parameters of a dtype with a larger machine epsilon (float16: 9.8e-4) cannot be checked in
-#: their own precision at all: a float16 loss carries about 1e-3 relative noise, so its finite
-#: differences resolve only about a tenth of a gradient, whatever the step.
+#: Parameters of a dtype with a larger machine epsilon (float16: 9.8e-4, bfloat16: 7.8e-3) cannot
+#: be checked in their own precision at all: a float16 loss carries about 1e-3 relative noise, so
+#: its finite differences resolve only about a tenth of a gradient, whatever the step.
 SHADOW_EPS = 1e-4
 
 
@@ -63,12 +63,12 @@ def shadowed_objective(
     except GradprobeError as error:
         native = Objective(loss, params, executor=options.executor, vectorized=options.vectorized)
         native.nfev = objective.nfev  # the failed float64 call counts
-        coarse = any(float(np.finfo(leaf.dtype).eps) > SHADOW_EPS for leaf in params.leaves)
+        coarse = sorted({str(leaf.dtype) for leaf in params.leaves if float(np.finfo(leaf.dtype).eps) > SHADOW_EPS})
         notes.append(
             f"the loss could not be evaluated in float64 ({error}), so it was evaluated in the parameters' own "
             f"precision, {_lower(params)}"
             + (
-                ": float16 finite differences resolve only about a tenth of a gradient"
+                f": {'/'.join(coarse)} finite differences resolve a tenth of a gradient at best"
                 if coarse
                 else ": its finite differences are coarser and can cross kinks a float64 evaluation keeps clear of"
             )
