@@ -159,21 +159,21 @@ class ScaledLinear(torch.autograd.Function):
 
 
 class Net(torch.nn.Module):
-    def __init__(self, layer):
+    def __init__(self, layer, sizes=(8, 16, 4)):
         super().__init__()
-        self.layer, self.first, self.second = layer, torch.nn.Linear(8, 16), torch.nn.Linear(16, 4)
+        self.layer, self.first, self.second = layer, torch.nn.Linear(*sizes[:2]), torch.nn.Linear(*sizes[1:])
 
     def forward(self, x):
         hidden = self.layer.apply(x, self.first.weight, self.first.bias)
         return self.second(torch.nn.functional.gelu(hidden))
 
 
-def planted(factor, dtype=torch.float32, seed=0):
+def planted(factor, dtype=torch.float32, seed=0, sizes=(8, 16, 4)):
     """A check of `Net` whose weight gradient `first.weight` is scaled by `factor(dtype)`; float32
     runs under bfloat16 autocast."""
     layer = type("Planted", (ScaledLinear,), {"factor": staticmethod(factor)})
     torch.manual_seed(seed)
-    model, X, y = Net(layer), torch.randn(6, 8), torch.randn(6, 4)
+    model, X, y = Net(layer, sizes), torch.randn(6, sizes[0]), torch.randn(6, sizes[2])
     if dtype == torch.float32:
         with torch.autocast("cpu", dtype=torch.bfloat16):
             return gp.torch.check_module(model, torch.nn.MSELoss(), X, y)
@@ -182,6 +182,7 @@ def planted(factor, dtype=torch.float32, seed=0):
 
 PLANTED = [torch.bfloat16, torch.float16, torch.float32]
 PLANTED_IDS = ["bfloat16", "float16", "autocast"]
+COMPUTED_IN = {torch.bfloat16: "bfloat16", torch.float16: "float16", torch.float32: "bfloat16"}
 
 
 @pytest.mark.parametrize("dtype", PLANTED, ids=PLANTED_IDS)
@@ -204,12 +205,33 @@ def test_an_error_in_the_backward_formula_is_caught_far_below_the_dtypes_roundin
 def test_an_error_only_at_low_precision_is_caught_beyond_its_rounding(dtype):
     wrong_only_there = planted(lambda d: 1.5 if d != torch.float64 else 1.0, dtype)
     assert wrong_only_there.failing == ("first.weight",), wrong_only_there
-    # Under autocast the parameters are float32: the diagnosis names their dtype, a note bfloat16.
-    shown = str(dtype).removeprefix("torch.")
+    # Under autocast the parameters are float32, the arithmetic bfloat16: the diagnosis names it.
+    shown = COMPUTED_IN[dtype]
     assert wrong_only_there.tensors["first.weight"].diagnosis == f"1.50x, in {shown} only"
     # Within its dtype's rounding allowance (16 ulps: 12.5% in bfloat16) it is not told apart.
     if dtype != torch.float16:
         assert planted(lambda d: 1.05 if d != torch.float64 else 1.0, dtype).status == "pass"
+
+
+LARGE = (32, 64, 10)  # 2,762 parameters: random directions, not every coordinate
+
+
+@pytest.mark.parametrize("dtype", PLANTED, ids=PLANTED_IDS)
+def test_a_large_low_precision_model_gets_a_verdict_from_random_directions(dtype):
+    """Directions test the formula (`grad` run in float64); the low-precision gradient is compared
+    with that run element by element. With the rounding allowance summed along each direction
+    instead, every weight matrix was left inconclusive."""
+    for seed in (0, 1):
+        right = planted(lambda d: 1.0, dtype, seed, LARGE)
+        assert right.strategy == "directional" and right.status == "pass", right
+    formula = planted(lambda d: 1.1, dtype, 0, LARGE)
+    assert formula.failing == ("first.weight",), formula
+    wrong_only_there = planted(lambda d: 1.5 if d != torch.float64 else 1.0, dtype, 0, LARGE)
+    assert wrong_only_there.failing == ("first.weight",), wrong_only_there
+    shown = COMPUTED_IN[dtype]
+    diagnosis = wrong_only_there.tensors["first.weight"].diagnosis
+    factor, rest = diagnosis.split("x at ", 1)
+    assert abs(float(factor) - 1.5) < 0.02 and rest.endswith(f", in {shown} only")  # rounded in bfloat16: 1.51x
 
 
 def test_autocast_entered_inside_the_function():

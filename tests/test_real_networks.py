@@ -257,3 +257,35 @@ def test_a_gradient_that_is_a_small_difference_of_large_terms_passes_in_float32(
     block = torch.nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True).eval()
     report = gp.torch.check_module(block, lambda out: out.pow(2).sum(), torch.randn(2, 3, 8))
     assert report.status == "pass", report
+
+
+def test_an_attention_mask_of_minus_inf_is_held_fixed_and_the_rest_checked():
+    torch.manual_seed(0)
+    scores = torch.randn(4, 6, dtype=torch.float64, requires_grad=True)
+    mask = torch.zeros(4, 6, dtype=torch.float64)
+    mask[:, 4:] = -float("inf")
+    mask.requires_grad_()
+    before = mask.detach().clone()
+    report = gp.torch.check(lambda s, m: torch.softmax(s + m, -1), scores, mask)
+    assert report.status == "pass", report
+    held = report.tensors["m"]
+    assert held.counts["pass"] == 16 and held.coverage == pytest.approx(16 / 24)
+    assert any(note.startswith("`m`: 8 of its 24 elements are NaN or inf") for note in report.notes)
+    assert torch.equal(mask.detach(), before) and mask.grad is None
+
+    class DoubledSoftmax(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, s):
+            y = torch.softmax(s, -1)
+            ctx.save_for_backward(y)
+            return y
+
+        @staticmethod
+        def backward(ctx, g):
+            (y,) = ctx.saved_tensors
+            return 2 * y * (g - (g * y).sum(-1, keepdim=True))
+
+    wrong = gp.torch.check(lambda s, m: DoubledSoftmax.apply(s + m), scores, mask)
+    assert wrong.failing == ("s", "m") and wrong.tensors["s"].diagnosis == "2.00x"
+    with pytest.raises(gp.InvalidValue, match="holds only NaN or inf"):
+        gp.torch.check(lambda s, m: torch.softmax(s + m, -1), scores, torch.full((4, 6), -float("inf"), requires_grad=True))

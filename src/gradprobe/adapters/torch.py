@@ -206,9 +206,15 @@ class _Function:
                     f"`{inputs_argument}` tensor `{name}` is empty (shape {tuple(t.shape)}); there is nothing to check.",
                     argument=inputs_argument,
                 )
-            if not bool(torch.isfinite(t.detach()).all()):
+        # Elements that are not finite at the point (an attention mask's -inf) have no derivative:
+        # they keep their value at every point the loss is evaluated at, and are not checked.
+        self.held = {name: ~torch.isfinite(t.detach()) for name, t in like.items()}
+        self.held = {name: mask for name, mask in self.held.items() if bool(mask.any())}
+        for name, mask in self.held.items():
+            if bool(mask.all()):
                 raise InvalidValue(
-                    f"`{inputs_argument}` tensor `{name}` holds NaN or inf; check the gradient at a finite point.",
+                    f"`{inputs_argument}` tensor `{name}` holds only NaN or inf; there is nothing to check there. "
+                    "Pass it with requires_grad=False.",
                     argument=inputs_argument,
                 )
         with torch.no_grad(), self.fixed_rng():
@@ -249,14 +255,24 @@ class _Function:
 
     def params(self) -> dict[str, np.ndarray]:
         # Through float64, which holds every checked dtype exactly (numpy cannot read bfloat16 tensors).
+        # Held elements are 0 there: the core sees finite numbers, the loss never sees them.
         return {
-            name: t.detach().cpu().double().numpy().astype(_numpy_dtype(t.dtype, self.argument))
+            name: (torch.where(self.held[name], 0.0, t.detach()) if name in self.held else t.detach())
+            .cpu().double().numpy().astype(_numpy_dtype(t.dtype, self.argument))
             for name, t in self.like.items()
         }
 
+    def _hold(self, name: str, tensor: torch.Tensor) -> torch.Tensor:
+        """`tensor` (one point, or a batch of them along a leading axis) with the held elements at
+        their values at the starting point."""
+        mask = self.held.get(name)
+        if mask is None:
+            return tensor
+        return torch.where(mask, self.like[name].detach().to(tensor.dtype), tensor)
+
     def tensors(self, values: dict[str, np.ndarray], *, requires_grad: bool = False) -> dict[str, torch.Tensor]:
         return {
-            name: torch.tensor(_readable(values[name]), dtype=_dtype_for(values[name], t), device=t.device)
+            name: self._hold(name, torch.tensor(_readable(values[name]), dtype=_dtype_for(values[name], t), device=t.device))
             .requires_grad_(requires_grad)
             for name, t in self.like.items()
         }
@@ -310,7 +326,10 @@ class _Function:
             grads = torch.autograd.grad(total, [tensors[n] for n in names], allow_unused=True)
         else:
             grads = (None,) * len(names)
-        return {name: _to_numpy(g, tensors[name]) for name, g in zip(names, grads)}
+        gradient = {name: _to_numpy(g, tensors[name]) for name, g in zip(names, grads)}
+        for name, mask in self.held.items():  # not checked: the loss never moves them
+            gradient[name] = np.where(mask.cpu().numpy(), 0, gradient[name]).astype(gradient[name].dtype)
+        return gradient
 
     def _vmapped(self, tensors: list[torch.Tensor]) -> torch.Tensor:
         names = list(self.like)
@@ -353,7 +372,7 @@ class _Function:
             count = len(next(iter(values.values())))
             return np.array([self.loss({name: np.asarray(v)[k] for name, v in values.items()}) for k in range(count)])
         tensors = [
-            torch.tensor(_readable(values[name]), dtype=_dtype_for(values[name], t), device=t.device)
+            self._hold(name, torch.tensor(_readable(values[name]), dtype=_dtype_for(values[name], t), device=t.device))
             for name, t in self.like.items()
         ]
         count = len(tensors[0])
@@ -476,9 +495,31 @@ def _run(
     notes = [*notes, *([note] if note else [])]
     loss = function.batched_loss if vectorized else function.loss
     report = check_contracted(loss, _Gradient(function), function.params(), notes, {**options, "vectorized": vectorized}, reproduce)
+    report = _without_held(report, function.held)
     if report.reference != "float64":
         return report
     return replace(report, notes=(*report.notes, *_precision_notes(function)))
+
+
+def _without_held(report: Report, held: dict[str, torch.Tensor]) -> Report:
+    """The report with the held elements (not finite at the point) taken out of what was covered:
+    the loss never moved them, so their trivial agreement (0 against 0) is no finding."""
+    if not held:
+        return report
+    tensors = dict(report.tensors)
+    notes = []
+    for name, mask in held.items():
+        count, tensor = int(mask.sum()), tensors[name]
+        size = mask.numel()
+        counts = dict(tensor.counts)
+        if sum(counts.values()) == size:  # every element probed: the held ones passed, 0 against 0
+            counts["pass"] = counts.get("pass", 0) - count
+        tensors[name] = replace(tensor, counts=counts, coverage=tensor.coverage * (size - count) / size)
+        notes.append(
+            f"`{name}`: {count} of its {size} elements are NaN or inf (a mask's -inf, say); they were held at those "
+            "values at every point and are not checked: no derivative is defined there."
+        )
+    return replace(report, tensors=tensors, notes=(*report.notes, *notes))
 
 
 def _precision_notes(function: _Function) -> list[str]:

@@ -70,6 +70,8 @@ class LowPrecision:
     allowance : per element, the part of the difference that counts as rounding: the difference
         itself, at most `ROUNDING_ULPS` ulps of float32 or `STORAGE_ULPS` of `computed_in` of the
         element's scale, or more where measured; it widens the error bars.
+    beyond : per element, whether the difference exceeds what the allowance excuses (a backward
+        wrong at low precision only, or rounding far beyond the usual there).
     computed_in : the coarsest dtype `grad` computed in, whose rounding the allowance is for.
     judged_at : the parameters in the dtypes whose rounding the judge still assumes for the
         gradient (16 ulps of it, `judge._verdict.ANALYTIC_ULPS`): float32 for bfloat16 and float16
@@ -78,6 +80,7 @@ class LowPrecision:
 
     precise: np.ndarray
     allowance: np.ndarray
+    beyond: np.ndarray
     computed_in: np.dtype
     judged_at: Params
 
@@ -106,6 +109,7 @@ def gradient_rounding(
     ulps = max(ROUNDING_ULPS * float(np.finfo(np.float32).eps), STORAGE_ULPS * eps)
     measured = _measured_rounding(grad, user_params, analytic, eps)
     allowance = np.zeros_like(precise)
+    beyond = np.zeros(len(precise), dtype=bool)
     with np.errstate(invalid="ignore", over="ignore"):
         # At least half an ulp, the rounding of the stored result alone: the measured difference can
         # be smaller by chance, and bars that narrow read the rounding of the other elements as a
@@ -116,10 +120,14 @@ def gradient_rounding(
             finite = part[np.isfinite(part)]
             scale = np.maximum(np.abs(part), fd.rms(finite) if finite.size else 0.0)
             cap = np.maximum(ulps * scale, ROUNDING_MARGIN * measured[leaf.slice])
+            # Below the dtype's normal range a value keeps no relative precision, and one below its
+            # subnormals (the gradient of a product of 125 values, about 1e-54) is 0 there.
+            cap = np.maximum(cap, float(np.finfo(computed_in).smallest_normal))
             allowance[leaf.slice] = np.minimum(difference[leaf.slice], cap)
+            beyond[leaf.slice] = ~(np.abs(precise[leaf.slice] - analytic[leaf.slice]) <= cap)
     # Measured, not estimated: it enters the error bars once (spread is scaled by ERROR_BAR_FACTOR).
     allowance = np.where(np.isfinite(allowance), allowance, 0.0) / fd.ERROR_BAR_FACTOR
-    return LowPrecision(precise, allowance, computed_in, _judged_at(user_params))
+    return LowPrecision(precise, allowance, beyond, computed_in, _judged_at(user_params))
 
 
 def computed_precision(grad: Callable[[Any], Any], user_params: Params) -> np.dtype:

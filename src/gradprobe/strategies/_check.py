@@ -207,6 +207,7 @@ def _set_up(
         oracle=oracle,
         reference="forward" if oracle is not None else reference,
         precise=None if low_precision is None else low_precision.precise,
+        low_precision=low_precision,
     )
 
 

@@ -13,6 +13,7 @@ from ..estimate._oracle import Oracle
 from ..judge._elements import ElementJudge
 from ..judge._taylor import TAYLOR_EVALUATIONS, taylor_slope
 from ..params._params import Params
+from ._analytic import LowPrecision
 from ._options import Options
 from ._progress import Progress
 
@@ -35,6 +36,8 @@ class CheckContext:
     oracle : an exact forward-mode reference, when the user gave one.
     reference : what the numerical side differentiates ("native", "float64" or "forward").
     precise : under the float64 reference, `grad` evaluated in float64 (flat), else None.
+    low_precision : under the float64 reference, `grad` in its own precision against `precise`
+        (the rounding allowance in the estimator's `spread`, the elements beyond it), else None.
     """
 
     objective: Objective
@@ -51,6 +54,7 @@ class CheckContext:
     oracle: Oracle | None = None
     reference: str = "native"
     precise: np.ndarray | None = None
+    low_precision: LowPrecision | None = None
 
     @property
     def params(self) -> Params:

@@ -110,6 +110,13 @@ class DirectionalProber:
         self.params = context.params
         self.analytic = context.analytic
         self.f0, self.sigma, self.spread = context.f0, context.noise.sigma, context.estimator.spread
+        if context.low_precision is not None:
+            # Under the float64 reference, directions test the formula: `grad` run in float64,
+            # without the allowance for its low-precision rounding, which summed over a direction
+            # of thousands of elements would hide any error. The low-precision result is compared
+            # with it element by element instead (`_directional_strategy._beyond_rounding`).
+            self.analytic = context.low_precision.precise
+            self.spread = np.maximum(self.spread - context.low_precision.allowance, 0.0)
         spread = self.spread
         self.method = context.options.method
         self.seed = context.options.seed
@@ -126,7 +133,9 @@ class DirectionalProber:
             self._leaf_typical.append(norm / math.sqrt(leaf.size))
             self._leaf_eps.append(float(np.finfo(leaf.dtype).eps))
         self._leaf_tiny = [float(np.finfo(leaf.dtype).smallest_subnormal) for leaf in self.params.leaves]
-        self._user_eps = [float(np.finfo(leaf.dtype).eps) for leaf in context.user_params.leaves]
+        # The analytic side's rounding as the judge assumes it (below float32 under the float64
+        # reference, float32's: the lower precision's own rounding is measured, in `spread`).
+        self._user_eps = [float(np.finfo(leaf.dtype).eps) for leaf in context.judge.user_params.leaves]
         self._leaf_smin: dict[int, float] = {}
         self._spread_any = bool(np.any(spread))
         self._all_double = all(leaf.dtype == np.float64 for leaf in self.params.leaves)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..estimate import _differences as fd
-from ..judge._diagnosis import diagnose
+from ..judge._diagnosis import Diagnosis, diagnose, only_at_low_precision
 from ..judge._elements import ElementResults
 from ..judge._guarantee import resolution_at
 from ..judge._verdict import FAIL, PASS, UNRESOLVED, relative_difference
@@ -187,6 +187,8 @@ def run_directional(context: CheckContext, ignored: tuple[str, ...]) -> Report:
         )
         if status == "fail":
             report = _localized(run, prober, leaf, report)
+        elif context.low_precision is not None:
+            report = _beyond_rounding(run, leaf, report)
         tensors[leaf.name] = report
 
     exact = _escalate(run, tensors) if options.probes is None else {}
@@ -213,6 +215,48 @@ def run_directional(context: CheckContext, ignored: tuple[str, ...]) -> Report:
     return assemble_report(
         context, strategy="directional", tensors=tensors, difference=_evidence_difference(everything), resolution=worst,
         ignored=ignored, evaluations=run.ledger.phases, not_covered=run.not_covered, guarantee=guarantee,
+    )  # fmt: skip
+
+
+def _beyond_rounding(run: _Run, leaf: Leaf, report: TensorReport) -> TensorReport:
+    """A tensor whose formula the directions did not fail, under the float64 reference: its
+    low-precision gradient against the same `grad` in float64, element by element. Elements that
+    differ by more than rounding (`LowPrecision.beyond`), the largest `LOCATED_KEPT` first, are
+    probed one by one, and those the loss confirms as wrong fail the tensor."""
+    low = run.context.low_precision
+    assert low is not None
+    start, stop = leaf.offset, leaf.offset + leaf.size
+    suspects = start + np.flatnonzero(low.beyond[start:stop])
+    if not len(suspects):
+        return report
+    gap = np.abs(run.context.analytic[suspects] - low.precise[suspects])
+    suspects = suspects[np.argsort(-gap, kind="stable")[:LOCATED_KEPT]]
+    if not run.affords(run.coordinates.most_per_element * len(suspects)):
+        run.not_covered.append(f"{leaf.name}: elements that differ from its float64 run not probed within the budget")
+        return replace(report, status="inconclusive", reason="budget")
+    probed = run.coordinates.probe(np.sort(suspects))
+    wrong = probed.take(np.flatnonzero(probed.codes == FAIL))
+    if not len(wrong):
+        return report
+    many = int(np.sum(low.beyond[start:stop]))
+    if many > len(suspects):
+        run.context.notes.append(
+            f"{leaf.name}: {many} elements differ from the same backward run in float64 by more than rounding; the "
+            f"{len(suspects)} that differ most were probed one by one."
+        )
+    common = dict(counts=element_counts(probed), kinks=kink_indices(leaf, probed))
+    located = _located(run, leaf, replace(report, status="fail", reason=None), wrong, common)
+    e = wrong.estimates
+    analytic = run.context.analytic[wrong.indices]
+    factor = diagnose(leaf.name, (len(wrong),), analytic, e.numeric, e.error, wrong.floor, wrong.codes, run.options.batch_size)
+    summary = located.diagnosis or ""
+    if factor is not None and factor.scale is not None:
+        summary = f"{factor.summary} at {summary}"
+    said = only_at_low_precision(Diagnosis(summary, located.hint or "", factor.scale if factor else None), leaf.name,
+                                 str(np.dtype(low.computed_in)), True)  # fmt: skip
+    return replace(
+        located, diagnosis=said.summary, hint=said.hint, scale=said.scale,
+        difference=relative_difference(analytic, e.numeric),
     )  # fmt: skip
 
 

@@ -172,7 +172,8 @@ def _tensor_report(
             wrong = codes == FAIL
             with np.errstate(invalid="ignore"):
                 agrees = bool(np.all(np.abs(context.precise[mine.indices][wrong] - n[wrong]) <= (err + floor)[wrong]))
-            diagnosis = only_at_low_precision(diagnosis, leaf.name, str(leaf.dtype), agrees)
+            computed_in = str(np.dtype(context.low_precision.computed_in)) if context.low_precision else str(leaf.dtype)
+            diagnosis = only_at_low_precision(diagnosis, leaf.name, computed_in, agrees)
     worst = worst_elements(context, leaf, mine, WORST_KEPT)
     return TensorReport(
         name=leaf.name,
