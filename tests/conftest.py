@@ -1,3 +1,6 @@
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+
 import numpy as np
 import pytest
 from _guard import Guard
@@ -27,3 +30,16 @@ def quadratic():
         return {"x": 3 * x**2 + (W + W.T) @ x, "W": np.outer(x, x)}
 
     return loss, grad, params
+
+
+@pytest.fixture(scope="module")
+def processes():
+    """Two worker processes; spawn, as on macOS and Windows: they import the test module afresh."""
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as executor:
+        yield executor
+
+
+@pytest.fixture(scope="module")
+def threads():
+    with ThreadPoolExecutor(2) as executor:
+        yield executor

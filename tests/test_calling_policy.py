@@ -1,9 +1,7 @@
 """One policy for calling the user's loss: serial, vectorized and on an executor's workers, the
 same user error surfaces as the same exception type naming the same argument."""
 
-import multiprocessing
 import threading
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -88,19 +86,6 @@ def interrupted(p):
     if moved(p):
         raise KeyboardInterrupt
     return value(p)
-
-
-@pytest.fixture(scope="module")
-def processes():
-    # spawn: the workers import this module afresh, as on macOS and Windows
-    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as executor:
-        yield executor
-
-
-@pytest.fixture(scope="module")
-def threads():
-    with ThreadPoolExecutor(2) as executor:
-        yield executor
 
 
 # the process pool's modes are `slow`: `pytest --fast` leaves them out (conftest.py)

@@ -5,9 +5,7 @@ one that raises at every probe point, fails once at a point and not the next tim
 good midway (estimate/_calling.py, `OutsideDomain`)."""
 
 import math
-import multiprocessing
 import re
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -87,19 +85,6 @@ def spoils_its_input_and_raises(params):
 
 def always_raises(params):
     raise ValueError("no such point")
-
-
-@pytest.fixture(scope="module")
-def processes():
-    # spawn: the workers import this module afresh, as on macOS and Windows
-    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as executor:
-        yield executor
-
-
-@pytest.fixture(scope="module")
-def threads():
-    with ThreadPoolExecutor(2) as executor:
-        yield executor
 
 
 # the process pool's modes are `slow`: `pytest --fast` leaves them out (conftest.py)
