@@ -289,3 +289,15 @@ def test_an_attention_mask_of_minus_inf_is_held_fixed_and_the_rest_checked():
     assert wrong.failing == ("s", "m") and wrong.tensors["s"].diagnosis == "2.00x"
     with pytest.raises(gp.InvalidValue, match="holds only NaN or inf"):
         gp.torch.check(lambda s, m: torch.softmax(s + m, -1), scores, torch.full((4, 6), -float("inf"), requires_grad=True))
+
+
+def test_a_loss_casting_its_output_down_keeps_a_float64_reference():
+    """Found by the new-user check: `F.mse_loss(out.float(), y)` (a common idiom under autocast)
+    rounded the float64 reference back to float32, a staircase, and a right gradient was FAILed."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(6, 48), torch.nn.GELU(), torch.nn.Linear(48, 48), torch.nn.GELU(), torch.nn.Linear(48, 2)
+    )
+    x, y = torch.randn(8, 6), torch.randn(8, 2)
+    report = gp.torch.check_module(model, lambda out, y: torch.nn.functional.mse_loss(out.float(), y.float()), x, y)
+    assert report.status == "pass" and report.reference == "float64", report

@@ -94,7 +94,16 @@ class _InFloat64(TorchFunctionMode):
             # An attribute (`x.requires_grad`, `x.shape`): read off the tensor itself. Read off a
             # float64 copy made under no_grad, `requires_grad` would be False.
             return func(*args, **(kwargs or {}))
-        return func(*_upcast(args), **_upcast(kwargs or {}))
+        result = func(*_upcast(args), **_upcast(kwargs or {}))
+        if func in _CASTS and isinstance(result, torch.Tensor) and result.is_floating_point() and result.dtype != torch.float64:
+            # A cast down (`logits.float()`, `.to(torch.bfloat16)`) would round the reference at
+            # that precision, a staircase: kept in float64, wherever the cast moved it.
+            return _upcast(args[0]).to(result.device)
+        return result
+
+
+#: The tensor methods that change a dtype, which `_InFloat64` keeps float64.
+_CASTS = frozenset({torch.Tensor.float, torch.Tensor.half, torch.Tensor.bfloat16, torch.Tensor.to, torch.Tensor.type, torch.Tensor.type_as, torch.Tensor.double})
 
 
 class _DtypesSeen(TorchFunctionMode):
@@ -110,6 +119,21 @@ class _DtypesSeen(TorchFunctionMode):
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         result = func(*args, **(kwargs or {}))
         self.dtypes.update(t.dtype for t in _float_outputs(result))
+        return result
+
+
+class _CastsDown(TorchFunctionMode):
+    """Whether an operation turned float64 tensors into lower-precision ones (`logits.float()`,
+    `softmax(x, dtype=torch.float32)`): in the float64 reference that rounds, a staircase."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen = False
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        result = func(*args, **(kwargs or {}))
+        if not self.seen and any(t.dtype != torch.float64 for t in _float_outputs(result)):
+            self.seen = any(t.dtype == torch.float64 for t in _float_outputs([*args, *(kwargs or {}).values()]))
         return result
 
 
@@ -282,14 +306,18 @@ class _Function:
             outputs = _float_outputs(_user_call(self.call, self.argument, tensors))
         elif self.everything_in_float64 is None:
             # The first float64 call: as it is, else with every operation's tensors in float64 (the
-            # function closes over float32 tensors: a batch, a module, a loss's weights).
+            # function closes over float32 tensors: a batch, a module, a loss's weights; or it casts
+            # down, `logits.float()`, which would round the reference at that precision).
             try:
-                outputs = _float_outputs(_user_call(self.call, self.argument, tensors))
-                self.everything_in_float64 = False
+                casts = _CastsDown()
+                with casts:
+                    outputs = _float_outputs(_user_call(self.call, self.argument, tensors))
+                self.everything_in_float64 = casts.seen
             except UserFunctionError:
+                self.everything_in_float64 = True
+            if self.everything_in_float64:
                 with _InFloat64():
                     outputs = _float_outputs(_user_call(self.call, self.argument, tensors))
-                self.everything_in_float64 = True
         else:
             with _InFloat64() if self.everything_in_float64 else contextlib.nullcontext():
                 outputs = _float_outputs(_user_call(self.call, self.argument, tensors))
