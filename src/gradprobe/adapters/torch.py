@@ -132,7 +132,8 @@ class _CastsDown(TorchFunctionMode):
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         result = func(*args, **(kwargs or {}))
-        if not self.seen and any(t.dtype != torch.float64 for t in _float_outputs(result)):
+        # One result only: `broadcast_tensors(p64, y32)` hands y back as it was, no cast.
+        if not self.seen and isinstance(result, torch.Tensor) and result.is_floating_point() and result.dtype != torch.float64:
             self.seen = any(t.dtype == torch.float64 for t in _float_outputs([*args, *(kwargs or {}).values()]))
         return result
 

@@ -61,6 +61,10 @@ class Guarantee:
     exact : "directional" only: tensors that random directions left undecided and that were then
         decided element by element, with their resolution: an error of at least that size is
         caught with certainty, a smaller one is not claimed.
+    rounding : "directional" only: tensors whose gradient was computed below float64 and judged
+        against the float64 reference, with the relative error size their rounding allowance can
+        hide (an error of the low-precision arithmetic alone, below it, reads as rounding): no
+        claim is made below it.
     """
 
     kind: str
@@ -70,6 +74,7 @@ class Guarantee:
     thresholds: dict[str, tuple[float, ...]] = field(default_factory=dict)
     undecided: tuple[str, ...] = ()
     exact: dict[str, float] = field(default_factory=dict)
+    rounding: dict[str, float] = field(default_factory=dict)
 
     def miss_probability(self, size: float, tensor: str | None = None) -> float:
         """Upper bound on the probability that an error of relative size `size` (a fraction of
@@ -81,6 +86,8 @@ class Guarantee:
         for name in [tensor] if tensor is not None else self.probes:
             if name in self.undecided:
                 return 1.0  # no claim for a tensor the check could not decide
+            if size < self.rounding.get(name, 0.0):
+                return 1.0  # within the rounding allowance: an error in low precision only can hide
             if name in self.exact:
                 worst = max(worst, 0.0 if size >= self.exact[name] else 1.0)
                 continue

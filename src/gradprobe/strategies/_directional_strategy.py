@@ -19,6 +19,7 @@ from ..judge._guarantee import resolution_at
 from ..judge._verdict import FAIL, PASS, UNRESOLVED, relative_difference
 from ..params._params import Leaf
 from ..report._types import Guarantee, Report, TensorReport
+from ._analytic import LowPrecision
 from ._context import CheckContext
 from ._coordinates import CHUNK, CoordinateProber
 from ._cost import per_element_cost
@@ -160,6 +161,7 @@ def run_directional(context: CheckContext, ignored: tuple[str, ...]) -> Report:
 
     tensors: dict[str, TensorReport] = {}
     thresholds: dict[str, tuple[float, ...]] = {}
+    rounding: dict[str, float] = {}
     for i, leaf in enumerate(leaves):
         run.describe(f"judging {leaf.name}")
         usable = [e for e in evidence[i] if e.counts]
@@ -167,6 +169,9 @@ def run_directional(context: CheckContext, ignored: tuple[str, ...]) -> Report:
         thresholds[leaf.name] = conclusive
         status, reason = probe_codes_status([e.code for e in usable])
         tensor_resolution = resolution_at(conclusive, options.confidence)
+        if context.low_precision is not None:
+            rounding[leaf.name] = _rounding_limit(context.low_precision, leaf)
+            tensor_resolution = max(tensor_resolution, rounding[leaf.name])
         status, reason = _resolved(prober, i, status, reason, tensor_resolution)
         if i in cut:
             run.not_covered.append(
@@ -207,6 +212,7 @@ def run_directional(context: CheckContext, ignored: tuple[str, ...]) -> Report:
         thresholds={name: () if name in undecided else found for name, found in thresholds.items()},
         undecided=undecided,
         exact=exact,
+        rounding={name: size for name, size in rounding.items() if size > 0 and name not in exact},
     )
     # The check's resolution is its worst tensor's, the undecided ones included.
     worst = max((t.resolution for t in tensors.values()), default=math.inf)
@@ -216,6 +222,14 @@ def run_directional(context: CheckContext, ignored: tuple[str, ...]) -> Report:
         context, strategy="directional", tensors=tensors, difference=_evidence_difference(everything), resolution=worst,
         ignored=ignored, evaluations=run.ledger.phases, not_covered=run.not_covered, guarantee=guarantee,
     )  # fmt: skip
+
+
+def _rounding_limit(low: LowPrecision, leaf: Leaf) -> float:
+    """The relative error size that `grad`'s low-precision rounding allowance can hide in `leaf`
+    (an error of its low-precision arithmetic alone, below it, reads as rounding), measured as a
+    tensor's resolution is: ``||2 x the allowance's error bar|| / ||g||``."""
+    norm = fd.safe_norm(low.precise[leaf.slice])
+    return 2 * fd.ERROR_BAR_FACTOR * fd.safe_norm(low.allowance[leaf.slice]) / norm if norm else 0.0
 
 
 def _beyond_rounding(run: _Run, leaf: Leaf, report: TensorReport) -> TensorReport:
@@ -250,8 +264,10 @@ def _beyond_rounding(run: _Run, leaf: Leaf, report: TensorReport) -> TensorRepor
     analytic = run.context.analytic[wrong.indices]
     factor = diagnose(leaf.name, (len(wrong),), analytic, e.numeric, e.error, wrong.floor, wrong.codes, run.options.batch_size)
     summary = located.diagnosis or ""
+    if many > len(suspects):  # not every suspect was probed: the count is of the probed ones
+        summary = f"{len(wrong)} of {len(probed)} probed wrong, {many} beyond rounding"
     if factor is not None and factor.scale is not None:
-        summary = f"{factor.summary} at {summary}"
+        summary = f"{factor.summary} ({summary})" if many > len(suspects) else f"{factor.summary} at {summary}"
     said = only_at_low_precision(Diagnosis(summary, located.hint or "", factor.scale if factor else None), leaf.name,
                                  str(np.dtype(low.computed_in)), True)  # fmt: skip
     return replace(
