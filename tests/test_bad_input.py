@@ -1264,6 +1264,13 @@ def _():
     assert held.status == "pass" and held.tensors["t"].coverage == 2 / 3
 
 
+@case("torch-sparse-input", "torch")
+def _():
+    torch, gpt = torch_adapter()
+    sparse = torch.eye(3).to_sparse().requires_grad_()
+    rejects(lambda: gpt.check(lambda x: x.to_dense().sum(), sparse), gp.InvalidArgument, "inputs", "dense tensors")
+
+
 @case("torch-nan-output", "torch")
 def _():
     torch, gpt = torch_adapter()

@@ -301,3 +301,23 @@ def test_a_loss_casting_its_output_down_keeps_a_float64_reference():
     x, y = torch.randn(8, 6), torch.randn(8, 2)
     report = gp.torch.check_module(model, lambda out, y: torch.nn.functional.mse_loss(out.float(), y.float()), x, y)
     assert report.status == "pass" and report.reference == "float64", report
+
+
+def test_float32_rounding_of_a_long_log_space_sum_is_not_a_float32_bug():
+    """From PyTorch's operator set: float32 `ctc_loss` (log-space sums over 50 time steps) differs
+    from its float64 run by up to about 300 ulps on some elements; with 256 counted as rounding it
+    was FAILed "1.00x, in float32 only" on all four seeds here. 1024 count now; a 1% float32-only
+    error (tests above) still fails."""
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        x = (torch.rand(50, 16, 20) * -19).requires_grad_()
+        targets = torch.randint(1, 20, (16, 30), dtype=torch.long)
+        lengths, target_lengths = torch.full((16,), 50, dtype=torch.long), torch.randint(12, 30, (16,), dtype=torch.long)
+
+        def loss(x):  # as test_ops differentiates it: through log_softmax (pytorch#52241)
+            return torch.nn.functional.ctc_loss(
+                x.log_softmax(2), targets, lengths, target_lengths, reduction="none", zero_infinity=True
+            )
+
+        report = gp.torch.check(loss, x)
+        assert report.status == "pass", report

@@ -488,6 +488,13 @@ class _Function:
 
 
 def _require_checked_dtype(tensor: torch.Tensor, name: str, argument: str) -> None:
+    if tensor.layout != torch.strided:
+        raise InvalidArgument(
+            f"`{argument}` tensor `{name}` is {str(tensor.layout).removeprefix('torch.')}; gradprobe checks dense "
+            "tensors. Check the function of its dense values (`.to_dense()` inside the function), or pass it "
+            "with requires_grad=False.",
+            argument=argument,
+        )
     if tensor.dtype not in _CHECKED_DTYPES:
         raise InvalidArgument(
             f"`{argument}` tensor `{name}` has dtype {tensor.dtype}; gradprobe checks bfloat16 tensors and "

@@ -42,8 +42,10 @@ def gradient_spread(
 #: A correct backward at lower precision differs from the same backward in float64 by its
 #: rounding, in ulps of the larger of the element and its tensor's RMS gradient. Its sums run in
 #: float32: measured on float32 CNN, GELU MLP, transformer and LSTM gradients, at most 20 ulps of
-#: float32. Up to this many ulps of float32 count as rounding (added to the error bars)...
-ROUNDING_ULPS = 256
+#: float32; PyTorch's float32 `ctc_loss` (log-space sums over 50 time steps) reaches 294 on one
+#: element of its operator-set samples. Up to this many ulps of float32 (1.2e-4) count as rounding
+#: (added to the error bars); a backward wrong in float32 only by more (1.01x) still fails...
+ROUNDING_ULPS = 1024
 #: ...or, for a gradient computed in a coarser dtype, up to this many ulps of that dtype. Its sums
 #: still run in float32 (torch's CPU bfloat16 and float16 matmul, conv and sum add 4096 ones up to
 #: 4096, not 256 or 2048), but every operation stores its result in the coarse dtype: measured on
