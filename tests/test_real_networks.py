@@ -321,3 +321,15 @@ def test_float32_rounding_of_a_long_log_space_sum_is_not_a_float32_bug():
 
         report = gp.torch.check(loss, x)
         assert report.status == "pass", report
+
+
+def test_dropout_masks_agree_when_the_float64_reference_is_retried_in_the_float64_mode():
+    """The first float64 call runs as it is, then (a cast down, a float32 closure) again with
+    every operation in float64: that retry drew its dropout masks after the first call's, so the
+    loss at the point and at every probe used different masks and read as noise."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.Tanh(), torch.nn.Dropout(0.3), torch.nn.Linear(5, 2)).train()
+    x, y = torch.randn(6, 3), torch.randn(6, 2)
+    with pytest.warns(UserWarning, match="train mode"):
+        report = gp.torch.check_module(model, lambda out, y: torch.nn.functional.mse_loss(out.float(), y), x, y)
+    assert report.status == "pass" and report.reference == "float64", report

@@ -317,7 +317,8 @@ class _Function:
             except UserFunctionError:
                 self.everything_in_float64 = True
             if self.everything_in_float64:
-                with _InFloat64():
+                # Re-seeded: the first try drew dropout masks from the seeded generator already.
+                with self.fixed_rng(), _InFloat64():
                     outputs = _float_outputs(_user_call(self.call, self.argument, tensors))
         else:
             with _InFloat64() if self.everything_in_float64 else contextlib.nullcontext():
