@@ -333,3 +333,17 @@ def test_dropout_masks_agree_when_the_float64_reference_is_retried_in_the_float6
     with pytest.warns(UserWarning, match="train mode"):
         report = gp.torch.check_module(model, lambda out, y: torch.nn.functional.mse_loss(out.float(), y), x, y)
     assert report.status == "pass" and report.reference == "float64", report
+
+
+def test_a_float64_copy_drawing_other_random_numbers_is_not_trusted_for_a_float32_only_failure():
+    """From PyTorch's operator set (`fractional_max_pool3d`): random draws in the input's dtype make
+    the float64 reference another function; its disagreement "in float32 only" proved nothing."""
+    torch.manual_seed(0)
+    x = torch.randn(20, requires_grad=True)
+    report = gp.torch.check(lambda x: x * torch.rand(x.shape, dtype=x.dtype), x)
+    tensor = report.tensors["x"]
+    assert report.status == "inconclusive" and tensor.reason == "reference", report
+    assert tensor.resolution == float("inf") and any("computes another function" in note for note in report.notes)
+    # The same draws in both dtypes: no doubt, and a float32-only error still fails.
+    draws = torch.rand(20)
+    assert gp.torch.check(lambda x: x * draws, x).status == "pass"

@@ -118,7 +118,9 @@ class TensorReport:
     diagnosis : short description of how it is wrong ("2.00x", "sign flipped"...), or None.
     hint : one line saying where to look, or None.
     worst : the elements with the largest disagreement, worst first.
-    reason : why the tensor is inconclusive ("kink", "noise", "nonfinite"), else None.
+    reason : why the tensor is inconclusive ("kink", "noise", "nonfinite", "budget", or "reference":
+        it disagreed in its low precision only, and the float64 reference is another function),
+        else None.
     kinks : indices of elements at non-differentiable points (not counted as failures).
     counts : how many elements had each outcome ("pass", "fail", "kink", "noise", "nonfinite").
     taylor_slope : for failing tensors, the slope of log |remainder| against log step along the
