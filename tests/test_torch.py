@@ -10,14 +10,7 @@ import gradprobe as gp  # noqa: E402
 DTYPES = [torch.float32, torch.float64]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny tensors gain nothing from intra-op threads, and on a loaded 2-core machine
-    # OpenMP's waiting threads make a (6, 5) batch norm take 70 ms instead of 15 us.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 DTYPE_IDS = ["float32", "float64"]
 
 
