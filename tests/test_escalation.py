@@ -144,3 +144,29 @@ def test_dense_relu_kinks_in_a_large_float32_model_are_decided():
     assert report.status == "pass", report
     assert all(t.status == "pass" for t in report.tensors.values())
     assert _direction_probes.DIRECTION_MAX_LEVELS > 12
+
+
+def test_a_failing_direction_nothing_reproduces_is_no_failure(monkeypatch):
+    """From PyTorch's operator set (`grid_sampler_3d`, 5.2M elements): one direction disagreed just
+    above its threshold, bisection found every half right, one fresh direction was too noisy to
+    tell and the other agreed; that was FAILed "wrong, not localized". Now inconclusive."""
+    from dataclasses import replace as changed
+
+    from gradprobe.judge._verdict import FAIL, NOISE
+
+    original = _direction_probes.DirectionalProber.probe
+
+    def probe(self, blocks, purpose, round_=0):
+        results = original(self, blocks, purpose, round_)
+        if purpose == _direction_probes.VERDICT and round_ == 0:
+            return [changed(r, code=FAIL) for r in results]  # a false alarm
+        if purpose == _direction_probes.CONFIRM and round_ == 0:
+            return [changed(r, code=NOISE) for r in results]
+        return results
+
+    monkeypatch.setattr(_direction_probes.DirectionalProber, "probe", probe)
+    x = np.random.default_rng(0).standard_normal(2000)
+    report = gp.check(lambda p: float(np.sum(np.sin(p))), np.cos, x)
+    assert report.strategy == "directional" and report.status == "inconclusive", report
+    assert report.tensors["params"].reason == "noise" and report.guarantee.undecided == ("params",)
+    assert any("did not confirm it" in note for note in report.notes)

@@ -479,6 +479,17 @@ def _localized(run: _Run, prober: DirectionalProber, leaf: Leaf, report: TensorR
             return replace(
                 report, status=status, reason=reason, resolution=confirmed, probes=report.probes + 2, **common,
             )
+        if FAIL not in [p.code for p in again]:
+            # Not reproduced: the fresh directions agree or cannot tell (noise, kinks), and no
+            # element was found wrong. One disagreeing direction is then no finding.
+            status, reason = probe_codes_status([p.code for p in again if p.code != PASS])
+            run.context.notes.append(
+                f"{leaf.name}: one random direction disagreed, but bisection found no wrong element and two fresh "
+                f"directions did not confirm it ({reason} along one): inconclusive."
+            )
+            return replace(
+                report, status=status, reason=reason, resolution=math.inf, probes=report.probes + 2, **common,
+            )
     hint = (
         f"{leaf.name}'s gradient disagrees along random directions, but no single element stands out: the errors are "
         "small and spread, or the loss is not smooth here. Try strategy='full' on a smaller model."
