@@ -51,7 +51,6 @@ import copy
 import datetime
 import os
 import platform
-import re
 import statistics
 import sys
 import time
@@ -65,8 +64,10 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import gradprobe as gp  # noqa: E402
+from _results import markdown, write_section  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -504,27 +505,12 @@ def totals(outcomes: list[Outcome]) -> list[str]:
     return lines
 
 
-def markdown(rows: list[dict[str, str]]) -> str:
-    columns = list(rows[0])
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(row[c] for c in columns) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def plain(rows: list[dict[str, str]]) -> str:
     columns = list(rows[0])
     widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in columns}
     lines = ["  ".join(c.ljust(widths[c]) for c in columns)]
     lines += ["  ".join(r[c].ljust(widths[c]) for c in columns) for r in rows]
     return "\n".join(lines)
-
-
-def write_section(path: Path, section: str) -> None:
-    """Replace (or append) the '## Networks' section of `path`, leaving the others alone."""
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
-    pattern = re.compile(r"^## Networks\n.*?(?=^## |\Z)", re.S | re.M)
-    text = pattern.sub(lambda _: section + "\n", text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -596,7 +582,7 @@ def main(argv: list[str] | None = None) -> int:
         ]
         if anomalies:
             section += ["", "Checks that were not a clean verdict:", "", *[f"- {detail(o)}" for o in anomalies]]
-        write_section(args.write, "\n".join(section) + "\n")
+        write_section(args.write, "## Networks", "\n".join(section) + "\n")
     return 0
 
 

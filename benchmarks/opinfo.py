@@ -85,8 +85,10 @@ from torch.testing._internal.common_utils import is_iterable_of_tensors
 from torch.utils._pytree import tree_leaves
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import gradprobe as gp  # noqa: E402
+from _results import write_section  # noqa: E402
 from gradprobe import InvalidArgument, InvalidValue  # noqa: E402
 
 torch.set_num_threads(1)
@@ -752,17 +754,6 @@ def write_findings(path: Path, outcomes: list[Outcome], bugs, command: str, vers
     path.write_text("\n".join(lines) + "\n")
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace (or append) this benchmark's section of `path`, leaving the others alone."""
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
-    pattern = re.compile(r"^" + re.escape(SECTION) + r"\n.*?(?=^## |\Z)", re.S | re.M)
-    text = pattern.sub(lambda _: section + "\n", text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
-
-
-# -- main ---------------------------------------------------------------------------------------------
-
-
 def select(ops: str | None, limit: int | None) -> list[str]:
     labels = list(OPS)
     if ops:
@@ -875,7 +866,7 @@ def main(argv: list[str] | None = None) -> int:
             "(in parentheses: false FAIL, autograd wrong, float32 imprecise, unverified).",
             *body,
         ]
-        write_section(args.write, "\n".join(section) + "\n")
+        write_section(args.write, SECTION, "\n".join(section) + "\n")
     return 0
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import re
 import subprocess
 import sys
 import time
@@ -33,9 +32,11 @@ from hypothesis import strategies as st
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import gradprobe as gp  # noqa: E402
 from _compositions import mutations, programs  # noqa: E402
+from _results import write_section  # noqa: E402
 
 BINS = [(1.5, 2.0), (2.0, 10.0), (10.0, 100.0), (100.0, 4097.0)]
 
@@ -108,13 +109,6 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def write_section(text: str) -> None:
-    path = ROOT / "benchmarks" / "RESULTS.md"
-    old = path.read_text() if path.exists() else "# Benchmark results\n"
-    section = f"## Properties\n\n{text}\n"
-    pattern = re.compile(r"^## Properties\n.*?(?=^## |\Z)", re.S | re.M)
-    new = pattern.sub(section + "\n", old) if pattern.search(old) else old.rstrip("\n") + "\n\n" + section
-    path.write_text(new)
 
 
 def main() -> None:
@@ -152,7 +146,7 @@ def main() -> None:
     output = f"{header}\n\n{text}\n" + ("\n" + "\n".join(details) + "\n" if details else "")
     print(output)
     if args.write:
-        write_section(output.rstrip("\n"))
+        write_section(ROOT / "benchmarks" / "RESULTS.md", "## Properties", f"## Properties\n\n{output.rstrip()}\n")
 
 
 if __name__ == "__main__":

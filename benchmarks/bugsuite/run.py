@@ -42,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 
 import gradprobe as gp  # noqa: E402
+from benchmarks._results import markdown, write_section  # noqa: E402
 from benchmarks.bugsuite.cases import Bug, Case, bugs, cases  # noqa: E402
 
 SEED_EPSILON, SEED_THRESHOLD = 1e-7, 1e-7
@@ -224,13 +225,6 @@ def misses(tally: Tally, limit: float = 1e-4) -> list[str]:
     return lines
 
 
-def markdown(rows: list[dict[str, str]]) -> str:
-    columns = list(rows[0])
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(row[c] for c in columns) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dtypes", nargs="+", default=["float64", "float32"])
@@ -287,16 +281,8 @@ def main(argv: list[str] | None = None) -> int:
         out += ["", "gradprobe's verdicts that are not a pass on a correct gradient or a caught, rightly blamed bug of "
                 "size >= 1e-4:", "", *[f"- {line}" for line in details]]  # fmt: skip
     if args.write:
-        write_section(args.write, "\n".join(out) + "\n")
+        write_section(args.write, "## Bug suite", "\n".join(out) + "\n")
     return 0
-
-
-def write_section(path: Path, section: str) -> None:
-    """Replace (or append) the '## Bug suite' section of `path`, leaving the others alone."""
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
-    pattern = re.compile(r"^## Bug suite\n.*?(?=^## |\Z)", re.S | re.M)
-    text = pattern.sub(lambda _: section + "\n", text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
 
 
 if __name__ == "__main__":
