@@ -57,7 +57,7 @@ STORAGE_ULPS = 16
 #: gradient at points a few ulps (`ROUNDING_MOVE`, of the dtype it computes in) of each parameter
 #: away, one move and its opposite. The exact gradient barely moves there, its rounding moves as
 #: much as it is large: a gradient that is a small difference of large terms (a loss nearly
-#: invariant to its parameters) rounds far beyond 256 ulps of itself, and is still right. And a
+#: invariant to its parameters) rounds far beyond 1024 ulps of itself, and is still right. And a
 #: low-precision forward that rounds a relu's input across its kink (the float64 one does not)
 #: takes the other branch, whose gradient one of the two opposite moves reaches as well. A bug at
 #: low precision moves with the point no more than a right gradient does, so it stands out of both.
