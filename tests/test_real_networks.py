@@ -93,9 +93,10 @@ def test_a_numpy_float32_backward_with_a_dtype_branch_fails():
     assert report.status == "fail" and report.tensors["params"].diagnosis == "1.01x, in float32 only"
 
 
-def tied_max(rng=np.random.default_rng(1)):
+def tied_max(seed=1):
     """f = sum_r c_r max(X_r . w1, X_r . w2) with w1 == w2: a max tied in every row of the batch,
     weights c_r of both signs."""
+    rng = np.random.default_rng(seed)
     X, c, w = rng.standard_normal((16, 3)), rng.standard_normal(16), rng.standard_normal(3)
 
     def loss(p):
@@ -174,6 +175,28 @@ def test_staircases_pass_their_zero_gradient_and_are_never_failed_across_their_j
         report = gp.torch.check(fn, x)
         assert report.status != "fail", report
     assert gp.torch.check(lambda x: torch.round(x, decimals=3), x).status == "pass"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_zero_gradient_passes_beside_a_jump_that_the_first_steps_cross(dtype):
+    # -4.826985 is 4.85e-4 from round(x, 3)'s jump at -4.8265: the first steps cross it (slope ~1)
+    # and the noise the probes report rises to the jump's height, which once hid that the loss is
+    # bit-for-bit flat at small steps, and FAILed the right (zero) gradient as "all zeros".
+    x = np.array([-4.826985, 3.1285105, -4.7023954, 5.1067448], dtype=dtype)
+    report = gp.check(lambda p: float(np.sum(np.round(p, 3))), lambda p: np.zeros_like(p), x)
+    assert report.status == "pass", report
+
+
+def test_a_loss_smooth_to_first_order_only_gets_an_error_bar_that_holds():
+    # x/2 - x|x|/2 (i1e's expansion at 0): its second derivative jumps at 0, so central differences
+    # err linearly in the step there, and Richardson's bound (made for a quadratic error) once put
+    # the right derivative outside its bar. Its convergence rate shows it; a 1% error still fails.
+    x = np.array([0.0, 0.7, -1.3])
+    loss = lambda p: float(np.sum(p / 2 - p * np.abs(p) / 2))  # noqa: E731
+    grad = lambda p: 0.5 - np.abs(p)  # noqa: E731
+    assert gp.check(loss, grad, x).status == "pass"
+    wrong = gp.check(loss, lambda p: grad(p) * np.array([1.01, 1.0, 1.0]), x)
+    assert wrong.status == "fail" and wrong.tensors["params"].worst[0].index == (0,), wrong
 
 
 def test_a_straight_through_gradient_of_a_staircase_fails():
@@ -347,3 +370,15 @@ def test_a_float64_copy_drawing_other_random_numbers_is_not_trusted_for_a_float3
     # The same draws in both dtypes: no doubt, and a float32-only error still fails.
     draws = torch.rand(20)
     assert gp.torch.check(lambda x: x * draws, x).status == "pass"
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+def test_an_input_viewing_a_larger_storage_keeps_its_layout(dtype):
+    # as_strided addresses the storage itself (offset 10 is the view's first element): on fresh
+    # contiguous tensors it read past their end ("out of bounds for storage"), PyTorch's own
+    # as_strided.partial_views samples among them. The user's storage is never written.
+    base = torch.arange(20.0, dtype=dtype)
+    x = base[10:].detach().requires_grad_()
+    report = gp.torch.check(lambda x: torch.as_strided(x, (2, 2), (1, 2), 10) * x[:4].reshape(2, 2), x)
+    assert report.status == "pass", report
+    assert torch.equal(base, torch.arange(20.0, dtype=dtype)) and x.grad is None

@@ -79,6 +79,16 @@ def _dtype_for(values: np.ndarray, like: torch.Tensor) -> torch.dtype:
     return torch.float64 if np.asarray(values).dtype == np.float64 else like.dtype
 
 
+def _needs_layout(tensor: torch.Tensor) -> bool:
+    """Whether `tensor` is a view into a larger storage without overlapping itself (an expanded
+    tensor's elements share memory: those are checked as independent elements instead)."""
+    size = tensor.untyped_storage().nbytes() // tensor.element_size()
+    if tensor.storage_offset() == 0 and tensor.is_contiguous() and size == tensor.numel():
+        return False
+    positions = torch.arange(size).as_strided(tensor.shape, tensor.stride(), tensor.storage_offset())
+    return positions.unique().numel() == tensor.numel()
+
+
 def _widened(tensors: dict[str, torch.Tensor], like: dict[str, torch.Tensor]) -> bool:
     """Whether this evaluation is the float64 reference of lower-precision tensors."""
     return any(t.dtype == torch.float64 and like[name].dtype != torch.float64 for name, t in tensors.items())
@@ -242,6 +252,10 @@ class _Function:
                     "Pass it with requires_grad=False.",
                     argument=inputs_argument,
                 )
+        # Inputs that are views into a larger storage (a storage offset, gaps between elements):
+        # each evaluation lays its tensor out the same way, in a copy of that storage, for ops
+        # that address memory themselves (as_strided).
+        self.laid_out = {name: t for name, t in like.items() if _needs_layout(t)}
         with torch.no_grad(), self.fixed_rng():
             # Clones: a function that works in place must not reach the caller's tensors.
             start = self._outputs(self.start())
@@ -276,7 +290,20 @@ class _Function:
             yield
 
     def start(self) -> dict[str, torch.Tensor]:
-        return {name: t.detach().clone() for name, t in self.like.items()}
+        return {name: self._lay_out(name, t.detach().clone()) for name, t in self.like.items()}
+
+    def _lay_out(self, name: str, tensor: torch.Tensor) -> torch.Tensor:
+        """`tensor` (the values of input `name`), laid out in memory like the user's input."""
+        like = self.like[name]
+        if name not in self.laid_out or tensor.shape != like.shape:
+            return tensor
+        storage = torch.empty(0, dtype=like.dtype, device=like.device).set_(like.untyped_storage())
+        copy = storage.detach().to(tensor.dtype, copy=True)
+        laid = torch.empty(0, dtype=tensor.dtype, device=tensor.device)
+        laid.set_(copy.untyped_storage(), like.storage_offset(), like.shape, like.stride())
+        with torch.no_grad():
+            laid.copy_(tensor)
+        return laid
 
     def params(self) -> dict[str, np.ndarray]:
         # Through float64, which holds every checked dtype exactly (numpy cannot read bfloat16 tensors).
@@ -297,8 +324,9 @@ class _Function:
 
     def tensors(self, values: dict[str, np.ndarray], *, requires_grad: bool = False) -> dict[str, torch.Tensor]:
         return {
-            name: self._hold(name, torch.tensor(_readable(values[name]), dtype=_dtype_for(values[name], t), device=t.device))
-            .requires_grad_(requires_grad)
+            name: self._lay_out(
+                name, self._hold(name, torch.tensor(_readable(values[name]), dtype=_dtype_for(values[name], t), device=t.device))
+            ).requires_grad_(requires_grad)
             for name, t in self.like.items()
         }
 

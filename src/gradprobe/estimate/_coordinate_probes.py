@@ -50,6 +50,8 @@ class CoordinateEstimator:
         # Every ladder starts from the noise measured before any probe: probes of a later chunk
         # are then those of an unchunked check (the noise they add shows in `noise` and its notes).
         self.start_sigma = noise.sigma
+        # Half the height of the steps of a staircase the probes saw (`_staircase`), else 0.
+        self.staircase = 0.0
 
     def steps(self) -> np.ndarray:
         """Every coordinate's first step (O(n): made when coordinates are probed at all)."""
@@ -91,6 +93,7 @@ class CoordinateEstimator:
         ladder = Ladder(
             evaluate_level, self.method, self.f0, steps[indices], self.start_sigma,
             deepest=deepest, adjust=widen, rounding=0.5 * max(float(np.finfo(leaf.dtype).eps) for leaf in params.leaves),
+            first_order=True,
         )  # fmt: skip
         # Three levels everywhere first: their fourth-order combinations measure the loss's noise
         # where the probes are (rounding can be larger there than in the small noise tables), and
@@ -157,7 +160,8 @@ class CoordinateEstimator:
         measured = (
             noise_from_samples(estimates.noise_samples[quiet]) if quiet.sum() >= PROBE_NOISE_MINIMUM else 0.0
         )
-        measured = max(measured, self._staircase(ladder))
+        self.staircase = max(self.staircase, self._staircase(ladder))
+        measured = max(measured, self.staircase)
         if measured > ladder.sigma:
             self.noise.raise_to(max(measured, self.noise.sigma), "difference tables")
             ladder.assume_noise(measured)
@@ -225,7 +229,13 @@ class CoordinateEstimator:
             reach.append(np.concatenate([first, rest]))
             flat.append(mine[: len(reach[-1])])
         where, steps = np.concatenate(flat), np.concatenate(reach)
-        resolution = max(float(np.spacing(abs(self.f0))), self.noise.sigma)
+        resolution = np.full(len(where), max(float(np.spacing(abs(self.f0))), self.noise.sigma))
+        # Where the gradient says 0, the loss being flat says the same, unless the flatness is that
+        # of a staircase of rounding (measured before any probe, or seen as one by them). Probes
+        # that crossed the function's own jumps (round(x, 3) near a jump) raise the noise they
+        # report to the jumps' height: that is no noise of the loss around the point.
+        says_zero = self.analytic[indices[where]] == 0
+        resolution[says_zero] = max(float(np.spacing(abs(self.f0))), self.start_sigma, self.staircase)
         with np.errstate(over="ignore", divide="ignore"):
             error = fd.ERROR_BAR_FACTOR * (resolution / steps + self.spread[indices[where]])
             # Only where the unchanged values refute the first estimate: its slope would have moved
@@ -238,7 +248,7 @@ class CoordinateEstimator:
         chosen = estimates.take(where)
         zero = np.zeros(len(where))
         with np.errstate(over="ignore"):  # a subnormal step: an infinite bar, not an overflow
-            roundoff = resolution / steps
+            roundoff = resolution[keep] / steps
         constant = replace(
             chosen, numeric=zero, truncation=zero, roundoff=roundoff, right=zero, left=zero, error=error,
             **{name: np.zeros(len(where), bool) for name in ("rough", "at_point", "kink", "kinked") if getattr(chosen, name) is not None},

@@ -189,6 +189,7 @@ def finite_differences(
     sigma: float,
     *,
     rounding: float = 0.0,
+    first_order: bool = False,
 ) -> Estimates:
     """Estimates with error bars from the ladder each probe has so far.
 
@@ -212,6 +213,11 @@ def finite_differences(
         Relative rounding of a loss value (half the loss's machine epsilon): each probe's noise is
         at least this much of the largest value it saw, which matters when the loss grows by
         orders of magnitude over the step (a loss that is zero at the point, say).
+    first_order : bool
+        Whether to look for central differences converging linearly in the step (a loss smooth
+        to first order only at the point) and widen those bars. For coordinate probes: along a
+        random direction through many elements the kinks crossed make convergence irregular, which
+        the jump estimates judge instead.
 
     Examples
     --------
@@ -261,6 +267,18 @@ def finite_differences(
         significance = np.max(np.abs(jumps) / (sigma[:, None] * jump_unit), axis=1) / ROUGH
         significance = np.where(np.isnan(significance), 0.0, significance)  # 0 / 0: no noise, no jump
         rough = significance > 1
+        if m == 3 and first_order:
+            # A loss smooth to first order only (x|x| terms: a second derivative that jumps at the
+            # point, like i1e at 0) has central differences whose error is linear in the step,
+            # which neither bound sees: it shows as D_k halving its change from level to level
+            # where a smooth loss quarters it (a kink inside the step does that too, but shows as
+            # a jump, and finer steps leave it). Then the finest change bounds the error, of the
+            # three-level estimate.
+            linear = _linear_convergence(odd, per_step, width) & ~rough
+            numeric = np.where(linear, odd @ c, numeric)
+            analytic = np.where(linear, along @ c, analytic)
+            roundoff = np.where(linear, per_step * np.sqrt((2 / width**2) @ c**2), roundoff)
+            truncation = np.where(linear, np.abs(odd[:, 1] - odd[:, 2]), truncation)
         at_point = persistent = np.zeros(len(odd), dtype=bool)
         if levels > m:
             # A kink at the point itself shows the same jump in every window (a kink further out
@@ -316,6 +334,23 @@ def finite_differences(
         noise_samples=samples,
         noise=sigma,
     )
+
+
+#: Successive changes of the central differences shrinking by less than this ratio (a smooth
+#: loss: 4, an error linear in the step: 2) mark first-order convergence.
+LINEAR_RATIO = 3.0
+
+
+def _linear_convergence(odd: np.ndarray, per_step: np.ndarray, width: np.ndarray) -> np.ndarray:
+    """Per probe, whether the three central differences `odd` (coarse to fine) converge linearly:
+    both changes of one sign, clear of their noise, the finer at least a third of the coarser."""
+    noise = per_step[:, None] * np.sqrt(2.0) / width  # of each D_k
+    change = odd[:, :-1] - odd[:, 1:]
+    change_noise = np.hypot(noise[:, :-1], noise[:, 1:])
+    clear = np.all(np.abs(change) > KINK * change_noise, axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = change[:, 0] / change[:, 1]
+    return clear & (ratio > 0) & (ratio < LINEAR_RATIO)
 
 
 def _jump_estimates(

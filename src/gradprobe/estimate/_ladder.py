@@ -94,6 +94,8 @@ class Ladder:
         finer level cannot change; by default `Estimates.decided`.
     rounding : float, optional
         Relative rounding of a loss value (see `finite_differences`).
+    first_order : bool, optional
+        Widen the bars of linearly converging probes (see `finite_differences`).
 
     Attributes
     ----------
@@ -120,9 +122,10 @@ class Ladder:
         adjust: Callable[[fd.Estimates, np.ndarray], fd.Estimates] = lambda e, which: e,
         decided: Callable[[fd.Estimates, np.ndarray], np.ndarray] = lambda e, which: e.decided,
         rounding: float = 0.0,
+        first_order: bool = False,
     ) -> None:
         self.evaluate_level, self.method, self.f0, self.sigma = evaluate_level, method, f0, sigma
-        self.decided, self.rounding = decided, rounding
+        self.decided, self.rounding, self.first_order = decided, rounding, first_order
         self.steps, self.deepest, self.adjust = np.asarray(steps, dtype=float), np.asarray(deepest), adjust
         n = len(self.steps)
         self.max_levels = max(fd.MAX_LEVELS, int(np.max(self.deepest, initial=0)))
@@ -185,7 +188,8 @@ class Ladder:
             estimates = self.adjust(
                 fd.finite_differences(
                     self.method, self.f0, self.values[active, used], self.predicted[active, used],
-                    self.displacement[active, used], self.steps[active], self.sigma, rounding=self.rounding,
+                    self.displacement[active, used], self.steps[active], self.sigma,
+                    rounding=self.rounding, first_order=self.first_order,
                 ),
                 active,
             )  # fmt: skip

@@ -107,9 +107,12 @@ def run_full(context: CheckContext, ignored: tuple[str, ...]) -> Report:
 
 
 def _closer_at_jumps(context: CheckContext, estimates, indices: np.ndarray, codes: np.ndarray):
-    """A staircase's jumps are not a slope: the elements about to fail or stay undecided get a
-    closer look (`CoordinateEstimator.locally_constant`) before they are judged for good."""
-    unsettled = np.flatnonzero((codes == FAIL) | (codes == NOISE) | (codes == KINK))
+    """A staircase's jumps are not a slope: the elements about to fail or stay undecided, and
+    those whose zero gradient saw the loss move, get a closer look
+    (`CoordinateEstimator.locally_constant`) before they are judged for good (a zero passing inside
+    a bar widened by jumps would leave its tensor too noisy to decide)."""
+    moved_at_zero = (context.analytic[indices] == 0) & (estimates.numeric != 0)
+    unsettled = np.flatnonzero((codes == FAIL) | (codes == NOISE) | (codes == KINK) | moved_at_zero)
     return context.estimator.locally_constant(estimates, indices, unsettled)
 
 
