@@ -152,3 +152,34 @@ def test_argument_validation():
         gp.jax.check(jnp.sin, X, oracle="jvp")
     with pytest.raises(gp.InvalidArgument, match="`fn` must be callable"):
         gp.jax.check(None, X)
+
+
+def test_an_attention_mask_of_minus_inf_is_held_fixed_and_a_wrong_rule_still_fails():
+    scores = jax.random.normal(jax.random.PRNGKey(0), (4, 6))
+    mask = jnp.zeros((4, 6)).at[:, 4:].set(-jnp.inf)
+    report = gp.jax.check(lambda s, m: jax.nn.softmax(s + m, -1), scores, mask)
+    assert report.status == "pass", report
+    assert report.tensors["m"].counts["pass"] == 16 and report.tensors["m"].coverage == pytest.approx(16 / 24)
+    assert any(note.startswith("`m`: 8 of its 24 elements are NaN or inf") for note in report.notes)
+
+    @jax.custom_vjp
+    def softmax(s):
+        return jax.nn.softmax(s, -1)
+
+    def backward(y, g):  # doubled
+        return (2 * y * (g - (g * y).sum(-1, keepdims=True)),)
+
+    softmax.defvjp(lambda s: (softmax(s), softmax(s)), backward)
+    assert gp.jax.check(lambda s, m: softmax(s + m), scores, mask).failing == ("s", "m")
+
+
+def test_a_cast_inside_the_function_is_named_under_the_float64_reference():
+    # JAX cannot be kept from casting: on float64 arguments this function still computes in
+    # float32, which the report must say rather than let "reference float64" stand alone.
+    X = jax.random.normal(jax.random.PRNGKey(1), (32, 16))
+    W = jax.random.normal(jax.random.PRNGKey(2), (16, 8)) * 0.3
+    cast = gp.jax.check(lambda W: jnp.mean(jnp.tanh((X @ W).astype(jnp.float32)) ** 2), W)
+    assert cast.reference == "float64" and cast.status != "fail"
+    assert any("computes in float32" in note for note in cast.notes), cast.notes
+    plain = gp.jax.check(lambda W: jnp.mean(jnp.tanh(X @ W) ** 2), W)  # X: a closed-over float32 array
+    assert plain.status == "pass" and not any("not float64 throughout" in note for note in plain.notes)

@@ -259,3 +259,24 @@ def check_jacobian(f: Callable[[Any], Any], jac: Callable[[Any], Any], x: Any, *
         return np.tensordot(np.asarray(v, dtype=np.float64), jacobian, axes=len(out_shape))
 
     return _check_vjp(f, vjp, x, options, call_line("gp.check_jacobian(f, jac, x", options))
+
+
+def without_held(report: Report, held: dict[str, tuple[int, int]]) -> Report:
+    """The report with the held elements of each input (`held`: name -> (held count, size); NaN
+    or inf at the point) taken out of what was covered: the loss never moved them, so their
+    trivial agreement (0 against 0) is no finding."""
+    if not held:
+        return report
+    tensors = dict(report.tensors)
+    notes = []
+    for name, (count, size) in held.items():
+        tensor = tensors[name]
+        counts = dict(tensor.counts)
+        if sum(counts.values()) == size:  # every element probed: the held ones passed, 0 against 0
+            counts["pass"] = counts.get("pass", 0) - count
+        tensors[name] = replace(tensor, counts=counts, coverage=tensor.coverage * (size - count) / size)
+        notes.append(
+            f"`{name}`: {count} of its {size} elements are NaN or inf (a mask's -inf, say); they were held at those "
+            "values at every point and are not checked: no derivative is defined there."
+        )
+    return replace(report, tensors=tensors, notes=(*report.notes, *notes))

@@ -16,6 +16,7 @@ time; otherwise they run one at a time.
 from __future__ import annotations
 
 import contextlib
+from dataclasses import replace
 import inspect
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
@@ -28,7 +29,7 @@ from .._errors import InvalidArgument, InvalidValue
 from ..estimate._calling import call_user as _call
 from ..estimate._oracle import Oracle
 from ..report._types import Report
-from ._vjp import call_line, check_contracted, cotangent_seed, describe_outputs, random_cotangents
+from ._vjp import call_line, check_contracted, cotangent_seed, describe_outputs, random_cotangents, without_held
 
 __all__ = ["check"]
 
@@ -110,6 +111,7 @@ class _Function:
         self.leaves: list[jax.Array] = []
         self.skipped: list[str] = []
         self.flat_args: dict[int, list[Any]] = {}
+        self.held: dict[str, np.ndarray] = {}  # per leaf name, the elements held at their NaN/inf values
         for number in argnums:
             with_paths, treedef = jax.tree_util.tree_flatten_with_path(args[number])
             self.treedefs[number] = treedef
@@ -131,10 +133,17 @@ class _Function:
                         f"`args` leaf `{name}` is empty (shape {array.shape}); there is nothing to check.",
                         argument="args",
                     )
-                if not bool(jnp.all(jnp.isfinite(array))):
+                # Elements not finite at the point (an attention mask's -inf) have no derivative:
+                # they keep their value at every point the loss is evaluated at, and are not checked.
+                finite = np.isfinite(np.asarray(array, dtype=np.float64))
+                if not finite.any():
                     raise InvalidValue(
-                        f"`args` leaf `{name}` holds NaN or inf; check the gradient at a finite point.", argument="args"
+                        f"`args` leaf `{name}` holds only NaN or inf; there is nothing to check there. Leave it "
+                        "out with `argnums`, or close over it.",
+                        argument="args",
                     )
+                if not finite.all():
+                    self.held[name] = ~finite
                 self.slots.append((number, position))
                 self.names.append(name)
                 self.leaves.append(array)
@@ -194,9 +203,18 @@ class _Function:
 
     def _device_leaves(self, values: dict[str, np.ndarray]) -> list[jax.Array]:
         return [
-            jax.device_put(np.asarray(values[name], dtype=self._dtype(values[name], leaf)), leaf.sharding)
+            jax.device_put(self._hold(name, np.asarray(values[name], dtype=self._dtype(values[name], leaf))), leaf.sharding)
             for name, leaf in zip(self.names, self.leaves)
         ]
+
+    def _hold(self, name: str, values: np.ndarray) -> np.ndarray:
+        """`values` of leaf `name` (one point, or a batch along a leading axis) with its held
+        elements at their values at the starting point."""
+        mask = self.held.get(name)
+        if mask is None:
+            return values
+        start = np.asarray(self.leaves[self.names.index(name)]).astype(values.dtype)
+        return np.where(mask, start, values)
 
     @staticmethod
     def _dtype(values: np.ndarray, leaf: jax.Array) -> Any:
@@ -227,7 +245,12 @@ class _Function:
     # -- what the core calls ---------------------------------------------------------------------------
 
     def params(self) -> dict[str, np.ndarray]:
-        return {name: np.asarray(leaf) for name, leaf in zip(self.names, self.leaves)}
+        # Held elements are 0 there: the core sees finite numbers, the loss never sees them.
+        return {
+            name: np.where(self.held[name], 0, np.asarray(leaf)).astype(np.asarray(leaf).dtype) if name in self.held
+            else np.asarray(leaf)
+            for name, leaf in zip(self.names, self.leaves)
+        }  # fmt: skip
 
     def loss(self, values: dict[str, np.ndarray]) -> float:
         with self._precision(values):
@@ -277,7 +300,10 @@ class _Function:
             return self._batched_loss(values)
 
     def _batched_loss(self, values: dict[str, np.ndarray]) -> np.ndarray:
-        arrays = [np.asarray(values[name], dtype=self._dtype(values[name], leaf)) for name, leaf in zip(self.names, self.leaves)]
+        arrays = [
+            self._hold(name, np.asarray(values[name], dtype=self._dtype(values[name], leaf)))
+            for name, leaf in zip(self.names, self.leaves)
+        ]
         count = arrays[0].shape[0]
         results: list[float] = []
         for start in range(0, count, self.rows):
@@ -292,7 +318,23 @@ class _Function:
     def grad(self, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         with self._precision(values):
             grads = self.vjp(self._device_leaves(values))
-            return {name: _on_host(g) for name, g in zip(self.names, grads)}
+            gradient = {name: _on_host(g) for name, g in zip(self.names, grads)}
+        for name, mask in self.held.items():  # not checked: the loss never moves them
+            gradient[name] = np.where(mask, 0, gradient[name]).astype(gradient[name].dtype)
+        return gradient
+
+    def reference_dtypes(self) -> list[str]:
+        """The floating-point dtypes below float64 that the function computes in from float64
+        leaves (a cast such as ``.astype(jnp.float32)``): read off its jaxpr, following only what
+        depends on the checked leaves ([] where it cannot be traced)."""
+        with jax.enable_x64(True):
+            try:
+                closed = jax.make_jaxpr(self._outputs)([jnp.asarray(np.asarray(leaf, dtype=np.float64)) for leaf in self.leaves])
+            except Exception:  # not traceable (Python control flow on values): nothing to say
+                return []
+        found: set[str] = set()
+        _lower_floats(closed.jaxpr, set(closed.jaxpr.invars), found)
+        return sorted(found)
 
     # -- oracle="forward" --------------------------------------------------------------------------------
 
@@ -351,6 +393,34 @@ class _Function:
                 "jax.custom_jvp, or the default oracle='differences'.",
                 argument="oracle",
             ) from error
+
+
+def _lower_floats(jaxpr: Any, tainted: set[Any], found: set[str]) -> None:
+    """Add to `found` the float dtypes below float64 of every value of `jaxpr` computed from the
+    `tainted` variables (a nested jaxpr of such an equation is followed with all its inputs tainted)."""
+    for eqn in jaxpr.eqns:
+        if not any(v in tainted for v in eqn.invars if hasattr(v, "aval") and not hasattr(v, "val")):
+            continue
+        tainted.update(eqn.outvars)
+        for v in eqn.outvars:
+            dtype = getattr(v.aval, "dtype", None)
+            if dtype is not None and jnp.issubdtype(dtype, jnp.floating) and jnp.finfo(dtype).bits < 64:
+                found.add(str(dtype))
+        for inner in _nested_jaxprs(eqn.params.values()):
+            _lower_floats(inner, set(inner.invars), found)
+
+
+def _nested_jaxprs(values: Any) -> list[Any]:
+    """The jaxprs among an equation's parameters (pjit's, scan's, cond's branches...)."""
+    found = []
+    for value in values:
+        if isinstance(value, (tuple, list)):
+            found.extend(_nested_jaxprs(value))
+        elif hasattr(value, "eqns"):
+            found.append(value)
+        elif hasattr(getattr(value, "jaxpr", None), "eqns"):
+            found.append(value.jaxpr)
+    return found
 
 
 def check(
@@ -423,4 +493,12 @@ def check(
     loss = function.batched_loss if vectorized else function.loss
     notes = [*notes, *([note] if note else [])]
     options = {**options, "vectorized": vectorized}
-    return check_contracted(loss, function.grad, function.params(), notes, options, reproduce)
+    report = check_contracted(loss, function.grad, function.params(), notes, options, reproduce)
+    lower = function.reference_dtypes() if report.reference == "float64" else []
+    if lower:
+        report = replace(report, notes=(*report.notes, (
+            f"the float64 reference is not float64 throughout: on float64 arguments `fn` still computes in "
+            f"{'/'.join(lower)} (a cast such as `.astype(jnp.{lower[0]})`), so the numerical side has that precision's "
+            "rounding; check the function without the cast to resolve it more finely."
+        )))  # fmt: skip
+    return without_held(report, {name: (int(mask.sum()), mask.size) for name, mask in function.held.items()})

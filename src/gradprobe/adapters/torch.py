@@ -37,7 +37,7 @@ from .._errors import InvalidArgument, InvalidValue, UserFunctionError
 from ..estimate._calling import call_user as _user_call
 from ..estimate._oracle import Oracle
 from ..report._types import Report
-from ._vjp import call_line, check_contracted, cotangent_seed, describe_outputs, random_cotangents
+from ._vjp import call_line, check_contracted, cotangent_seed, describe_outputs, random_cotangents, without_held
 
 __all__ = ["check", "check_module"]
 
@@ -560,31 +560,10 @@ def _run(
     notes = [*notes, *([note] if note else [])]
     loss = function.batched_loss if vectorized else function.loss
     report = check_contracted(loss, _Gradient(function), function.params(), notes, {**options, "vectorized": vectorized}, reproduce)
-    report = _without_held(report, function.held)
+    report = without_held(report, {name: (int(mask.sum()), mask.numel()) for name, mask in function.held.items()})
     if report.reference != "float64":
         return report
     return replace(report, notes=(*report.notes, *_precision_notes(function)))
-
-
-def _without_held(report: Report, held: dict[str, torch.Tensor]) -> Report:
-    """The report with the held elements (not finite at the point) taken out of what was covered:
-    the loss never moved them, so their trivial agreement (0 against 0) is no finding."""
-    if not held:
-        return report
-    tensors = dict(report.tensors)
-    notes = []
-    for name, mask in held.items():
-        count, tensor = int(mask.sum()), tensors[name]
-        size = mask.numel()
-        counts = dict(tensor.counts)
-        if sum(counts.values()) == size:  # every element probed: the held ones passed, 0 against 0
-            counts["pass"] = counts.get("pass", 0) - count
-        tensors[name] = replace(tensor, counts=counts, coverage=tensor.coverage * (size - count) / size)
-        notes.append(
-            f"`{name}`: {count} of its {size} elements are NaN or inf (a mask's -inf, say); they were held at those "
-            "values at every point and are not checked: no derivative is defined there."
-        )
-    return replace(report, tensors=tensors, notes=(*report.notes, *notes))
 
 
 def _precision_notes(function: _Function) -> list[str]:
