@@ -266,3 +266,24 @@ def test_a_factor_near_one_shows_the_digits_that_make_it_wrong():
     x = np.array([0.5, -1.0, 2.0])
     report = gp.check(lambda p: float(np.sum(p**3)), lambda p: 3 * p**2 * (1 + 3e-6), x)
     assert report.tensors["params"].diagnosis == "1.000003x"
+
+
+def test_a_tensor_wrong_at_every_element_is_never_right_except_at_them():
+    # A 5-element bias wrong everywhere without a common factor once read "b is right except at 5
+    # element(s) (elements 0, 1, 2, 3, 4) ... look for an indexing slip".
+    n = np.array([1.0, -2.0, 3.0, 0.5, 1.5])
+    a = n + np.array([0.3, -0.1, 0.7, 0.2, -0.4])
+    tiny, fail = np.full(5, 1e-9), np.full(5, FAIL, dtype=np.int8)
+    d = diagnose("b", (5,), a, n, tiny, tiny, fail)
+    assert "right except" not in d.hint and "every element" in d.hint and d.summary == "5 of 5 wrong"
+
+
+def test_the_table_keeps_a_diagnosis_and_its_kink_count_apart():
+    # Once "too noisy at 28 of 36 6 at kinks".
+    from dataclasses import replace
+
+    from gradprobe.report._text import row
+
+    tensor = gp.check(loss, grad, W).tensors["params"]
+    undecided = replace(tensor, status="inconclusive", diagnosis="too noisy at 2 of 16", kinks=((0, 0), (1, 2)))
+    assert row(undecided)[-1] == "too noisy at 2 of 16, 2 at kinks"

@@ -121,7 +121,8 @@ def diagnose(
     flat_wrong = np.flatnonzero(wrong)
     where = _locate(shape, flat_wrong)
     count, size = len(flat_wrong), wrong.size
-    if where or count <= max(1, size // 4):
+    # "Right except at" only for a minority of the elements: a tensor wrong at every element is no slip.
+    if count < size and (where and count <= size // 2 or count <= max(1, size // 4)):
         subset = _constant_ratio(analytic[flat_wrong], numeric[flat_wrong], error[flat_wrong], floor[flat_wrong])
         factor, which = "", ""
         if subset is not None and abs(subset + 1) < EXACT:
@@ -135,9 +136,10 @@ def diagnose(
             f"{name} is right except at {count} element(s){_at(where)}{which}: look for an indexing, slicing or "
             "boundary slip.",
         )
+    most = "every element" if count == size else "most elements"
     return Diagnosis(
         f"{count} of {size} wrong",
-        f"{name} is wrong at most elements with no constant factor, transpose or pattern: recheck its formula.",
+        f"{name} is wrong at {most} with no constant factor, transpose or pattern: recheck its formula.",
     )
 
 

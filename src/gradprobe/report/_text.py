@@ -93,7 +93,7 @@ def row(tensor: TensorReport) -> list[str]:
     status = tensor.status.upper() if tensor.status == "fail" else tensor.status
     note = tensor.diagnosis or (f"({tensor.reason})" if tensor.reason else "")
     if tensor.kinks and tensor.status != "fail" and "kink" not in note:
-        note = (note + " " if note else "") + f"{len(tensor.kinks)} at kinks"
+        note = (note + ", " if note else "") + f"{len(tensor.kinks)} at kinks"
     return [tensor.name, str(tensor.shape), status, number(tensor.difference), number(tensor.resolution), note]
 
 
