@@ -21,7 +21,7 @@ import numpy as np
 
 from ..strategies._check import check
 from .._errors import InvalidArgument, InvalidValue
-from ..params._matching import flatten_gradient
+from ..params._matching import flatten_gradient, nonfinite_elements
 from ..estimate._calling import call_user as _call
 from ..estimate._objective import require_callable
 from ..params._params import Params
@@ -280,3 +280,16 @@ def without_held(report: Report, held: dict[str, tuple[int, int]]) -> Report:
             "values at every point and are not checked: no derivative is defined there."
         )
     return replace(report, tensors=tensors, notes=(*report.notes, *notes))
+
+
+def require_finite_gradient(gradient: dict[str, np.ndarray], argument: str, backward: str) -> None:
+    """Raise naming the user's function (`argument`), the tensor and its elements when the gradient
+    a framework computed through it (by its `backward`) holds NaN or inf."""
+    for name, values in gradient.items():
+        flat = np.asarray(values, dtype=np.float64).ravel()
+        if not np.all(np.isfinite(flat)):
+            raise InvalidValue(
+                f"{backward} of `{argument}` gives NaN or inf for `{name}` {nonfinite_elements(flat, np.shape(values))}; "
+                "fix the backward's formula (a custom rule's division by zero, log(0) or overflow) first.",
+                argument=argument,
+            )

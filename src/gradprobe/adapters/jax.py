@@ -29,7 +29,7 @@ from .._errors import InvalidArgument, InvalidValue
 from ..estimate._calling import call_user as _call
 from ..estimate._oracle import Oracle
 from ..report._types import Report
-from ._vjp import call_line, check_contracted, cotangent_seed, describe_outputs, random_cotangents, without_held
+from ._vjp import call_line, check_contracted, cotangent_seed, describe_outputs, random_cotangents, require_finite_gradient, without_held
 
 __all__ = ["check"]
 
@@ -199,7 +199,7 @@ class _Function:
             # Under the float64 reference the outputs are float64: the same v, in their dtype.
             return back([v.astype(y.dtype) for v, y in zip(self.cotangents, outputs)])[0]
 
-        return _call(pullback, "fn")
+        return _call(pullback, "fn", where="in its VJP")
 
     def _device_leaves(self, values: dict[str, np.ndarray]) -> list[jax.Array]:
         return [
@@ -321,6 +321,7 @@ class _Function:
             gradient = {name: _on_host(g) for name, g in zip(self.names, grads)}
         for name, mask in self.held.items():  # not checked: the loss never moves them
             gradient[name] = np.where(mask, 0, gradient[name]).astype(gradient[name].dtype)
+        require_finite_gradient(gradient, "fn", "jax.vjp")
         return gradient
 
     def reference_dtypes(self) -> list[str]:

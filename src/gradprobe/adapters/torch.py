@@ -37,7 +37,7 @@ from .._errors import InvalidArgument, InvalidValue, UserFunctionError
 from ..estimate._calling import call_user as _user_call
 from ..estimate._oracle import Oracle
 from ..report._types import Report
-from ._vjp import call_line, check_contracted, cotangent_seed, describe_outputs, random_cotangents, without_held
+from ._vjp import call_line, check_contracted, cotangent_seed, describe_outputs, random_cotangents, require_finite_gradient, without_held
 
 __all__ = ["check", "check_module"]
 
@@ -381,12 +381,17 @@ class _Function:
         (self.reference_dtypes if _widened(tensors, self.like) else self.dtypes_seen).update(recorder.dtypes)
         names = list(tensors)
         if total.requires_grad:
-            grads = torch.autograd.grad(total, [tensors[n] for n in names], allow_unused=True)
+            # An error in a custom backward is the user's function's, not a `grad` they never passed.
+            grads = _user_call(
+                lambda: torch.autograd.grad(total, [tensors[n] for n in names], allow_unused=True),
+                self.argument, where="in its backward",
+            )  # fmt: skip
         else:
             grads = (None,) * len(names)
         gradient = {name: _to_numpy(g, tensors[name]) for name, g in zip(names, grads)}
         for name, mask in self.held.items():  # not checked: the loss never moves them
             gradient[name] = np.where(mask.cpu().numpy(), 0, gradient[name]).astype(gradient[name].dtype)
+        require_finite_gradient(gradient, self.argument, "autograd's backward")
         return gradient
 
     def _vmapped(self, tensors: list[torch.Tensor]) -> torch.Tensor:

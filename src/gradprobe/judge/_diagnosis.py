@@ -1,8 +1,7 @@
 """How is a tensor wrong? Patterns read off the analytic and numerical values already measured.
 
-`diagnose` looks, in this order, for: NaN/inf in the gradient or in the loss near the point, an
-all-zero gradient, one constant factor across the tensor (2.00x, 0.25x, 1/m, sign flipped), a
-transpose, failures only at non-differentiable points, and failures confined to some rows,
+`diagnose` looks, in this order, for: NaN/inf in the loss near the point, an all-zero gradient,
+one constant factor across the tensor (2.00x, 0.25x, 1/m, sign flipped), a transpose, failures only at non-differentiable points, and failures confined to some rows,
 columns or elements (named, with their own factor when they share one). A gradient where the
 loss is flat "should be zero". Tensors that are inconclusive get a diagnosis too (too noisy,
 at kinks, no derivative at this precision).
@@ -80,15 +79,7 @@ def diagnose(
     error, floor = np.asarray(error, dtype=float), np.asarray(floor, dtype=float)
     tolerance = 2 * error + floor
     wrong = codes == FAIL
-    broken = ~np.isfinite(analytic)
-    if broken.any():
-        what = "NaN" if np.isnan(analytic).any() else "inf"
-        where = _locate(shape, np.flatnonzero(broken))
-        return Diagnosis(
-            f"{what} in the gradient{_paren(where)}",
-            f"{name}'s gradient holds {what} at {int(broken.sum())} element(s){_at(where)}: look for a division by "
-            "zero, log(0), sqrt(0) or an overflow in the backward pass.",
-        )
+    # (A NaN or inf in the gradient never gets here: it is an error before any work, naming the elements.)
     if not wrong.any():
         return _undecided(name, shape, codes, reason, tensor_resolution, ragged)
     usable = np.isfinite(numeric) & (codes != KINK) & (codes != NONFINITE)

@@ -116,11 +116,27 @@ def _leaf_gradient(value: Any, leaf: Leaf, argument: str) -> np.ndarray:
     flat = np.asarray(array, dtype=np.float64).ravel()
     if not np.all(np.isfinite(flat)):
         raise InvalidValue(
-            f"`{argument}` returned NaN or inf for `{leaf.name}` at the starting point; fix the "
+            f"`{argument}` returned NaN or inf for `{leaf.name}` {nonfinite_elements(flat, leaf.shape)}; fix the "
             "gradient's formula (or its overflow) first.",
             argument=argument,
         )
     return flat
+
+
+#: Elements a NaN/inf error names at most.
+NAMED_ELEMENTS = 5
+
+
+def nonfinite_elements(values: np.ndarray, shape: tuple[int, ...]) -> str:
+    """Where the flat `values` of a tensor of `shape` are NaN or inf: ``"at 2 of its 12 elements:
+    (0, 1) NaN, (2, 3) inf"`` (the first few)."""
+    bad = np.flatnonzero(~np.isfinite(values))
+    named = ", ".join(
+        f"{tuple(int(i) for i in np.unravel_index(k, shape))} {'NaN' if np.isnan(values[k]) else 'inf'}"
+        for k in bad[:NAMED_ELEMENTS]
+    )
+    more = ", ..." if len(bad) > NAMED_ELEMENTS else ""
+    return f"at {len(bad)} of its {values.size} element(s): {named}{more}"
 
 
 def flatten_gradient(params: Params, gradient: Any, *, argument: str = "grad") -> tuple[np.ndarray, tuple[str, ...]]:
