@@ -1264,6 +1264,26 @@ def _():
     assert held.status == "pass" and held.tensors["t"].coverage == 2 / 3
 
 
+@case("torch-process-pool-executor", "torch")
+def _():  # the function, its tensors and modules stay in this process: refused before any call
+    torch, gpt = torch_adapter()
+    from concurrent.futures import ProcessPoolExecutor
+
+    calls = []
+
+    def fn(x):
+        calls.append(1)
+        return torch.sin(x)
+
+    with ProcessPoolExecutor(2) as pool:
+        rejects(lambda: gpt.check(fn, requiring(torch, [1.0, 2.0]), executor=pool), gp.InvalidArgument, "executor",
+                "ThreadPoolExecutor")
+        module = torch.nn.Linear(2, 1)
+        rejects(lambda: gpt.check_module(module, torch.nn.MSELoss(), torch.ones(3, 2), torch.ones(3, 1), executor=pool),
+                gp.InvalidArgument, "executor", "other processes")
+    assert not calls
+
+
 @case("torch-sparse-input", "torch")
 def _():
     torch, gpt = torch_adapter()

@@ -23,6 +23,7 @@ from ..strategies._check import check
 from .._errors import InvalidArgument, InvalidValue
 from ..params._matching import flatten_gradient, nonfinite_elements
 from ..estimate._calling import call_user as _call
+from ..estimate._executor import ships_tasks
 from ..estimate._objective import require_callable
 from ..params._params import Params
 from ..report._types import Report
@@ -75,6 +76,19 @@ def call_line(head: str, options: dict[str, Any]) -> str:
     plain = {k: v for k, v in options.items() if v is None or isinstance(v, (bool, int, float, str, tuple))}
     plain.setdefault("seed", 0)
     return ", ".join([head, *(f"{k}={v!r}" for k, v in plain.items())]) + ")"
+
+
+def refuse_process_pools(options: dict[str, Any], entry: str) -> None:
+    """Before any work: a framework's function is evaluated in this process (its tensors, modules and
+    closures do not travel to workers), so an `executor` of other processes cannot run it."""
+    executor = options.get("executor")
+    if ships_tasks(executor):
+        raise InvalidArgument(
+            f"`executor` ({type(executor).__name__}) runs the loss in other processes, but {entry} evaluates your "
+            "function in this one: its tensors, modules and closures do not travel to workers. Leave `executor` out "
+            "(evaluations are batched with vmap where it is exact), or pass a ThreadPoolExecutor.",
+            argument="executor",
+        )
 
 
 def check_contracted(

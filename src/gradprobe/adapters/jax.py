@@ -29,7 +29,7 @@ from .._errors import InvalidArgument, InvalidValue
 from ..estimate._calling import call_user as _call
 from ..estimate._oracle import Oracle
 from ..report._types import Report
-from ._vjp import call_line, check_contracted, cotangent_seed, describe_outputs, random_cotangents, require_finite_gradient, without_held
+from ._vjp import call_line, check_contracted, cotangent_seed, describe_outputs, random_cotangents, refuse_process_pools, require_finite_gradient, without_held
 
 __all__ = ["check"]
 
@@ -465,6 +465,7 @@ def check(
         raise InvalidArgument(f"`fn` must be callable, got {type(fn).__name__}.", argument="fn")
     if oracle not in ("differences", "forward"):
         raise InvalidArgument(f"`oracle` must be 'differences' or 'forward', got {oracle!r}.", argument="oracle")
+    refuse_process_pools(options, "gp.jax.check")
     if argnums is None:
         numbers = [i for i, arg in enumerate(args) if any(_is_float(leaf) for leaf in jax.tree_util.tree_leaves(arg))]
     else:

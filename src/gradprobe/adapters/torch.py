@@ -37,7 +37,7 @@ from .._errors import InvalidArgument, InvalidValue, UserFunctionError
 from ..estimate._calling import call_user as _user_call
 from ..estimate._oracle import Oracle
 from ..report._types import Report
-from ._vjp import call_line, check_contracted, cotangent_seed, describe_outputs, random_cotangents, require_finite_gradient, without_held
+from ._vjp import call_line, check_contracted, cotangent_seed, describe_outputs, random_cotangents, refuse_process_pools, require_finite_gradient, without_held
 
 __all__ = ["check", "check_module"]
 
@@ -637,6 +637,7 @@ def check(fn: Callable[..., Any], *inputs: Any, oracle: OracleName = "difference
     if not callable(fn):
         raise InvalidArgument(f"`fn` must be callable, got {type(fn).__name__}.", argument="fn")
     _require_oracle_name(oracle)
+    refuse_process_pools(options, "gp.torch.check")
     names = _input_names(fn, len(inputs))
     checked: dict[str, torch.Tensor] = {}
     skipped: list[str] = []
@@ -762,6 +763,7 @@ def check_module(
     if not callable(loss_fn):
         raise InvalidArgument(f"`loss_fn` must be callable, got {type(loss_fn).__name__}.", argument="loss_fn")
     _require_oracle_name(oracle)
+    refuse_process_pools(options, "gp.torch.check_module")
     trainable = {name: p for name, p in module.named_parameters() if p.requires_grad}
     frozen = [name for name, p in module.named_parameters() if not p.requires_grad]
     if not trainable:

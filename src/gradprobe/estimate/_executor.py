@@ -66,6 +66,11 @@ def _dumps_for(executor: Executor):
     return pickle.dumps
 
 
+def ships_tasks(executor: Executor | None) -> bool:
+    """Whether `executor` runs tasks in other processes (they must be pickled to get there)."""
+    return executor is not None and _dumps_for(executor) is not None
+
+
 def require_sendable(loss: Any, params: Params, executor: Executor | None) -> None:
     """Fail before any work when the loss (or the parameter structure) cannot reach the workers."""
     if executor is None:
