@@ -285,3 +285,11 @@ def test_the_table_keeps_a_diagnosis_and_its_kink_count_apart():
     tensor = gp.check(loss, grad, W).tensors["params"]
     undecided = replace(tensor, status="inconclusive", diagnosis="too noisy at 2 of 16", kinks=((0, 0), (1, 2)))
     assert row(undecided)[-1] == "too noisy at 2 of 16, 2 at kinks"
+
+
+def test_a_float32_gradient_of_float64_parameters_reads_rounded_to_float32():
+    # Once "0.9999999936x: look for a wrong scale factor".
+    status, diagnosis, hint, _ = diagnosis_of(lambda p: grad(p).astype(np.float32))
+    assert status == "fail" and diagnosis == "rounded to float32" and "float64" in hint
+    status, diagnosis, _, _ = diagnosis_of(lambda p: (1.001 * grad(p)).astype(np.float32))  # a real factor as well
+    assert status == "fail" and diagnosis == "1.001x"

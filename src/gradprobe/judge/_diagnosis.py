@@ -96,6 +96,13 @@ def diagnose(
             f"its gradient is not: a term that cancels in the loss (a bias before a normalisation, a mean that is "
             "subtracted) or a gradient meant for another parameter?",
         )
+    if _rounded_to_float32(analytic[wrong], numeric[wrong], error[wrong]):
+        return Diagnosis(
+            "rounded to float32",
+            f"{name}'s gradient is the numerical one rounded to float32 (every wrong element is a float32 value "
+            "within a float32 rounding of it): a float32 array or cast in the gradient of float64 parameters? "
+            "Compute it in float64.",
+        )
     ratio = _constant_ratio(analytic[usable], numeric[usable], error[usable], floor[usable])
     # Elements where both sides are ~0 (dead units) fit any ratio; count only the others.
     significant = np.abs(numeric) > tolerance
@@ -186,6 +193,17 @@ def _undecided(
         f"every element of {name} agrees within its error bar, but together the error bars could hide more than "
         "a tenth of its gradient: make the loss deterministic, or evaluate it in float64 (shadow=True).",
     )
+
+
+def _rounded_to_float32(analytic: np.ndarray, numeric: np.ndarray, error: np.ndarray) -> bool:
+    """Whether wrong elements are float32 values off by no more than float32 rounding (a float64
+    tensor's gradient computed in float32: its last digits fail, no factor or pattern explains them)."""
+    if not len(analytic) or not np.all(np.isfinite(numeric)):
+        return False
+    with np.errstate(over="ignore"):  # beyond float32's range: inf, not equal, not rounded
+        exact = np.all(analytic.astype(np.float32).astype(np.float64) == analytic)
+    rounding = float(np.finfo(np.float32).eps) * np.abs(numeric) + 2 * error
+    return bool(exact and np.all(np.abs(analytic - numeric) <= rounding))
 
 
 def _constant_ratio(a: np.ndarray, n: np.ndarray, error: np.ndarray, floor: np.ndarray) -> float | None:
