@@ -293,3 +293,13 @@ def test_a_float32_gradient_of_float64_parameters_reads_rounded_to_float32():
     assert status == "fail" and diagnosis == "rounded to float32" and "float64" in hint
     status, diagnosis, _, _ = diagnosis_of(lambda p: (1.001 * grad(p)).astype(np.float32))  # a real factor as well
     assert status == "fail" and diagnosis == "1.001x"
+
+
+def test_a_non_deterministic_loss_is_blamed_on_its_randomness_not_on_precision():
+    # Once "sin of 1e30 ... check at smaller parameter values" for a loss with random noise.
+    rng = np.random.default_rng(0)
+    report = gp.check(lambda p: float(np.sum(np.sin(p)) + 0.3 * rng.standard_normal()), np.cos, np.array([0.3, -1.2, 0.7]))
+    tensor = report.tensors["params"]
+    assert report.status == "inconclusive" and tensor.diagnosis == "non-deterministic loss", report
+    assert "seed" in tensor.hint and "1e30" not in tensor.hint
+    assert not any("use float64 or smaller parameters" in note for note in report.notes)

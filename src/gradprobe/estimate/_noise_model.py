@@ -58,6 +58,7 @@ class NoiseModel:
         self.notes = notes
         self.sigma = 0.0
         self.ragged_tensors: tuple[str, ...] = ()
+        self.repeat_spread = 0.0  # how much identical calls of the loss differ
 
     def measure(
         self, objective: Objective, analytic: np.ndarray, f0: float, rng: np.random.Generator, plan: NoisePlan,
@@ -71,7 +72,7 @@ class NoiseModel:
         """
         params = objective.params
         repeated = objective.evaluate([(np.array([], dtype=int), np.array([]))] * plan.repeats)
-        repeat_spread = float(np.max(np.abs(repeated - f0)))
+        repeat_spread = self.repeat_spread = float(np.max(np.abs(repeated - f0)))
         eps = max(float(np.finfo(leaf.dtype).eps) for leaf in params.leaves)
         all_double = all(leaf.dtype == np.float64 for leaf in params.leaves)
         lines = [_line(objective, analytic, rng, k, all_double) for k in range(plan.table_count(params.size))]
@@ -108,7 +109,12 @@ class NoiseModel:
                 f"`loss` is non-deterministic: identical calls differ by up to {repeat_spread:.2e} "
                 f"(noise {self.sigma:.2e} in all); that noise is folded into the error bars."
             )
-        if estimate.ragged:
+        if estimate.ragged and repeat_spread > 0:
+            self.notes.append(
+                "the loss jumps about like noise at every spacing tried, as identical calls do: its randomness hides "
+                "the derivative (fix its seed, or make it deterministic)."
+            )
+        elif estimate.ragged:
             self.notes.append(
                 "the loss jumps about like noise at every spacing tried, down to a few ulps of the parameters: "
                 "it has no derivative to compare at this precision (use float64 or smaller parameters)."

@@ -50,6 +50,7 @@ def diagnose(
     reason: str | None = None,
     tensor_resolution: float | None = None,
     ragged: bool = False,
+    repeat_spread: float = 0.0,
 ) -> Diagnosis:
     """Name the shape of a failure from a tensor's flat values and per-element outcome codes.
 
@@ -63,6 +64,7 @@ def diagnose(
     reason, tensor_resolution : for an inconclusive tensor, why (``"noise"``, ``"kink"``...) and
         its resolution.
     ragged : the loss has no derivative at this precision (it varies like noise at every scale).
+    repeat_spread : how much identical calls of the loss differ (0: deterministic).
 
     Examples
     --------
@@ -81,7 +83,7 @@ def diagnose(
     wrong = codes == FAIL
     # (A NaN or inf in the gradient never gets here: it is an error before any work, naming the elements.)
     if not wrong.any():
-        return _undecided(name, shape, codes, reason, tensor_resolution, ragged)
+        return _undecided(name, shape, codes, reason, tensor_resolution, ragged, repeat_spread)
     usable = np.isfinite(numeric) & (codes != KINK) & (codes != NONFINITE)
     if not np.any(analytic) and np.any(np.abs(numeric[usable]) > tolerance[usable]):
         return Diagnosis(
@@ -148,6 +150,7 @@ def _undecided(
     reason: str | None = None,
     tensor_resolution: float | None = None,
     ragged: bool = False,
+    repeat_spread: float = 0.0,
 ) -> Diagnosis:
     """An inconclusive tensor: why the numerical side could not decide."""
     nonfinite = np.flatnonzero(codes == NONFINITE)
@@ -157,6 +160,12 @@ def _undecided(
             f"loss NaN/inf near {len(nonfinite)} of {codes.size}{_comma(where)}",
             f"the loss becomes NaN or inf within a step of {name}{_at(where)}: check at a point well inside its "
             "domain (log, sqrt, division), or clip the inputs.",
+        )
+    if ragged and repeat_spread > 0:
+        return Diagnosis(
+            "non-deterministic loss",
+            f"identical calls of the loss differ (by up to {repeat_spread:.1e}), which hides {name}'s gradient at "
+            "every step tried: fix its random seed, put dropout layers in eval mode, or use deterministic kernels.",
         )
     if ragged:
         return Diagnosis(

@@ -165,6 +165,7 @@ def _tensor_report(
         diagnosis = diagnose(
             leaf.name, leaf.shape if whole else (probed,), a, n, err, floor, codes, context.options.batch_size,
             reason=reason, tensor_resolution=tensor_resolution, ragged=leaf.name in judge.ragged_tensors,
+            repeat_spread=context.noise.repeat_spread,
         )  # fmt: skip
     if status == "fail":
         slope = context.taylor_slope(a - n, mine.indices)
