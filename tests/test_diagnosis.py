@@ -303,3 +303,70 @@ def test_a_non_deterministic_loss_is_blamed_on_its_randomness_not_on_precision()
     assert report.status == "inconclusive" and tensor.diagnosis == "non-deterministic loss", report
     assert "seed" in tensor.hint and "1e30" not in tensor.hint
     assert not any("use float64 or smaller parameters" in note for note in report.notes)
+
+
+LAYOUT_RNG = np.random.default_rng(3)
+KA, KB = LAYOUT_RNG.standard_normal((3, 3, 4)), LAYOUT_RNG.standard_normal((3, 3, 4))
+K0 = {"K": LAYOUT_RNG.standard_normal((3, 3, 4)), "L": LAYOUT_RNG.standard_normal((3, 3, 4))}
+
+
+def layout_loss(p):
+    return float(np.sum(KA * p["K"] ** 2) + np.sum(KB * np.sin(p["L"])))
+
+
+def layout_grad(p):
+    return {"K": 2 * KA * p["K"], "L": KB * np.cos(p["L"])}
+
+
+@pytest.mark.parametrize("strategy", ["full", "directional"])
+@pytest.mark.parametrize(
+    "bug, summary",
+    [
+        (lambda g: {**g, "K": g["K"].transpose(1, 0, 2)}, "axes permuted (1, 0, 2)"),
+        (lambda g: {**g, "K": g["K"][..., ::-1]}, "reversed along axis 2"),  # a kernel not flipped back
+        (lambda g: {**g, "K": np.roll(g["K"], 1, axis=2)}, "shifted by 1 along axis 2"),
+        (lambda g: {**g, "K": g["L"]}, "the gradient of L"),  # swapped tensors
+        (lambda g: {**g, "K": -g["K"]}, "sign flipped"),
+    ],
+    ids=["permuted", "reversed", "shifted", "swapped", "sign"],
+)
+def test_rearranged_gradients_are_named_under_every_strategy(bug, summary, strategy):
+    report = gp.check(layout_loss, lambda p: bug(layout_grad(p)), K0, strategy=strategy)
+    assert report.failing == ("K",), report
+    diagnosis = report.tensors["K"].diagnosis
+    assert diagnosis.startswith(summary), diagnosis
+    if strategy == "directional":  # read off sampled elements, then confirmed over the whole tensor
+        assert "2 random directions agree" in diagnosis
+
+
+def test_a_transposed_weight_gradient_and_a_scaled_bias_keep_their_diagnosis_under_random_directions():
+    # Once "wrong throughout (16 of 16 sampled elements wrong) ... recheck its formula" and
+    # "3 wrong elements ... look for an indexing slip" under the directional strategy.
+    rng = np.random.default_rng(0)
+    X, W, b = rng.standard_normal((8, 32)), rng.standard_normal((32, 32)) * 0.2, rng.standard_normal(32) * 0.1
+
+    def loss(p):
+        return float(np.sum(np.tanh(X @ p["W"] + p["b"]) ** 2))
+
+    def grad(p):
+        h = np.tanh(X @ p["W"] + p["b"])
+        dz = 2 * h * (1 - h**2)
+        return {"W": (X.T @ dz).T, "b": 16 * dz.sum(0)}
+
+    report = gp.check(loss, grad, {"W": W, "b": b}, strategy="directional")
+    assert report.tensors["W"].diagnosis.startswith("transposed throughout"), report
+    assert report.tensors["b"].diagnosis.startswith("16x"), report
+
+
+def test_a_few_wrong_elements_with_a_common_factor_are_not_called_wrong_throughout():
+    # The factor read off the located elements does not hold over the tensor: two random directions refute it.
+    def few(p):
+        g = layout_grad(p)
+        g["K"] = g["K"].copy()
+        g["K"][0, 1, 2] *= 2
+        g["K"][2, 0, 3] *= 2
+        return g
+
+    report = gp.check(layout_loss, few, K0, strategy="directional")
+    diagnosis = report.tensors["K"].diagnosis
+    assert report.failing == ("K",) and "throughout" not in diagnosis and diagnosis.startswith("2 wrong elements"), report

@@ -1,19 +1,22 @@
 """How is a tensor wrong? Patterns read off the analytic and numerical values already measured.
 
 `diagnose` looks, in this order, for: NaN/inf in the loss near the point, an all-zero gradient,
-one constant factor across the tensor (2.00x, 0.25x, 1/m, sign flipped), a transpose, failures only at non-differentiable points, and failures confined to some rows,
-columns or elements (named, with their own factor when they share one). A gradient where the
+one constant factor across the tensor (2.00x, 0.25x, 1/m, sign flipped), another tensor's gradient,
+a transpose or another rearrangement (`_hypotheses`), failures only at non-differentiable points,
+and failures confined to some rows, columns or elements (named, with their own factor when they share one). A gradient where the
 loss is flat "should be zero". Tensors that are inconclusive get a diagnosis too (too noisy,
 at kinks, no derivative at this precision).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
 
+from ._hypotheses import Evidence, fits, layouts, swapped_hint
 from ._verdict import FAIL, KINK, NOISE, NONFINITE
 
 #: Relative tolerance for calling a measured ratio an exact integer or fraction.
@@ -30,11 +33,19 @@ BATCH_LIKE = 10
 @dataclass(frozen=True)
 class Diagnosis:
     """Short `summary` for the table ("2.00x", "sign flipped"...), a one-line `hint`, and the
-    constant analytic/numeric `scale` when there is one."""
+    constant analytic/numeric `scale` when there is one.
+
+    A hypothesis about the whole tensor read off some of its elements (a factor, a rearrangement)
+    says what it implies for the rest, so that random directions can confirm it: `implied` maps
+    flat positions of the tensor to the true gradient there; `swapped_with` names the tensor whose
+    gradient this one's is.
+    """
 
     summary: str
     hint: str
     scale: float | None = None
+    implied: Callable[[np.ndarray], np.ndarray] | None = None
+    swapped_with: str | None = None
 
 
 def diagnose(
@@ -51,6 +62,7 @@ def diagnose(
     tensor_resolution: float | None = None,
     ragged: bool = False,
     repeat_spread: float = 0.0,
+    evidence: Evidence | None = None,
 ) -> Diagnosis:
     """Name the shape of a failure from a tensor's flat values and per-element outcome codes.
 
@@ -65,6 +77,8 @@ def diagnose(
         its resolution.
     ragged : the loss has no derivative at this precision (it varies like noise at every scale).
     repeat_spread : how much identical calls of the loss differ (0: deterministic).
+    evidence : for layout hypotheses (transposed, permuted or reversed axes, a shift, another
+        tensor's gradient): the whole tensor's analytic gradient and where the given values lie in it.
 
     Examples
     --------
@@ -110,14 +124,12 @@ def diagnose(
     significant = np.abs(numeric) > tolerance
     if ratio is not None and wrong.sum() >= 0.5 * significant.sum():
         summary, hint = _factor(name, ratio, batch_size)
-        return Diagnosis(summary, hint, ratio)
-    if len(shape) == 2 and shape[0] == shape[1] and np.all(np.isfinite(numeric)):
-        transposed = numeric.reshape(shape).T.ravel()
-        if np.all(np.abs(analytic - transposed) <= tolerance + tolerance.reshape(shape).T.ravel()):
-            return Diagnosis(
-                "transposed",
-                f"{name} is the transpose of the numerical gradient: swap the operands (e.g. X.T @ dZ for dZ @ X.T).",
-            )
+        implied = None if evidence is None else (lambda positions: evidence.analytic[positions] / ratio)
+        return Diagnosis(summary, hint, ratio, implied)
+    if evidence is not None:
+        found = _layout(name, evidence, numeric, tolerance, wrong)
+        if found is not None:
+            return found
     flat_wrong = np.flatnonzero(wrong)
     where = _locate(shape, flat_wrong)
     count, size = len(flat_wrong), wrong.size
@@ -202,6 +214,25 @@ def _undecided(
         f"every element of {name} agrees within its error bar, but together the error bars could hide more than "
         "a tenth of its gradient: make the loss deterministic, or evaluate it in float64 (shadow=True).",
     )
+
+
+def _layout(
+    name: str, evidence: Evidence, numeric: np.ndarray, tolerance: np.ndarray, wrong: np.ndarray
+) -> Diagnosis | None:
+    """The first layout hypothesis the probed values fit: another tensor's gradient, then the
+    tensor's own elements rearranged (`_hypotheses`)."""
+    analytic = evidence.analytic[evidence.positions]
+    for other, (other_numeric, other_tolerance) in evidence.others.items():
+        if fits(other_numeric, analytic, tolerance + other_tolerance, wrong):
+            return Diagnosis(f"the gradient of {other}", swapped_hint(name, other), swapped_with=other)
+    for layout in layouts(name, evidence.shape):
+        # The implied value comes from another element's analytic side: its rounding counts twice.
+        if fits(layout.implied(evidence.analytic, evidence.positions), numeric, 2 * tolerance, wrong):
+            return Diagnosis(
+                layout.summary, layout.hint,
+                implied=lambda positions, layout=layout: layout.implied(evidence.analytic, positions, wrap=True),
+            )  # fmt: skip
+    return None
 
 
 def _rounded_to_float32(analytic: np.ndarray, numeric: np.ndarray, error: np.ndarray) -> bool:

@@ -45,7 +45,7 @@ MAX_AUTO_PROBES = 4
 DIRECTION_MAX_LEVELS = 30
 # Seed-sequence tags, so that every direction depends only on (seed, purpose, block, round),
 # never on the order in which probes run: serial, parallel and budget-cut runs agree.
-VERDICT, LOCALIZE, CONFIRM, SAMPLE, ORDER, TENSOR = range(6)
+VERDICT, LOCALIZE, CONFIRM, SAMPLE, ORDER, TENSOR, HYPOTHESIS = range(7)
 #: Uniform on [-1/2, 1/2) times this has variance 1 (the guarantee's constant assumes it).
 _UNIFORM_SPREAD = math.sqrt(12)
 

@@ -16,6 +16,7 @@ from ..estimate import _differences as fd
 from ..judge._diagnosis import Diagnosis, diagnose, only_at_low_precision
 from ..judge._elements import ElementResults
 from ..judge._guarantee import resolution_at
+from ..judge._hypotheses import swapped_hint
 from ..judge._verdict import FAIL, PASS, UNRESOLVED, relative_difference
 from ..params._params import Leaf
 from ..report._types import Guarantee, Report, TensorReport
@@ -25,6 +26,7 @@ from ._coordinates import CHUNK, CoordinateProber
 from ._cost import per_element_cost
 from ._direction_probes import (
     CONFIRM,
+    HYPOTHESIS,
     LOCALIZE,
     MAX_AUTO_PROBES,
     RESOLUTION_GOAL,
@@ -41,9 +43,10 @@ from ._report_builder import (
     WORST_KEPT,
     Ledger,
     assemble_report,
-    leaf_report,
     element_counts,
+    evidence,
     kink_indices,
+    leaf_report,
     worst_elements,
 )
 
@@ -259,7 +262,8 @@ def _beyond_rounding(run: _Run, leaf: Leaf, report: TensorReport) -> TensorRepor
             f"{len(suspects)} that differ most were probed one by one."
         )
     common = dict(counts=element_counts(probed), kinks=kink_indices(leaf, probed))
-    located = _located(run, leaf, replace(report, status="fail", reason=None), wrong, common)
+    # Directions test the float64 run of the backward: they cannot confirm a hypothesis about this one.
+    located = _located(run, None, leaf, replace(report, status="fail", reason=None), wrong, wrong, common)
     e = wrong.estimates
     analytic = run.context.analytic[wrong.indices]
     factor = diagnose(leaf.name, (len(wrong),), analytic, e.numeric, e.error, wrong.floor, wrong.codes, run.options.batch_size)
@@ -445,7 +449,8 @@ def _localized(run: _Run, prober: DirectionalProber, leaf: Leaf, report: TensorR
 
     if found.widespread:
         sampled = run.coordinates.probe(np.array(found.sampled, dtype=np.int64))
-        return _throughout(run, leaf, report, sampled, located, common)
+        probed = run.coordinates.results().within(leaf)
+        return _throughout(run, prober, leaf, report, sampled, located, probed, common)
     if found.pending:
         a, b = found.pending[0][0], found.pending[-1][1] - 1
         run.not_covered.append(
@@ -453,7 +458,7 @@ def _localized(run: _Run, prober: DirectionalProber, leaf: Leaf, report: TensorR
             f"{leaf.index(a)} and {leaf.index(b)} ({sum(y - x for x, y in found.pending)} elements)"
         )
     if len(located):
-        return _located(run, leaf, report, located, common)
+        return _located(run, prober, leaf, report, located, probed, common)
     if found.pending:
         return replace(report, diagnosis="wrong; not localized within the budget", **common)
     if len(probed) == stop - start:
@@ -497,7 +502,65 @@ def _localized(run: _Run, prober: DirectionalProber, leaf: Leaf, report: TensorR
     return replace(report, diagnosis="wrong, not localized", hint=hint, **common)
 
 
-def _located(run: _Run, leaf: Leaf, report: TensorReport, located: ElementResults, common: dict) -> TensorReport:
+def _hypothesis(run: _Run, leaf: Leaf, probed: ElementResults) -> Diagnosis | None:
+    """What the probed elements of a failing tensor say about all of it: a factor or a layout
+    (`_hypotheses`) read off them, before random directions confirm it (`_confirmed`)."""
+    if np.count_nonzero(probed.codes == FAIL) < 2:
+        return None
+    e = probed.estimates
+    return diagnose(
+        leaf.name, (len(probed),), run.context.analytic[probed.indices], e.numeric, e.error, probed.floor,
+        probed.codes, run.options.batch_size, evidence=evidence(run.context, leaf, probed, None),
+    )
+
+
+def _confirmed(run: _Run, prober: DirectionalProber, leaf: Leaf, diagnosis: Diagnosis) -> bool:
+    """Whether two fresh random directions through the whole tensor agree with what `diagnosis`
+    implies there (and not with the gradient under test), within their error bars."""
+    if diagnosis.implied is None:
+        return False
+    return _agree(run, prober, leaf, diagnosis.implied(np.arange(leaf.size)), disagree=True)
+
+
+def _agree(run: _Run, prober: DirectionalProber, leaf: Leaf, gradient: np.ndarray, *, disagree: bool) -> bool:
+    """Whether the numerical derivatives of two fresh random directions through `leaf` are those of
+    `gradient` (flat, over the tensor), within their error bars; with `disagree`, also not those of
+    the gradient under test (their probes fail)."""
+    per_probe = 1 if run.options.method == "complex" else len(fd.OFFSETS)
+    if not run.affords(2 * per_probe):
+        return False
+    start, stop = leaf.offset, leaf.offset + leaf.size
+    for round_ in (0, 1):
+        [probe] = prober.probe([(start, stop)], HYPOTHESIS, round_)
+        expected = fd.dot(gradient, prober.direction(start, stop, HYPOTHESIS, round_))
+        if (disagree and probe.code != FAIL) or not abs(probe.numeric - expected) <= 2 * probe.error + probe.floor:
+            return False
+    return True
+
+
+def _swapped(run: _Run, prober: DirectionalProber, leaf: Leaf) -> str | None:
+    """The tensor of the same shape whose numerical gradient `leaf`'s gradient is, along two random
+    directions through that tensor (the gradients of two parameters swapped), if any."""
+    mine = run.context.analytic[leaf.slice]
+    for other in run.context.user_params.leaves:
+        if other is not leaf and other.shape == leaf.shape and _agree(run, prober, other, mine, disagree=False):
+            return other.name
+    return None
+
+
+def _located(
+    run: _Run, prober: DirectionalProber | None, leaf: Leaf, report: TensorReport, located: ElementResults,
+    probed: ElementResults, common: dict,
+) -> TensorReport:  # fmt: skip
+    """A failing tensor whose wrong elements were named; or, when they share a factor or a layout
+    that two random directions (of `prober`) confirm over the whole tensor, one wrong throughout."""
+    whole = _hypothesis(run, leaf, probed) if prober is not None else None
+    if whole is not None and prober is not None and _confirmed(run, prober, leaf, whole):
+        return replace(
+            report, diagnosis=f"{whole.summary} throughout ({_CONFIRMED})", hint=whole.hint, scale=whole.scale,
+            worst=worst_elements(run.context, leaf, probed, WORST_KEPT), taylor_slope=run.taylor_slope(located),
+            probes=report.probes + 2, **common,
+        )  # fmt: skip
     elements = worst_elements(run.context, leaf, located, LOCATED_KEPT)
     count = len(located)
     where = _lines(leaf.shape, located.indices - leaf.offset) if count > 1 else ""
@@ -518,20 +581,30 @@ def _located(run: _Run, leaf: Leaf, report: TensorReport, located: ElementResult
     )
 
 
+#: What a diagnosis confirmed over a whole tensor adds to its summary.
+_CONFIRMED = "2 random directions agree"
+
+
 def _throughout(
-    run: _Run, leaf: Leaf, report: TensorReport, sampled: ElementResults, located: ElementResults, common: dict
-) -> TensorReport:
-    e = sampled.estimates
+    run: _Run, prober: DirectionalProber, leaf: Leaf, report: TensorReport, sampled: ElementResults,
+    located: ElementResults, probed: ElementResults, common: dict,
+) -> TensorReport:  # fmt: skip
     wrong = int(np.sum(sampled.codes == FAIL))
     tally = f"{wrong} of {len(sampled)} sampled elements wrong"
-    diagnosis = None
-    if wrong:
-        diagnosis = diagnose(
-            leaf.name, (len(sampled),), run.context.analytic[sampled.indices], e.numeric, e.error, sampled.floor,
-            sampled.codes, run.options.batch_size,
-        )
-    if diagnosis is not None and diagnosis.scale is not None:
-        summary, hint, scale = f"{diagnosis.summary} throughout ({tally})", diagnosis.hint, diagnosis.scale
+    diagnosis = _hypothesis(run, leaf, probed)
+    probes = report.probes
+    if diagnosis is not None and _confirmed(run, prober, leaf, diagnosis):
+        summary, hint, scale = f"{diagnosis.summary} throughout ({tally}; {_CONFIRMED})", diagnosis.hint, diagnosis.scale
+        probes += 2
+    elif (other := _swapped(run, prober, leaf)) is not None:
+        summary, hint, scale = f"the gradient of {other} ({tally}; {_CONFIRMED})", swapped_hint(leaf.name, other), None
+        probes += 2
+    elif diagnosis is not None and diagnosis.summary == "all zeros" and not np.any(run.context.analytic[leaf.slice]):
+        summary, hint, scale = f"all zeros ({tally})", diagnosis.hint, 0.0
+    elif diagnosis is not None and (diagnosis.implied is not None or diagnosis.summary == "rounded to float32"):
+        # Read off the sampled elements, not confirmed over the tensor: said of those only.
+        summary, scale = f"{diagnosis.summary} at the sampled elements ({tally})", diagnosis.scale
+        hint = f"at the elements sampled, {diagnosis.hint}"
     elif wrong >= 2:
         summary, scale = f"wrong throughout ({tally})", None
         hint = f"{leaf.name} is wrong across the tensor with no constant factor: recheck its formula."
@@ -541,7 +614,7 @@ def _throughout(
     both = ElementResults.concatenate([located, sampled])
     return replace(
         report, diagnosis=summary, hint=hint, scale=scale, worst=worst_elements(run.context, leaf, both, WORST_KEPT),
-        taylor_slope=run.taylor_slope(both), **common,
+        taylor_slope=run.taylor_slope(both), probes=probes, **common,
     )
 
 

@@ -16,6 +16,7 @@ import numpy as np
 from ..estimate import _differences as fd
 from ..judge._diagnosis import diagnose, only_at_low_precision
 from ..judge._elements import ElementResults
+from ..judge._hypotheses import Evidence
 from ..judge._verdict import (
     ELEMENT_STATUSES,
     FAIL,
@@ -116,9 +117,26 @@ def element_tensor_reports(
     typical = fd.rms(e.numeric) if np.all(np.isfinite(e.numeric)) else fd.rms(analytic)
     return {
         leaf.name: _tensor_report(context, leaf, results.within(leaf), planned[leaf.name], typical, leaf.name in flat,
-                                  not_covered, sampled)  # fmt: skip
+                                  not_covered, sampled, results)  # fmt: skip
         for leaf in context.user_params.leaves
     }
+
+
+def evidence(context: CheckContext, leaf: Leaf, mine: ElementResults, everything: ElementResults | None) -> Evidence:
+    """What layout hypotheses about `leaf` are tested on: its probed elements `mine` and, for a
+    gradient returned in the wrong place, the same elements of its same-shape siblings, where
+    `everything` probed has them."""
+    positions = mine.indices - leaf.offset
+    others = {}
+    for other in context.user_params.leaves if everything is not None else ():
+        if other is leaf or other.shape != leaf.shape:
+            continue
+        theirs = everything.within(other)
+        at = np.searchsorted(theirs.indices, other.offset + positions)
+        if np.all(at < len(theirs)) and np.array_equal(theirs.indices[np.minimum(at, len(theirs) - 1)], other.offset + positions):
+            e = theirs.estimates
+            others[other.name] = (e.numeric[at], 2 * e.error[at] + theirs.floor[at])
+    return Evidence(leaf.shape, context.analytic[leaf.slice], positions, others)
 
 
 def leaf_report(
@@ -135,7 +153,7 @@ def leaf_report(
 
 def _tensor_report(
     context: CheckContext, leaf: Leaf, mine: ElementResults, planned: int, typical: float, flat: bool,
-    not_covered: list[str], sampled: bool,
+    not_covered: list[str], sampled: bool, everything: ElementResults | None = None,
 ) -> TensorReport:  # fmt: skip
     probed = len(mine)
     if probed < planned:
@@ -165,7 +183,7 @@ def _tensor_report(
         diagnosis = diagnose(
             leaf.name, leaf.shape if whole else (probed,), a, n, err, floor, codes, context.options.batch_size,
             reason=reason, tensor_resolution=tensor_resolution, ragged=leaf.name in judge.ragged_tensors,
-            repeat_spread=context.noise.repeat_spread,
+            repeat_spread=context.noise.repeat_spread, evidence=evidence(context, leaf, mine, everything),
         )  # fmt: skip
     if status == "fail":
         slope = context.taylor_slope(a - n, mine.indices)

@@ -1,0 +1,120 @@
+"""Is a wrong gradient the right one rearranged? Layout hypotheses, read off the analytic side.
+
+A hypothesis names a rearrangement ``T`` of a tensor's elements (a transpose, a permutation of
+axes, a reversed axis, a shift by one along an axis) and so the true gradient it implies: the
+user's gradient rearranged back, ``T^-1`` of it. The user's gradient of a kernel reversed along
+its last axis implies the true one is the user's reversed back. The implied gradient is known at
+every element from the analytic side alone, so any probed element tests it (`fits`), and a random
+direction tests it over the whole tensor (the directional strategy confirms it on two). Another
+tensor's gradient returned in this one's place (`Evidence.others`) is tested the same way, on
+that tensor's numerical values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import permutations
+
+import numpy as np
+
+#: Axis permutations are tried for tensors of up to this many axes (4! = 24 at most).
+MAX_PERMUTED_AXES = 4
+
+
+@dataclass(frozen=True)
+class Layout:
+    """One rearrangement: `summary` for the table and `hint` for the reader; `order`, `axis` and
+    `shift` say which (`implied` applies it)."""
+
+    kind: str  # "transposed", "permuted", "reversed" or "shifted"
+    summary: str
+    hint: str
+    shape: tuple[int, ...]
+    order: tuple[int, ...] | None = None
+    axis: int | None = None
+    shift: int = 0
+
+    def implied(self, analytic: np.ndarray, positions: np.ndarray, *, wrap: bool = False) -> np.ndarray:
+        """The true gradient this layout implies at the flat `positions`, from the tensor's flat
+        `analytic` gradient: NaN where it implies nothing (the slice a shift leaves empty), unless
+        `wrap` (a shift that wraps around, as np.roll does: a whole tensor's prediction to test)."""
+        index = list(np.unravel_index(positions, self.shape))
+        valid = np.ones(len(positions), dtype=bool)
+        if self.order is not None:
+            # analytic == numeric.transpose(order): numeric[i] == analytic[i permuted by argsort(order)].
+            index = [index[k] for k in np.argsort(self.order)]
+        elif self.shift:
+            # analytic == np.roll(numeric, shift, axis) away from the wrapped slice.
+            moved = index[self.axis] + self.shift
+            valid = wrap | ((moved >= 0) & (moved < self.shape[self.axis]))
+            index[self.axis] = moved % self.shape[self.axis]
+        else:
+            index[self.axis] = self.shape[self.axis] - 1 - index[self.axis]
+        values = np.asarray(analytic, dtype=float)[np.ravel_multi_index(index, self.shape)]
+        return np.where(valid, values, np.nan)
+
+
+def layouts(name: str, shape: tuple[int, ...]) -> Iterator[Layout]:
+    """Every rearrangement of a tensor of `shape` worth trying, most common first."""
+    if 2 <= len(shape) <= MAX_PERMUTED_AXES:
+        for order in permutations(range(len(shape))):
+            if order == tuple(range(len(shape))) or tuple(shape[i] for i in order) != shape:
+                continue
+            if len(shape) == 2:
+                yield Layout(
+                    "transposed", "transposed",
+                    f"{name} is the transpose of the numerical gradient: swap the operands (e.g. X.T @ dZ for dZ @ X.T).",
+                    shape, order=order,
+                )  # fmt: skip
+            else:
+                yield Layout(
+                    "permuted", f"axes permuted {order}",
+                    f"{name} is the numerical gradient with its axes in the order {order}: look for a transpose, "
+                    "permute or reshape of the wrong axes.",
+                    shape, order=order,
+                )  # fmt: skip
+    for axis, length in enumerate(shape):
+        if length >= 2:
+            yield Layout(
+                "reversed", f"reversed along axis {axis}",
+                f"{name} is the numerical gradient reversed along axis {axis}: a correlation where a convolution "
+                "is meant (or the reverse), or a kernel that is not flipped back.",
+                shape, axis=axis,
+            )  # fmt: skip
+    for axis, length in enumerate(shape):
+        if length < 3:  # along two elements a shift is a reversal
+            continue
+        for shift in (1, -1):
+            yield Layout(
+                "shifted", f"shifted by {shift} along axis {axis}",
+                f"{name} is the numerical gradient shifted by {shift} along axis {axis}: look for an off-by-one "
+                "index (i + 1 for i) or a slice that starts one element early or late.",
+                shape, axis=axis, shift=shift,
+            )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What layout hypotheses are tested on: the tensor's `shape` and whole flat `analytic`
+    gradient, the flat `positions` (within the tensor) of the probed values being diagnosed, and
+    other tensors of the same shape with their numerical values and tolerances at those same
+    positions (name -> (numeric, tolerance)), for a gradient returned in the wrong tensor's place."""
+
+    shape: tuple[int, ...]
+    analytic: np.ndarray
+    positions: np.ndarray
+    others: dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+def swapped_hint(name: str, other: str) -> str:
+    return f"{name}'s gradient is {other}'s numerical gradient: the two are swapped (or {other}'s is returned twice)."
+
+
+def fits(expected: np.ndarray, measured: np.ndarray, tolerance: np.ndarray, wrong: np.ndarray) -> bool:
+    """Whether `measured` (probed values, with their `tolerance`) is `expected` wherever that is
+    known, and the hypothesis speaks about at least two of the `wrong` elements (one proves little)."""
+    known = np.isfinite(expected) & np.isfinite(measured)
+    if np.count_nonzero(known & wrong) < 2:
+        return False
+    return bool(np.all(np.abs(expected[known] - measured[known]) <= tolerance[known]))
