@@ -169,4 +169,25 @@ def test_a_failing_direction_nothing_reproduces_is_no_failure(monkeypatch):
     report = gp.check(lambda p: float(np.sum(np.sin(p))), np.cos, x)
     assert report.strategy == "directional" and report.status == "inconclusive", report
     assert report.tensors["params"].reason == "noise" and report.guarantee.undecided == ("params",)
-    assert any("did not confirm it" in note for note in report.notes)
+    assert any("did not both confirm it" in note for note in report.notes)
+
+
+def test_a_failing_direction_that_only_one_fresh_direction_repeats_is_no_finding(monkeypatch):
+    """The same operator on one thread: one fresh direction failed as well, the other agreed, and
+    no element was wrong: a loss full of kinks, not a gradient shown wrong. Inconclusive."""
+    from dataclasses import replace as changed
+
+    from gradprobe.judge._verdict import FAIL
+
+    original = _direction_probes.DirectionalProber.probe
+
+    def probe(self, blocks, purpose, round_=0):
+        results = original(self, blocks, purpose, round_)
+        if (purpose, round_) in ((_direction_probes.VERDICT, 0), (_direction_probes.CONFIRM, 1)):
+            return [changed(r, code=FAIL) for r in results]
+        return results
+
+    monkeypatch.setattr(_direction_probes.DirectionalProber, "probe", probe)
+    x = np.random.default_rng(0).standard_normal(2000)
+    report = gp.check(lambda p: float(np.sum(np.sin(p))), np.cos, x)
+    assert report.status == "inconclusive" and report.guarantee.undecided == ("params",), report
