@@ -77,6 +77,32 @@ def test_a_backward_wrong_only_in_float32_fails_under_the_float64_reference(laye
     assert gp.torch.check(TanhLayer.apply, *layer_inputs()).status == "pass"  # the correct layer
 
 
+def test_a_float32_only_failure_is_checked_against_the_native_loss_through_vmap_too():
+    # The check that the float64 copy computes the same function called the loss with one point
+    # where vmap takes a batch: a 3-D input lost its first axis ("returned outputs of shapes
+    # [(5, 5)] here but [(5, 5, 5)]"), as PyTorch's float32 logcumsumexp once did.
+    class Exp(torch.autograd.Function):
+        generate_vmap_rule = True
+
+        @staticmethod
+        def forward(x):
+            return x.exp()
+
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            ctx.save_for_backward(output)
+
+        @staticmethod
+        def backward(ctx, g):
+            (y,) = ctx.saved_tensors
+            return 1.01 * g * y if y.dtype == torch.float32 else g * y
+
+    x = torch.randn(5, 5, 5, generator=torch.Generator().manual_seed(0)).requires_grad_()
+    report = gp.torch.check(Exp.apply, x)
+    assert report.options["vectorized"] and report.failing == ("input0",), report
+    assert report.tensors["input0"].diagnosis.endswith("in float32 only")
+
+
 def test_a_numpy_float32_backward_with_a_dtype_branch_fails():
     rng = np.random.default_rng(0)
     A = rng.standard_normal((6, 4))

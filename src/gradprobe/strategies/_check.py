@@ -15,11 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from ..estimate._calling import call_user
 from ..estimate._coordinate_probes import CoordinateEstimator
 from ..estimate._nearby import NEARBY_MOVE, nearby_point
 from ..estimate._noise_model import NoiseModel
-from ..estimate._objective import Objective, require_callable, to_scalar
+from ..estimate._objective import Objective, require_callable
 from ..estimate._oracle import Oracle, as_oracle
 from ..estimate._pages import without_huge_pages
 from ..judge._elements import ElementJudge
@@ -188,8 +187,8 @@ def _same_function(report: Report, loss: Callable[[Any], Any], context: CheckCon
     suspect = [t for t in report.tensors.values() if t.status == "fail" and (t.diagnosis or "").endswith(" only")]
     if report.reference != "float64" or not suspect or not context.affords(1):
         return report
-    user = context.user_params
-    native = float(to_scalar(call_user(loss, "loss", user.build(user.values), where="at the starting point"), "loss"))
+    # Through an objective of its own: a vectorized loss takes a batch of points, not one.
+    native = Objective(loss, context.user_params, vectorized=context.options.vectorized).initial()
     size = max(abs(native), abs(context.f0))
     eps = float(np.finfo(context.low_precision.computed_in).eps) if context.low_precision is not None else 0.0
     if not abs(native - context.f0) > max(OTHER_FUNCTION, OTHER_FUNCTION_ULPS * eps) * size:
