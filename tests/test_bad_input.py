@@ -122,6 +122,9 @@ def _():
 @case("grad-transposed")
 def _():
     rejects_before_work(square, lambda p: np.ones((3, 2)), np.ones((2, 3)), gp.InvalidArgument, "grad", r"\(transposed\?\)")
+    # An n-D gradient with the axes in another order names the orders that fit, and the way back.
+    rejects_before_work(square, lambda p: np.ones((3, 4, 2)), np.ones((2, 3, 4)), gp.InvalidArgument, "grad",
+                        r"axes in the order \(1, 2, 0\)\? for the first, `g.transpose\(\(2, 0, 1\)\)`")
 
 
 @case("grad-broadcastable-shape")

@@ -370,3 +370,65 @@ def test_a_few_wrong_elements_with_a_common_factor_are_not_called_wrong_througho
     report = gp.check(layout_loss, few, K0, strategy="directional")
     diagnosis = report.tensors["K"].diagnosis
     assert report.failing == ("K",) and "throughout" not in diagnosis and diagnosis.startswith("2 wrong elements"), report
+
+
+def test_a_permutation_is_named_in_the_order_that_makes_the_gradient():
+    # (1, 2, 0) is not its own inverse: the name once read (2, 0, 1).
+    rng = np.random.default_rng(0)
+    C = rng.standard_normal((3, 3, 3))
+    report = gp.check(lambda p: 0.5 * float(np.sum(C * p**2)), lambda p: np.transpose(C * p, (1, 2, 0)),
+                      rng.standard_normal((3, 3, 3)))
+    assert report.tensors["params"].diagnosis == "axes permuted (1, 2, 0)"
+
+
+def ignored_tensor_problem():
+    """W drives the loss, U does not (a parameter the loss ignores), 1200 + 1200 elements."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((32, 40))
+    params = {"W": rng.standard_normal((40, 30)) * 0.2, "U": rng.standard_normal((40, 30))}
+
+    def loss(p):
+        return float(np.sum(np.tanh(X @ p["W"])) / 32)
+
+    def grad(p):
+        return {"W": X.T @ (1 - np.tanh(X @ p["W"]) ** 2) / 32, "U": np.zeros_like(p["U"])}
+
+    return loss, grad, params
+
+
+def test_under_random_directions_an_all_zero_gradient_is_no_other_tensors_and_should_be_zero_is_named():
+    loss, grad, params = ignored_tensor_problem()
+    zeros = gp.check(loss, lambda p: {**grad(p), "W": np.zeros_like(p["W"])}, params, strategy="directional")
+    assert zeros.tensors["W"].diagnosis.startswith("all zeros"), zeros  # once "the gradient of U"
+    stray = gp.check(loss, lambda p: {**grad(p), "U": 0.1 * p["U"]}, params, strategy="directional")
+    assert stray.failing == ("U",) and stray.tensors["U"].diagnosis.startswith("should be zero throughout"), stray
+
+
+def test_a_zeroed_column_says_zero_not_0x():
+    def zeroed(p):
+        g = grad(p).copy()
+        g[:, 3] = 0
+        return g
+
+    status, diagnosis, hint, _ = diagnosis_of(zeroed)
+    assert status == "fail" and "0x" not in diagnosis and "zero" in diagnosis and "column 3" in diagnosis, diagnosis
+
+
+def test_under_random_directions_a_small_tensor_wrong_everywhere_is_never_right_except_at_its_elements():
+    # A 6-element bias off by 1/32 was "6 wrong elements ... right except at 6 elements".
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((32, 40))
+    params = {"W": rng.standard_normal((40, 6)) * 0.2, "c": rng.standard_normal(6) * 0.1}
+
+    def loss(p):
+        return float(np.sum(np.tanh(X @ p["W"] + p["c"]) ** 2) / 32)
+
+    def grad(p):
+        h = np.tanh(X @ p["W"] + p["c"])
+        dz = 2 * h * (1 - h**2) / 32
+        return {"W": X.T @ dz, "c": dz.sum(0) / 32}
+
+    report = gp.check(loss, grad, params, strategy="directional")
+    tensor = report.tensors["c"]
+    assert report.failing == ("c",) and tensor.diagnosis.startswith("0.03125x (= 1/32)"), report
+    assert "right except" not in tensor.hint

@@ -3,9 +3,9 @@
 `diagnose` looks, in this order, for: NaN/inf in the loss near the point, an all-zero gradient,
 one constant factor across the tensor (2.00x, 0.25x, 1/m, sign flipped), another tensor's gradient,
 a transpose or another rearrangement (`_hypotheses`), failures only at non-differentiable points,
-and failures confined to some rows, columns or elements (named, with their own factor when they share one). A gradient where the
-loss is flat "should be zero". Tensors that are inconclusive get a diagnosis too (too noisy,
-at kinks, no derivative at this precision).
+and failures confined to some rows, columns or elements (named, with their own factor when they
+share one). A gradient where the loss is flat "should be zero". Tensors that are inconclusive get
+a diagnosis too (too noisy, at kinks, no derivative at this precision).
 """
 
 from __future__ import annotations
@@ -111,6 +111,7 @@ def diagnose(
             f"the loss does not change with {name} (its numerical gradient is zero within the error bars), but "
             f"its gradient is not: a term that cancels in the loss (a bias before a normalisation, a mean that is "
             "subtracted) or a gradient meant for another parameter?",
+            implied=None if evidence is None else (lambda positions: np.zeros(len(positions))),
         )
     if _rounded_to_float32(analytic[wrong], numeric[wrong], error[wrong]):
         return Diagnosis(
@@ -139,6 +140,8 @@ def diagnose(
         factor, which = "", ""
         if subset is not None and abs(subset + 1) < EXACT:
             factor, which = "sign flipped", ", with the wrong sign"
+        elif subset is not None and abs(subset) < EXACT:
+            factor, which = "zero", ", which are zero"
         elif subset is not None:
             factor = _factor(name, subset, batch_size)[0]
             which = f", which are {factor}"

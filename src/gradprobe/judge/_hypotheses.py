@@ -42,8 +42,8 @@ class Layout:
         index = list(np.unravel_index(positions, self.shape))
         valid = np.ones(len(positions), dtype=bool)
         if self.order is not None:
-            # analytic == numeric.transpose(order): numeric[i] == analytic[i permuted by argsort(order)].
-            index = [index[k] for k in np.argsort(self.order)]
+            # analytic == numeric.transpose(order): analytic[j] == numeric[k] where j[m] == k[order[m]].
+            index = [index[k] for k in self.order]
         elif self.shift:
             # analytic == np.roll(numeric, shift, axis) away from the wrapped slice.
             moved = index[self.axis] + self.shift

@@ -8,6 +8,7 @@ entries that match no parameter (``dZ3``, ``dA2`` ...) are ignored and named in 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from itertools import permutations
 from typing import Any
 
 import numpy as np
@@ -106,8 +107,7 @@ def _leaf_gradient(value: Any, leaf: Leaf, argument: str) -> np.ndarray:
             argument=argument,
         )
     if array.shape != leaf.shape and not (leaf.shape == () and array.size == 1):
-        transposed = array.shape == leaf.shape[::-1] and len(leaf.shape) == 2
-        hint = " (transposed?)" if transposed else ""
+        hint = _permuted(array.shape, leaf.shape)
         raise InvalidArgument(
             f"`{argument}` entry for `{leaf.name}` has shape {array.shape} but the parameter has shape "
             f"{leaf.shape}{hint}; return a gradient of the parameter's shape.",
@@ -121,6 +121,19 @@ def _leaf_gradient(value: Any, leaf: Leaf, argument: str) -> np.ndarray:
             argument=argument,
         )
     return flat
+
+
+def _permuted(shape: tuple[int, ...], wanted: tuple[int, ...]) -> str:
+    """" (transposed?)" or " (the parameter's axes in the order (0, 2, 1)?)" when `shape` is
+    `wanted` with its axes reordered, naming the orders that fit (at most three); else ""."""
+    if len(shape) != len(wanted) or len(shape) < 2 or sorted(shape) != sorted(wanted):
+        return ""
+    if len(shape) == 2:
+        return " (transposed?)"
+    orders = [o for o in permutations(range(len(wanted))) if tuple(wanted[i] for i in o) == shape]
+    named = " or ".join(str(o) for o in orders[:3])
+    back = tuple(int(i) for i in np.argsort(orders[0]))
+    return f" (the parameter's axes in the order {named}? for the first, `g.transpose({back})` puts them back)"
 
 
 #: Elements a NaN/inf error names at most.

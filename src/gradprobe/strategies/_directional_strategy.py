@@ -535,15 +535,21 @@ def _agree(run: _Run, prober: DirectionalProber, leaf: Leaf, gradient: np.ndarra
     for round_ in (0, 1):
         [probe] = prober.probe([(start, stop)], HYPOTHESIS, round_)
         expected = fd.dot(gradient, prober.direction(start, stop, HYPOTHESIS, round_))
-        if (disagree and probe.code != FAIL) or not abs(probe.numeric - expected) <= 2 * probe.error + probe.floor:
+        bar = 2 * probe.error + probe.floor
+        if (disagree and probe.code != FAIL) or not abs(probe.numeric - expected) <= bar:
+            return False
+        if not disagree and not abs(expected) > bar:  # a zero derivative fits any gradient that is zero there
             return False
     return True
 
 
 def _swapped(run: _Run, prober: DirectionalProber, leaf: Leaf) -> str | None:
     """The tensor of the same shape whose numerical gradient `leaf`'s gradient is, along two random
-    directions through that tensor (the gradients of two parameters swapped), if any."""
+    directions through that tensor (the gradients of two parameters swapped), if any. An all-zero
+    gradient is no other tensor's (it would fit every tensor the loss ignores)."""
     mine = run.context.analytic[leaf.slice]
+    if not np.any(mine):
+        return None
     for other in run.context.user_params.leaves:
         if other is not leaf and other.shape == leaf.shape and _agree(run, prober, other, mine, disagree=False):
             return other.name
@@ -556,6 +562,9 @@ def _located(
 ) -> TensorReport:  # fmt: skip
     """A failing tensor whose wrong elements were named; or, when they share a factor or a layout
     that two random directions (of `prober`) confirm over the whole tensor, one wrong throughout."""
+    if prober is not None and len(probed) == leaf.size:
+        # Every element probed on its own: the per-element verdict and diagnosis, as "full" gives them.
+        return replace(leaf_report(run.context, leaf, probed, run.not_covered), probes=report.probes)
     whole = _hypothesis(run, leaf, probed) if prober is not None else None
     if whole is not None and prober is not None and _confirmed(run, prober, leaf, whole):
         return replace(
@@ -575,9 +584,15 @@ def _located(
             f"{leaf.name} is right except at {element.index} (analytic {element.analytic:.6e}, numeric "
             f"{element.numeric:.6e}): look for an indexing or boundary slip there."
         )
-    else:
+    elif count <= leaf.size // 2:
         summary = f"{count} wrong elements{where}"
         hint = f"{leaf.name} is right except at {count} elements{where}: look for an indexing or boundary slip."
+    else:  # most elements wrong, and no factor or layout that holds over the tensor
+        summary = f"{count} of {leaf.size} elements wrong{where}"
+        hint = (
+            f"{leaf.name} is wrong at most of its elements with no factor or layout that holds throughout: "
+            "recheck its formula."
+        )
     return replace(
         report, diagnosis=summary, hint=hint, worst=elements, taylor_slope=run.taylor_slope(located), **common
     )
@@ -596,13 +611,14 @@ def _throughout(
     diagnosis = _hypothesis(run, leaf, probed)
     probes = report.probes
     if diagnosis is not None and _confirmed(run, prober, leaf, diagnosis):
-        summary, hint, scale = f"{diagnosis.summary} throughout ({tally}; {_CONFIRMED})", diagnosis.hint, diagnosis.scale
-        probes += 2
-    elif (other := _swapped(run, prober, leaf)) is not None:
-        summary, hint, scale = f"the gradient of {other} ({tally}; {_CONFIRMED})", swapped_hint(leaf.name, other), None
+        summary = f"{diagnosis.summary} throughout ({tally}; {_CONFIRMED})"
+        hint, scale = diagnosis.hint, diagnosis.scale
         probes += 2
     elif diagnosis is not None and diagnosis.summary == "all zeros" and not np.any(run.context.analytic[leaf.slice]):
         summary, hint, scale = f"all zeros ({tally})", diagnosis.hint, 0.0
+    elif (other := _swapped(run, prober, leaf)) is not None:
+        summary, hint, scale = f"the gradient of {other} ({tally}; {_CONFIRMED})", swapped_hint(leaf.name, other), None
+        probes += 2
     elif diagnosis is not None and (diagnosis.implied is not None or diagnosis.summary == "rounded to float32"):
         # Read off the sampled elements, not confirmed over the tensor: said of those only.
         summary, scale = f"{diagnosis.summary} at the sampled elements ({tally})", diagnosis.scale
