@@ -63,6 +63,19 @@ def double(p):
     return 2 * np.asarray(p, dtype=np.float64)
 
 
+class Running:
+    """The entry point of the case being run (set by `test_bad_input`)."""
+
+    entry = "check"
+
+
+#: Arguments of the numpy entry points that a torch or JAX user never passes: an adapter's error
+#: must name the user's own (`fn`, `inputs`, `loss_fn`, `args`...).
+NUMPY_ONLY = ("grad", "loss", "params")
+#: What gradprobe's own code looks like in a message: a closure, a private name, a module path.
+INTERNAL = re.compile(r"<locals>|\b_[A-Za-z]\w*\(|\bgradprobe\.\w+\._|\bself\.")
+
+
 def rejects(call, error, argument, match):
     """`call()` raises `error` (a GradprobeError) naming `argument` in backticks, matching `match`."""
     with pytest.raises(error) as info:
@@ -74,6 +87,9 @@ def rejects(call, error, argument, match):
     assert f"`{argument}`" in message, message
     assert re.search(match, message), message
     assert "Traceback" not in message
+    assert not INTERNAL.search(message), message
+    if Running.entry in ("torch", "jax"):
+        assert argument not in NUMPY_ONLY and not any(f"`{name}`" in message for name in NUMPY_ONLY), message
     return e
 
 
@@ -1336,6 +1352,30 @@ def _():
     assert report.status == "fail"  # None means zero: wrong for sin
 
 
+@case("torch-backward-raises-or-nan", "torch")
+def _():  # the user passed no `grad`: the backward is their function's, and so is the error
+    torch, gpt = torch_adapter()
+
+    class Broken(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, t):
+            return t.sin()
+
+        @staticmethod
+        def backward(ctx, g):
+            raise RuntimeError("boom")
+
+    class Overflowing(Broken):
+        @staticmethod
+        def backward(ctx, g):
+            return g * torch.tensor([1.0, float("nan"), 1.0], dtype=g.dtype)
+
+    rejects(lambda: gpt.check(Broken.apply, requiring(torch, [0.5, -1.0, 2.0])), gp.UserFunctionError, "fn",
+            "in its backward: boom")
+    rejects(lambda: gpt.check(Overflowing.apply, requiring(torch, [0.5, -1.0, 2.0])), gp.InvalidValue, "fn",
+            r"`input0` at 1 of its 3 element\(s\): \(1,\) NaN")
+
+
 @case("torch-same-tensor-twice", "torch")
 def _():
     torch, gpt = torch_adapter()
@@ -1463,7 +1503,8 @@ KNOWN_ISSUES = {
     ],
     ids=[c.id for c in CATALOGUE],
 )
-def test_bad_input(case):
+def test_bad_input(case, monkeypatch):
+    monkeypatch.setattr(Running, "entry", case.entry)
     case.run()
 
 
