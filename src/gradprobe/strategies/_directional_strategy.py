@@ -50,6 +50,8 @@ from ._report_builder import (
     worst_elements,
 )
 
+#: Tensors of the same shape tried, nearest first, as the one whose gradient a failing tensor's is.
+SWAP_CANDIDATES = 4
 #: Located elements listed in `TensorReport.worst` (all of them, up to localization's own cap).
 LOCATED_KEPT = MAX_FRONTIER
 #: Without a budget, the coordinate probes of tensors that random directions left undecided may
@@ -550,8 +552,13 @@ def _swapped(run: _Run, prober: DirectionalProber, leaf: Leaf) -> str | None:
     mine = run.context.analytic[leaf.slice]
     if not np.any(mine):
         return None
-    for other in run.context.user_params.leaves:
-        if other is not leaf and other.shape == leaf.shape and _agree(run, prober, other, mine, disagree=False):
+    leaves = run.context.user_params.leaves
+    here = leaves.index(leaf)
+    # The nearest siblings first, and only a few: a stack of identical layers has dozens.
+    siblings = sorted((other for other in leaves if other is not leaf and other.shape == leaf.shape),
+                      key=lambda other: abs(leaves.index(other) - here))[:SWAP_CANDIDATES]  # fmt: skip
+    for other in siblings:
+        if _agree(run, prober, other, mine, disagree=False):
             return other.name
     return None
 
