@@ -79,6 +79,48 @@ def test_failing_tensors_get_inline_plots(buggy):
     assert all(base64.b64decode(data)[:8] == b"\x89PNG\r\n\x1a\n" for _, data in images)
 
 
+@pytest.fixture(scope="module")
+def directional():
+    """A directional check that localizes two wrong elements of `W` (only 2 of 1240 parameters wrong)."""
+    rng = np.random.default_rng(0)
+    params = {"W": rng.standard_normal((30, 40)), "b": rng.standard_normal(40)}
+
+    def loss(p):
+        return float(np.sum(np.tanh(p["W"]) ** 2) + np.sum(np.sin(p["b"])))
+
+    def grad(p):
+        t = np.tanh(p["W"])
+        g = 2 * t * (1 - t**2)
+        g[3, 5] *= 2.0
+        g[4, 7] *= -1.0
+        return {"W": g, "b": np.cos(p["b"])}
+
+    return gp.check(loss, grad, params, strategy="directional")
+
+
+def _worst_rows(html: str) -> list[list[str]]:
+    rows = re.findall(r"<tr><td><code>(\([^<]*\))</code></td>(.*?)</tr>", html)
+    return [[index, *re.findall(r'<td class="num">([^<]*)</td>', cells)] for index, cells in rows]
+
+
+def test_a_directional_report_shows_every_error_bar_the_text_shows_and_plots_its_elements(directional):
+    tensor = directional.tensors["W"]
+    assert directional.status == "fail" and tensor.analytic is None  # probed by directions, not whole
+    assert {e.index for e in tensor.worst} == {(3, 5), (4, 7)}
+    html = directional.to_html()
+    shown = {line.split(":")[0].strip()[3:]: line.split("± ")[1] for line in str(directional).splitlines() if "±" in line}
+    assert set(shown) == {"(3, 5)", "(4, 7)"}  # the text gives each element its error bar
+    rows = _worst_rows(html)
+    assert {index: bar for index, _, _, bar in rows} == shown  # the page too, never "-"
+    for key in (tensor.diagnosis, tensor.hint, f"guarantee: {directional.guarantee}", "Taylor remainder slope 1.00"):
+        assert key.replace(">", "&gt;") in html
+    pytest.importorskip("matplotlib")
+    images = re.findall(r'<img alt="([^"]*)" src="data:image/png;base64,([^"]+)"', html)
+    assert [alt.split(":")[0] for alt, _ in images] == ["W"]
+    assert "the elements probed one by one" in images[0][0] and "error bars" in images[0][0]
+    assert base64.b64decode(images[0][1])[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_without_matplotlib_the_page_says_how_to_get_plots(buggy, monkeypatch):
     import gradprobe.report._plot as plot
 

@@ -76,10 +76,48 @@ def test_tensors_can_be_chosen_and_a_passing_report_plots_all(report):
 
 
 def test_a_tensor_without_per_element_values_says_so(report):
-    bare = dataclasses.replace(report.tensors["a"], analytic=None, numeric=None, error_bar=None)
+    bare = dataclasses.replace(report.tensors["a"], analytic=None, numeric=None, error_bar=None, worst=())
     odd = dataclasses.replace(report, tensors={**report.tensors, "a": bare})
     figure = odd.plot("a")
     assert "no per-element values" in figure.axes[0].texts[0].get_text()
+
+
+def test_a_tensor_not_probed_whole_plots_its_elements_with_error_bars(report):
+    """Directional and sampled reports: where the listed elements lie, and their values with error
+    bars; the wrong ones red, one at a kink orange."""
+    tensor = report.tensors["a"]
+    worst = (*tensor.worst[:3], gp.Element((2, 3), 1.0, 0.5, error_bar=0.1))
+    partial = dataclasses.replace(tensor, analytic=None, numeric=None, error_bar=None, worst=worst, kinks=((2, 3),))
+    figure = dataclasses.replace(report, tensors={**report.tensors, "a": partial}).plot("a")
+    where, scatter = figure.axes
+    assert not _images(figure) and where.get_title() == "a (3, 4): 4 worst of 12 elements probed one by one"
+    wrong = [c for c in where.collections if c.get_label() == "wrong"]
+    assert len(wrong) == 1 and wrong[0].get_offsets().tolist() == [[2.0, 1.0]]  # (1, 2) at column 2, row 1
+    kinks = [c for c in where.collections if c.get_label() == "at a kink"]
+    assert kinks[0].get_offsets().tolist() == [[3.0, 2.0]]
+    assert scatter.get_xlabel() == "numerical" and scatter.get_ylabel() == "analytic"
+    red = next(c for c in scatter.containers if c.get_label() == "wrong")
+    points = red.lines[0].get_xydata()
+    np.testing.assert_allclose(points, [[tensor.numeric[1, 2], tensor.analytic[1, 2]]])
+    bars = red.lines[2][0].get_segments()  # the horizontal error bar: numeric ± error bar
+    np.testing.assert_allclose(bars[0][:, 0], tensor.numeric[1, 2] + np.array([-1, 1]) * worst[0].error_bar)
+
+
+def test_a_directional_report_plots_its_localized_elements():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((20, 60))
+    bug = np.ones_like(x)
+    bug[5, 17] = 2.0
+    report = gp.check(lambda p: float(np.sum(p**3)), lambda p: 3 * p**2 * bug, x, strategy="directional")
+    assert report.failing == ("params",) and report.tensors["params"].analytic is None
+    where, scatter = report.plot().axes
+    wrong = next(c for c in where.collections if c.get_label() == "wrong")
+    assert wrong.get_offsets().tolist() == [[17.0, 5.0]]
+    assert png_of(report)[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def png_of(report):
+    return tensor_png(report.tensors[report.failing[0]])
 
 
 def test_tensor_png_is_a_png(report):

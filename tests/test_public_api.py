@@ -25,6 +25,19 @@ def test_public_surface_is_pinned():
         assert hasattr(gp, name)
 
 
+def test_an_element_unpacks_as_three_values_and_names_its_error_bar():
+    element = gp.Element((1, 2), 2.0, 1.0, error_bar=1e-9)
+    index, analytic, numeric = element
+    assert (index, analytic, numeric) == ((1, 2), 2.0, 1.0) == tuple(element)
+    assert len(element) == 3 and element[0] == element.index == (1, 2) and element[-1] == element.numeric == 1.0
+    assert element.error_bar == 1e-9
+    assert gp.Element((0,), 1.0, 1.0).error_bar is None  # built as before, from the three values
+    with pytest.raises(AttributeError):
+        element.error_bar = 0.0  # frozen, like the reports that hold it
+    with pytest.raises(ValueError, match="not enough values to unpack"):
+        index, analytic, numeric, bar = element
+
+
 def test_errors_share_one_root_and_builtin_types():
     assert issubclass(gp.InvalidArgument, gp.GradprobeError) and issubclass(gp.InvalidArgument, TypeError)
     assert issubclass(gp.InvalidValue, gp.GradprobeError) and issubclass(gp.InvalidValue, ValueError)

@@ -3,6 +3,7 @@
 import dataclasses
 import json
 from importlib import resources
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -81,6 +82,7 @@ def _schema_locations(schema):
     return {
         "Report": schema["properties"],
         "TensorReport": schema["$defs"]["tensor"]["properties"],
+        "Element": schema["$defs"]["tensor"]["properties"]["worst"]["items"]["properties"],
         "Coverage": schema["properties"].get("coverage", {}).get("properties", {}),
         "Guarantee": guarantee.get("properties", {}),
     }
@@ -91,7 +93,7 @@ def test_the_schema_documents_every_field(validator):
     from gradprobe.report import _types as _report
 
     locations = _schema_locations(validator.schema)
-    computed = {"Report": {"ok", "schema_version", "reproduce"}, "TensorReport": {"ok"}}
+    computed = {"Report": {"ok", "schema_version", "reproduce"}, "TensorReport": {"ok"}, "Guarantee": {"statement"}}
     classes = {
         name: cls for name, cls in vars(_report).items() if dataclasses.is_dataclass(cls) and cls.__module__ == _report.__name__
     }
@@ -100,6 +102,78 @@ def test_the_schema_documents_every_field(validator):
         fields = {f.name for f in dataclasses.fields(cls)} | computed.get(name, set())
         assert set(locations[name]) == fields, name
     assert all("description" in spec for spec in validator.schema["properties"].values())
+
+
+def _wrong_model():
+    """A tensor with two wrong elements and one 1.5x too large throughout, in float64."""
+    rng = np.random.default_rng(0)
+    params = {"W": rng.standard_normal((12, 10)), "b": rng.standard_normal(10)}
+
+    def loss(p):
+        return float(np.sum(np.tanh(p["W"]) ** 2) + np.sum(np.sin(p["b"])))
+
+    def grad(p):
+        t = np.tanh(p["W"])
+        g = 2 * t * (1 - t**2)
+        g[3, 5] *= 2.0
+        g[4, 7] *= -1.0
+        return {"W": g, "b": 1.5 * np.cos(p["b"])}
+
+    return loss, grad, params
+
+
+@pytest.fixture(scope="module")
+def strategies():
+    loss, grad, params = _wrong_model()
+    return {strategy: gp.check(loss, grad, params, strategy=strategy) for strategy in ("full", "sample", "directional")}
+
+
+@pytest.mark.parametrize("strategy", ["full", "sample", "directional"])
+def test_worst_elements_carry_their_error_bars_for_every_strategy(validator, strategies, strategy):
+    report = strategies[strategy]
+    assert report.status == "fail" and report.strategy == strategy
+    data = json.loads(report.to_json())
+    assert not sorted(validator.iter_errors(data), key=str)
+    for tensor, entry in zip(report.tensors.values(), data["tensors"]):
+        assert [w["error_bar"] for w in entry["worst"]] == [e.error_bar for e in tensor.worst]
+        for element in tensor.worst:
+            assert element.error_bar is not None and 0 < element.error_bar < np.inf
+            if tensor.error_bar is not None:  # probed whole: the element's bar is the tensor's
+                assert element.error_bar == tensor.error_bar[element.index]
+    b = data["tensors"][1]
+    assert b["status"] == "fail" and b["worst"]
+    assert all(abs(w["analytic"] - w["numeric"]) > w["error_bar"] for w in b["worst"])  # every element is wrong
+
+
+@pytest.mark.parametrize("strategy", ["full", "sample", "directional"])
+def test_the_json_says_everything_the_text_does(strategies, strategy):
+    report = strategies[strategy]
+    data = report.to_dict()
+    text = str(report)
+    for tensor in data["tensors"]:
+        for key in ("diagnosis", "hint"):
+            assert tensor[key] is None or tensor[key] in text or tensor["status"] == "pass"
+    if report.guarantee is not None:
+        assert data["guarantee"]["statement"] == str(report.guarantee)
+        assert f"guarantee: {data['guarantee']['statement']}" in text
+    else:
+        assert data["guarantee"] is None and "guarantee:" not in text
+    assert all(note in text for note in data["notes"]) and text.endswith(data["reproduce"])
+
+
+def test_a_report_pickles_with_its_elements(strategies):
+    import pickle
+
+    report = strategies["directional"]
+    again = pickle.loads(pickle.dumps(report))
+    assert again == report
+    assert again.tensors["W"].worst[0].error_bar == report.tensors["W"].worst[0].error_bar
+
+
+def test_docs_describe_the_current_schema_version():
+    docs = (Path(__file__).parents[1] / "docs" / "report.md").read_text(encoding="utf-8")
+    assert f"`schema_version` {SCHEMA_VERSION}" in docs
+    assert f"Version {SCHEMA_VERSION} adds" in docs
 
 
 def test_options_that_are_not_json_become_their_repr():

@@ -78,8 +78,9 @@ def _worst_table(tensor: TensorReport) -> str:
 
 
 def _plot(tensor: TensorReport) -> str:
-    if tensor.analytic is None:
-        return ""
+    whole = tensor.analytic is not None and tensor.numeric is not None
+    if not whole and not tensor.worst:
+        return ""  # nothing was probed element by element: no values to draw
     try:
         from ._plot import tensor_png
 
@@ -87,7 +88,13 @@ def _plot(tensor: TensorReport) -> str:
     except ImportError:
         return '<p class="muted">Install matplotlib for a heatmap and a scatter of this tensor.</p>'
     data = base64.b64encode(png).decode("ascii")
-    alt = f"{tensor.name}: heatmap of analytic minus numerical values, and analytic against numerical values"
+    if whole:
+        alt = f"{tensor.name}: heatmap of analytic minus numerical values, and analytic against numerical values"
+    else:
+        alt = (
+            f"{tensor.name}: the elements probed one by one, where they lie in the tensor, and analytic against "
+            "numerical values with error bars (wrong ones in red)"
+        )
     return f'<img alt="{escape(alt)}" src="data:image/png;base64,{data}">'
 
 

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from ._types import Report, TensorReport
 
 #: The version `Report.to_dict` writes; ``report.schema.json`` pins it as a constant.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 SCHEMA_FILE = "report.schema.json"
 #: TensorReport fields holding whole arrays: in the dict only when asked for.
 VALUE_FIELDS = ("analytic", "numeric", "error_bar")
@@ -38,7 +38,7 @@ def load_schema() -> dict[str, Any]:
     --------
     >>> from gradprobe.report._schema import load_schema
     >>> load_schema()["properties"]["schema_version"]["const"]
-    3
+    4
     """
     return json.loads(_schema_text())
 
@@ -64,7 +64,7 @@ def plain(value: Any) -> Any:
         return bool(value)
     if isinstance(value, np.ndarray):
         return [plain(v) for v in value.ravel().tolist()]
-    if hasattr(value, "_asdict"):  # a NamedTuple such as Element
+    if hasattr(value, "_asdict"):  # a NamedTuple
         return {key: plain(v) for key, v in value._asdict().items()}
     if is_dataclass(value) and not isinstance(value, type):
         return {f.name: plain(getattr(value, f.name)) for f in fields(value)}
@@ -101,6 +101,9 @@ def report_to_dict(report: Report, *, values: bool = False) -> dict[str, Any]:
             data["options"] = {str(k): plain(_option_value(v)) for k, v in value.items()}
         elif f.name == "nearby":
             data["nearby"] = None if value is None else report_to_dict(value, values=values)
+        elif f.name == "guarantee" and value is not None:
+            # The sentence the text report prints, beside the numbers it is read off.
+            data["guarantee"] = {**plain(value), "statement": str(value)}
         else:
             data[f.name] = plain(value)
     data["ok"] = report.ok

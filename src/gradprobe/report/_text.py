@@ -103,6 +103,10 @@ def worst(tensor: TensorReport) -> list[Element]:
 
 
 def error_bar(tensor: TensorReport, element: Element) -> float | None:
+    """The element's error bar: its own (every strategy fills it), else the tensor's array (for an
+    `Element` built with none), else None."""
+    if element.error_bar is not None:
+        return float(element.error_bar)
     if tensor.error_bar is None:
         return None
     try:

@@ -6,18 +6,52 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 Status = Literal["pass", "fail", "inconclusive"]
 
 
-class Element(NamedTuple):
-    """One gradient element: its index in the tensor, the analytic and the numerical value."""
+@dataclass(frozen=True)
+class Element:
+    """One gradient element: its index in the tensor, the analytic and the numerical value, and
+    the error bar of their comparison.
+
+    It unpacks as the three values, ``index, analytic, numeric = element`` (as when it was a
+    named tuple); the error bar is read by name.
+
+    Attributes
+    ----------
+    index : the element's index in its tensor (``()`` for a scalar).
+    analytic, numeric : the user's gradient and the numerical derivative at that element.
+    error_bar : the bound on ``|analytic - numeric|`` the element was judged against (the
+        numerical value's error bar plus the floor for the analytic value's rounding), the
+        ``± ...`` of the text report; None when unknown (an element built without one).
+
+    Examples
+    --------
+    >>> element = Element((1, 2), 2.0, 1.0, error_bar=1e-9)
+    >>> index, analytic, numeric = element
+    >>> index, analytic / numeric, element.error_bar
+    ((1, 2), 2.0, 1e-09)
+    """
 
     index: tuple[int, ...]
     analytic: float
     numeric: float
+    error_bar: float | None = None
+
+    # The three values as a sequence: unpacking, `element[1]` and `len(element)` keep working for
+    # code written when `Element` was a named tuple of them.
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.index, self.analytic, self.numeric))
+
+    def __len__(self) -> int:
+        return 3
+
+    def __getitem__(self, position: int | slice) -> Any:
+        return (self.index, self.analytic, self.numeric)[position]
 
 
 @dataclass(frozen=True)

@@ -79,12 +79,18 @@ class Ledger:
 
 
 def worst_elements(context: CheckContext, leaf: Leaf, results: ElementResults, keep: int) -> tuple[Element, ...]:
-    """The `keep` elements of `results` with the largest disagreement, worst first."""
+    """The `keep` elements of `results` with the largest disagreement, worst first, each with the
+    error bar it was judged against (the numerical error bar plus the analytic side's floor, as
+    `TensorReport.error_bar` holds it for a tensor probed whole)."""
     e = results.estimates
     gap = np.where(np.isfinite(e.numeric), np.abs(context.analytic[results.indices] - e.numeric), np.inf)
     order = np.argsort(-gap, kind="stable")[:keep]
+    bars = e.error + results.floor
     return tuple(
-        Element(leaf.index(int(results.indices[i])), float(context.analytic[results.indices[i]]), float(e.numeric[i]))
+        Element(
+            leaf.index(int(results.indices[i])), float(context.analytic[results.indices[i]]), float(e.numeric[i]),
+            error_bar=float(bars[i]),
+        )  # fmt: skip
         for i in order
     )
 
