@@ -2,13 +2,18 @@
 run, seed for seed; a loss that cannot reach the workers is refused before any work."""
 
 import multiprocessing
+import os
+import sys
 import threading
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_info, threadpool_limits
 
 import gradprobe as gp
+from gradprobe.estimate import _executor
 
 RNG = np.random.default_rng(11)
 # Large enough that "auto" is directional (and localizes the planted error), small enough to be quick.
@@ -195,3 +200,98 @@ def test_a_vectorized_loss_must_return_one_value_per_parameter_set():
     with pytest.raises(gp.InvalidArgument, match=r"with vectorized=True, `loss` must return one loss per parameter set") as info:
         gp.check(lambda p: float(np.sum(p["v"])), grad, SMALL, vectorized=True)
     assert info.value.argument == "loss"
+
+
+# -- threads in the workers ------------------------------------------------------------------------
+
+
+def threads_here():
+    """The threads BLAS and torch may use in this process (torch: None where it is not imported)."""
+    blas = max(library["num_threads"] for library in threadpool_info() if library["user_api"] == "blas")
+    torch = sys.modules.get("torch")
+    return blas, torch.get_num_threads() if torch is not None else None
+
+
+def start_with_threads(count, with_torch):
+    """A pool's initializer: the worker's own limits, which a check must hand back after each task."""
+    if with_torch:
+        import torch
+
+        torch.set_num_threads(count)
+    threadpool_limits(count)  # called, not a context: the limit stays
+
+
+class ThreadsSeen:
+    """`loss`, which also writes down where it ran (process) and `threads_here()` there; a file per
+    process and thread, in `folder`, since the workers' memory does not come back."""
+
+    def __init__(self, folder):
+        self.folder = Path(folder)
+
+    def __call__(self, p):
+        with open(self.folder / f"{os.getpid()}-{threading.get_ident()}.txt", "a") as file:
+            file.write(repr(threads_here()) + "\n")
+        return loss(p)
+
+    def seen(self):
+        """{process id: the set of `threads_here()` its evaluations saw}"""
+        seen = {}
+        for path in self.folder.glob("*.txt"):
+            pid = int(path.stem.split("-")[0])
+            seen.setdefault(pid, set()).update(eval(line) for line in path.read_text().splitlines())
+        return seen
+
+
+def test_worker_threads_share_the_cores_among_the_workers_of_another_process(monkeypatch):
+    monkeypatch.setattr(_executor, "_cores", lambda: 8)
+    for workers, limit in [(1, 8), (3, 2), (8, 1), (16, 1)]:
+        executor = ProcessPoolExecutor(workers)  # starts no process before a task is submitted
+        assert _executor.worker_threads(executor).limit == limit
+        executor.shutdown()
+    with ThreadPoolExecutor(2) as threads:
+        assert _executor.worker_threads(threads) is None  # threads of this process: the user's settings
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("with_torch", [False, True], ids=["numpy", "torch"])
+def test_a_worker_process_runs_blas_and_torch_on_its_share_of_the_cores(tmp_path, monkeypatch, with_torch):
+    if with_torch:
+        pytest.importorskip("torch")
+    monkeypatch.setattr(_executor, "_cores", lambda: 4)  # 4 cores, 2 workers: 2 threads each
+    parent, parent_info = threads_here(), threadpool_info()
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(2, mp_context=spawn, initializer=start_with_threads, initargs=(3, with_torch)) as pool:
+        recorder = ThreadsSeen(tmp_path)
+        report = gp.check(recorder, grad, SMALL, executor=pool)
+        after_tasks = {pool.submit(threads_here).result() for _ in range(8)}
+    assert report.status == "pass"
+    seen = recorder.seen()
+    workers = {pid: threads for pid, threads in seen.items() if pid != os.getpid()}
+    assert workers and all(threads == {(2, 2 if with_torch else None)} for threads in workers.values())
+    assert seen[os.getpid()] == {parent}  # the starting point, evaluated here, with the user's settings
+    assert after_tasks == {(3, 3 if with_torch else None)}  # each worker's own limits, back after each task
+    assert threads_here() == parent and threadpool_info() == parent_info
+
+
+def test_threads_of_this_process_run_with_the_users_limits(tmp_path):
+    parent, parent_info = threads_here(), threadpool_info()
+    recorder = ThreadsSeen(tmp_path)
+    with ThreadPoolExecutor(2) as threads:
+        gp.check(recorder, grad, SMALL, executor=threads)
+    assert recorder.seen() == {os.getpid(): {parent}}
+    assert threads_here() == parent and threadpool_info() == parent_info
+
+
+@pytest.mark.slow
+def test_a_dask_cluster_of_threads_runs_with_the_users_limits(tmp_path):
+    """Dask pickles the tasks even when its workers are threads of this process; they run here
+    with the user's limits, which are left as they were."""
+    distributed = pytest.importorskip("distributed")
+    parent, parent_info = threads_here(), threadpool_info()
+    recorder = ThreadsSeen(tmp_path)
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0", scheduler_port=0
+    ) as cluster, distributed.Client(cluster) as client:
+        gp.check(recorder, grad, SMALL, executor=client.get_executor())
+    assert recorder.seen() == {os.getpid(): {parent}}
+    assert threads_here() == parent and threadpool_info() == parent_info

@@ -21,8 +21,13 @@ from __future__ import annotations
 
 import os
 import pickle
-from collections.abc import Sequence
+import socket
+import sys
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor, wait
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -103,6 +108,93 @@ def _worker_count(executor: Executor) -> int:
     return int(count) if isinstance(count, int) and count > 0 else (os.cpu_count() or 1)
 
 
+def _cores() -> int:
+    """The cores this process may run on (fewer than the machine's under `taskset` or a container)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _this_process() -> tuple[str, int]:
+    return socket.gethostname(), os.getpid()
+
+
+@dataclass(frozen=True)
+class WorkerThreads:
+    """The BLAS, OpenMP and torch threads a task may use in a worker process (module docstring).
+
+    `parent` is the process that sent the task: a task that runs there after all (a Dask cluster
+    of threads pickles its tasks too) leaves the user's settings alone.
+    """
+
+    limit: int
+    parent: tuple[str, int]
+
+
+def worker_threads(executor: Executor) -> WorkerThreads | None:
+    """The limit for the tasks sent to `executor`: this machine's cores shared among its workers;
+    None for an executor whose workers are threads of this process."""
+    if not ships_tasks(executor):
+        return None
+    return WorkerThreads(max(1, _cores() // _worker_count(executor)), _this_process())
+
+
+def _limit_loaded_libraries(limit: int) -> list[Callable[[], Any]]:
+    """Hold torch and the loaded BLAS and OpenMP libraries to `limit` threads; what undoes it."""
+    from threadpoolctl import ThreadpoolController
+
+    undo = []
+    torch = sys.modules.get("torch")  # only if the loss uses it: importing torch takes seconds
+    if torch is not None and torch.get_num_threads() > limit:
+        previous = torch.get_num_threads()
+        torch.set_num_threads(limit)
+        undo.append(lambda: torch.set_num_threads(previous))
+    controller = ThreadpoolController()
+    above = [library["filepath"] for library in controller.info() if library["num_threads"] > limit]
+    if above:
+        undo.append(controller.select(filepath=above).limit(limits=limit).restore_original_limits)
+    return undo[::-1]
+
+
+class _ProcessLimit:
+    """The limit in this worker process, set by the first of its running tasks and undone by the
+    last: BLAS's limit is process-wide, so two tasks at once (a Dask worker with several threads)
+    that each saved and restored it would leave the second one's limit behind for good."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.tasks = 0
+        self.undo: list[Callable[[], Any]] = []
+
+    @contextmanager
+    def held(self, limit: int) -> Iterator[None]:
+        with self.lock:
+            if self.tasks == 0:
+                self.undo = _limit_loaded_libraries(limit)
+            self.tasks += 1
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.tasks -= 1
+                if self.tasks == 0:
+                    for step in self.undo:
+                        step()
+                    self.undo = []
+
+
+_PROCESS_LIMIT = _ProcessLimit()
+
+
+@contextmanager
+def _threads_limited(threads: WorkerThreads | None) -> Iterator[None]:
+    if threads is None or threads.parent == _this_process():
+        yield
+        return
+    with _PROCESS_LIMIT.held(threads.limit):
+        yield
+
+
 def _chunks(count: int, pieces: int) -> list[tuple[int, int]]:
     pieces = max(1, min(count, pieces))
     bounds = np.linspace(0, count, pieces + 1).round().astype(int)
@@ -151,14 +243,16 @@ class _Failure:
         return error
 
 
-def _evaluate_chunk(objective: Objective, points: list, dtype: Any, pickled: bool):
+def _evaluate_chunk(objective: Objective, points: list, dtype: Any, threads: WorkerThreads | None):
     """Worker side: evaluate `points` with `objective` (a fresh one per task, see
-    `Objective.for_workers`). Errors come back as values, the first in point order raised by the
-    caller; `pickled` when they must cross to another process. With the values come the
-    evaluations spent and the record of the points outside the loss's domain, whose first error
-    travels as a `_Failure` too."""
+    `Objective.for_workers`), BLAS, OpenMP and torch held to `threads` in another process. Errors
+    come back as values, the first in point order raised by the caller; pickled when they must
+    cross to another process. With the values come the evaluations spent and the record of the
+    points outside the loss's domain, whose first error travels as a `_Failure` too."""
+    pickled = threads is not None  # a task with a limit is one that travels (`worker_threads`)
     try:
-        values = objective.evaluate(points, dtype=dtype)
+        with _threads_limited(threads):
+            values = objective.evaluate(points, dtype=dtype)
     except GradprobeError as error:
         return "error", _Failure(error, pickled)
     domain = objective.domain
@@ -169,10 +263,10 @@ def _evaluate_chunk(objective: Objective, points: list, dtype: Any, pickled: boo
 def evaluate_with_executor(objective: Objective, points: Sequence[Any], dtype: Any = None) -> np.ndarray:
     """Evaluate `points` on `objective.executor`, in chunks, results in point order."""
     executor = objective.executor
-    pickled = _dumps_for(executor) is not None
+    threads = worker_threads(executor)
     chunks = _chunks(len(points), CHUNKS_PER_WORKER * _worker_count(executor))
     futures = [
-        executor.submit(_evaluate_chunk, objective.for_workers(), list(points[a:b]), dtype, pickled)
+        executor.submit(_evaluate_chunk, objective.for_workers(), list(points[a:b]), dtype, threads)
         for a, b in chunks
     ]
     size_of = {future: b - a for future, (a, b) in zip(futures, chunks)}
