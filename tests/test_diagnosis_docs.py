@@ -1,0 +1,92 @@
+"""docs/report.md's table of diagnoses is what the code produces: every example in its first
+column comes out of `diagnose` (or `only_at_low_precision`) for a case made for it here, and
+every case here is in the table."""
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from gradprobe.judge._diagnosis import Diagnosis, diagnose, only_at_low_precision
+from gradprobe.judge._hypotheses import Evidence
+from gradprobe.judge._verdict import FAIL, KINK, NOISE, NONFINITE, PASS
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "report.md"
+RNG = np.random.default_rng(0)
+N20 = RNG.standard_normal(20) + np.sign(RNG.standard_normal(20))  # clear of zero
+BAR = 1e-9
+
+
+def judged(analytic, numeric, shape=None, **options) -> Diagnosis:
+    analytic, numeric = np.asarray(analytic, dtype=float).ravel(), np.asarray(numeric, dtype=float).ravel()
+    shape = shape or numeric.shape
+    codes = np.where(np.abs(analytic - numeric) > 4 * BAR, FAIL, PASS).astype(np.int8)
+    bars = np.full(numeric.size, BAR)
+    evidence = Evidence(shape, analytic, np.arange(numeric.size), options.pop("others", {}))
+    return diagnose("w", shape, analytic, numeric, bars, bars, codes, options.pop("batch_size", None),
+                    evidence=evidence, **options)  # fmt: skip
+
+
+def undecided(codes, **options) -> Diagnosis:
+    codes = np.asarray(codes, dtype=np.int8)
+    ones = np.ones(codes.size)
+    return diagnose("w", codes.shape, ones, ones, ones * BAR, ones * BAR, codes, **options)
+
+
+def in_one_row() -> Diagnosis:
+    numeric = RNG.standard_normal((6, 8)) + 2
+    analytic = numeric.copy()
+    analytic[2, :6] *= 2
+    return judged(analytic, numeric, (6, 8))
+
+
+def scattered() -> Diagnosis:
+    analytic = N20.copy()
+    analytic[:17] += RNG.standard_normal(17)
+    return judged(analytic, N20, (4, 5))
+
+
+M = N20[:16].reshape(4, 4)
+K = RNG.standard_normal((3, 3, 4))
+
+CASES = {
+    "all zeros": lambda: judged(np.zeros(20), N20),
+    "should be zero": lambda: judged(N20, np.zeros(20)),
+    "rounded to float32": lambda: judged(N20.astype(np.float32), N20 / 3 * 3 + 1e-9 * N20),
+    "2.00x": lambda: judged(2 * N20, N20),
+    "0.25x": lambda: judged(0.25 * N20, N20),
+    "-2.00x": lambda: judged(-2 * N20, N20),
+    "1.000003x": lambda: judged(1.000003 * N20, N20),
+    "sign flipped": lambda: judged(-N20, N20),
+    "0.03125x (= 1/m, m=32)": lambda: judged(N20 / 32, N20, batch_size=32),
+    "32x (= m, m=32)": lambda: judged(32 * N20, N20, batch_size=32),
+    "0.03125x (= 1/32)": lambda: judged(N20 / 32, N20),
+    "the gradient of b": lambda: judged(N20[::-1] + 1, N20, others={"b": (N20[::-1] + 1, np.full(20, BAR))}),
+    "transposed": lambda: judged(M.T, M, M.shape),
+    "axes permuted (1, 0, 2)": lambda: judged(K.transpose(1, 0, 2), K, K.shape),
+    "reversed along axis 2": lambda: judged(K[..., ::-1], K, K.shape),
+    "shifted by 1 along axis 0": lambda: judged(np.roll(K, 1, 0), K, K.shape),
+    "6 of 48 wrong (all in row 2, 2.00x)": in_one_row,
+    "2 of 20 wrong (elements 3, 7)": lambda: judged(N20 + (np.arange(20) == 3) - 3 * (np.arange(20) == 7), N20),
+    "17 of 20 wrong": scattered,
+    "loss NaN/inf near 1 of 2, element 0": lambda: undecided([NONFINITE, PASS]),
+    "too noisy at 3 of 20": lambda: undecided([NOISE] * 3 + [PASS] * 17, reason="noise"),
+    "too noisy (resolution 1.5e-01)": lambda: undecided([PASS] * 20, reason="noise", tensor_resolution=0.15),
+    "every element at a kink": lambda: undecided([KINK] * 4, reason="kink"),
+    "1 of 4 at kinks, element 0": lambda: undecided([KINK, PASS, PASS, PASS], reason="kink"),
+    "1.01x, in float32 only": lambda: only_at_low_precision(judged(1.01 * N20, N20), "w", "float32", True),
+    "no derivative at this precision": lambda: undecided([PASS] * 4, reason="noise", ragged=True),
+    "non-deterministic loss": lambda: undecided([PASS] * 4, reason="noise", ragged=True, repeat_spread=0.1),
+}
+
+
+def documented() -> list[str]:
+    table = DOC.read_text().split("## Diagnoses", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    return [example for row in rows for example in re.findall(r"`([^`]+)`", row.split(" | ")[0])]
+
+
+def test_every_documented_diagnosis_is_produced_and_every_produced_one_documented():
+    assert sorted(documented()) == sorted(CASES)
+    for summary, make in CASES.items():
+        assert make().summary == summary
