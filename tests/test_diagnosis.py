@@ -432,3 +432,12 @@ def test_under_random_directions_a_small_tensor_wrong_everywhere_is_never_right_
     tensor = report.tensors["c"]
     assert report.failing == ("c",) and tensor.diagnosis.startswith("0.03125x (= 1/32)"), report
     assert "right except" not in tensor.hint
+
+
+def test_a_taylor_slope_that_reads_right_under_a_fail_says_why():
+    # A float32-rounded gradient is off by ~1e-8: too little for the Taylor test, which reads "2".
+    report = gp.check(loss, lambda p: grad(p).astype(np.float32), W)
+    tensor = report.tensors["params"]
+    assert tensor.status == "fail" and tensor.taylor_slope is not None
+    line = next(line for line in str(report).splitlines() if "Taylor remainder slope" in line)
+    assert ("too small for this test to show" in line) == (tensor.taylor_slope >= 1.5), line

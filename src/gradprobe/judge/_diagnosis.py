@@ -132,7 +132,7 @@ def diagnose(
         if found is not None:
             return found
     flat_wrong = np.flatnonzero(wrong)
-    where = _locate(shape, flat_wrong)
+    where = locate(shape, flat_wrong)
     count, size = len(flat_wrong), wrong.size
     # "Right except at" only for a minority of the elements: a tensor wrong at every element is no slip.
     if count < size and (where and count <= size // 2 or count <= max(1, size // 4)):
@@ -170,7 +170,7 @@ def _undecided(
     """An inconclusive tensor: why the numerical side could not decide."""
     nonfinite = np.flatnonzero(codes == NONFINITE)
     if len(nonfinite):
-        where = _locate(shape, nonfinite)
+        where = locate(shape, nonfinite)
         return Diagnosis(
             f"loss NaN/inf near {len(nonfinite)} of {codes.size}{_comma(where)}",
             f"the loss becomes NaN or inf within a step of {name}{_at(where)}: check at a point well inside its "
@@ -197,7 +197,7 @@ def _undecided(
             "check at a random point instead.",
         )
     if reason == "kink":
-        where = _locate(shape, kinks)
+        where = locate(shape, kinks)
         return Diagnosis(
             f"{len(kinks)} of {codes.size} at kinks{_comma(where)}",
             f"{name} sits on non-differentiable points at {len(kinks)} element(s){_at(where)}, where any value "
@@ -356,8 +356,8 @@ def _element(index: tuple[int, ...]) -> str:
     return str(index[0]) if len(index) == 1 else str(tuple(int(i) for i in index))
 
 
-def _locate(shape: tuple[int, ...], flat: np.ndarray) -> str:
-    """Where the given elements are: "all in row 2", "all in columns 0, 3", "elements 1, 4", ""."""
+def locate(shape: tuple[int, ...], flat: np.ndarray) -> str:
+    """Where the given elements (flat positions) are: "all in row 2", "all in columns 0, 3", "elements 1, 4", ""."""
     if not len(shape) or not len(flat):
         return ""
     indices = np.stack(np.unravel_index(flat, shape), axis=1)

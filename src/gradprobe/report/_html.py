@@ -14,7 +14,7 @@ from html import escape
 from typing import TYPE_CHECKING, Any
 
 from .._errors import InvalidArgument
-from ._text import HEADER, coverage_lines, error_bar, facts, headline, pair, row, worst
+from ._text import HEADER, coverage_lines, error_bar, facts, headline, pair, row, taylor_line, worst
 
 if TYPE_CHECKING:
     from ._types import Report, TensorReport
@@ -107,7 +107,7 @@ def _tensor_section(tensor: TensorReport, plots: bool) -> str:
     if tensor.hint:
         parts.append(f'<p class="hint">{escape(tensor.hint)}</p>')
     if tensor.taylor_slope is not None:
-        parts.append(f'<p class="muted">Taylor remainder slope {tensor.taylor_slope:.2f} (2 = right, 1 = wrong)</p>')
+        parts.append(f'<p class="muted">{escape(taylor_line(tensor))}</p>')
     if plots:
         parts.append(_plot(tensor))
     return f'<section class="tensor">{"".join(parts)}</section>'

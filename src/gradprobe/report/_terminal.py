@@ -11,7 +11,7 @@ import sys
 from collections.abc import Iterator
 from typing import IO, TYPE_CHECKING, Any, Literal
 
-from ._text import HEADER, coverage_lines, element_line, facts, headline, render_text, row, worst
+from ._text import HEADER, coverage_lines, element_line, facts, headline, render_text, row, taylor_line, worst
 
 if TYPE_CHECKING:
     from ._types import Report
@@ -64,7 +64,7 @@ def renderables(report: Report, *, reproduce: str | None = None, with_reproduce:
         if tensor.hint:
             yield Padding(Text.assemble(("hint: ", "bold"), tensor.hint), (0, 0, 0, 6), expand=False)
         if tensor.taylor_slope is not None:
-            yield Text(f"      Taylor remainder slope {tensor.taylor_slope:.2f} (2 = right, 1 = wrong)", style="dim")
+            yield Text(f"      {taylor_line(tensor)}", style="dim")
     if report.ignored:
         yield Text(f"  ignored gradient entries with no parameter: {', '.join(report.ignored)}", style="dim")
     for line in coverage_lines(report):

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..estimate import _differences as fd
-from ..judge._diagnosis import Diagnosis, diagnose, only_at_low_precision
+from ..judge._diagnosis import Diagnosis, diagnose, locate, only_at_low_precision
 from ..judge._elements import ElementResults
 from ..judge._guarantee import resolution_at
 from ..judge._hypotheses import swapped_hint
@@ -581,7 +581,8 @@ def _located(
         )  # fmt: skip
     elements = worst_elements(run.context, leaf, located, LOCATED_KEPT)
     count = len(located)
-    where = _lines(leaf.shape, located.indices - leaf.offset) if count > 1 else ""
+    named = locate(leaf.shape, located.indices - leaf.offset) if count > 1 else ""
+    where = f" ({named})" if named else ""
     if count == 1:
         element = elements[0]
         ratio = element.analytic / element.numeric if element.numeric else math.inf
@@ -641,14 +642,3 @@ def _throughout(
         report, diagnosis=summary, hint=hint, scale=scale, worst=worst_elements(run.context, leaf, both, WORST_KEPT),
         taylor_slope=run.taylor_slope(both), probes=probes, **common,
     )
-
-
-def _lines(shape: tuple[int, ...], positions: np.ndarray) -> str:
-    if len(shape) != 2 or len(positions) < 2:
-        return ""
-    rows, columns = np.unravel_index(positions, shape)
-    if len(set(rows.tolist())) == 1:
-        return f" (all in row {rows[0]})"
-    if len(set(columns.tolist())) == 1:
-        return f" (all in column {columns[0]})"
-    return ""
