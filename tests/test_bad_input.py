@@ -1215,6 +1215,27 @@ def requiring(torch, values, dtype=None):
     return torch.tensor(values, dtype=dtype or torch.float64, requires_grad=True)
 
 
+@case("executor-spawn-with-a-fileless-main")
+def _():  # a spawned worker imports __main__ from its file: an interactive session's functions are not there
+    import multiprocessing
+    import sys
+    import types
+    from concurrent.futures import ProcessPoolExecutor
+
+    interactive = types.ModuleType("__main__")  # no __file__, as in a REPL, a notebook or python -c
+    loss = Counting(square)
+    loss.__module__ = "__main__"
+    saved = sys.modules["__main__"]
+    sys.modules["__main__"] = interactive
+    try:
+        with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+            rejects(lambda: gp.check(loss, double, X, executor=pool), gp.InvalidArgument, "loss",
+                    "importing your `__main__` afresh .*'spawn'.*module file")
+    finally:
+        sys.modules["__main__"] = saved
+    assert loss.calls <= 1
+
+
 @case("torch-nothing-requires-grad", "torch")
 def _():
     torch, gpt = torch_adapter()

@@ -26,6 +26,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -84,6 +85,13 @@ def require_sendable(loss: Any, params: Params, executor: Executor | None) -> No
     if dumps is None:
         return
     where = f"the workers of `executor` ({type(executor).__name__})"
+    if (method := _fresh_start(executor)) and _defined_in_fileless_main(loss):
+        raise InvalidArgument(
+            f"`loss` cannot reach {where}: they start by importing your `__main__` afresh (the {method!r} start "
+            "method), and a function defined in an interactive session, a notebook or `python -c` is not there. "
+            "Define it in a module file and import it, or use a ThreadPoolExecutor, or leave `executor` out.",
+            argument="loss",
+        )
     try:
         dumps(loss)
     except Exception as error:
@@ -101,6 +109,20 @@ def require_sendable(loss: Any, params: Params, executor: Executor | None) -> No
             f"{error}). Use plain dicts, lists and tuples, or leave `executor` out.",
             argument="params",
         ) from None
+
+
+def _fresh_start(executor: Executor) -> str | None:
+    """The start method of the executor's worker processes if they start fresh ("spawn",
+    "forkserver"): they then find the user's functions by importing modules, `__main__` included,
+    from their files."""
+    context = getattr(executor, "_mp_context", None)
+    method = context.get_start_method() if context is not None else None
+    return method if method in ("spawn", "forkserver") else None
+
+
+def _defined_in_fileless_main(function: Any) -> bool:
+    main = sys.modules.get("__main__")
+    return getattr(function, "__module__", None) == "__main__" and not getattr(main, "__file__", None)
 
 
 def _worker_count(executor: Executor) -> int:
@@ -281,6 +303,14 @@ def evaluate_with_executor(objective: Objective, points: Sequence[Any], dtype: A
                 objective.probing = "on the executor"
                 if objective.on_evaluation is not None:
                     objective.on_evaluation(size_of[future])
+    except BrokenProcessPool as error:
+        for future in pending:
+            future.cancel()
+        raise InvalidArgument(
+            "the workers of `executor` died while evaluating the loss (a worker that ran out of memory or crashed, "
+            "or could not load the loss); run the check without `executor` to see the loss's own error.",
+            argument="executor",
+        ) from error
     except BaseException:
         for future in pending:
             future.cancel()
