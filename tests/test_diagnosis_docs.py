@@ -57,6 +57,7 @@ CASES = {
     "0.25x": lambda: judged(0.25 * N20, N20),
     "-2.00x": lambda: judged(-2 * N20, N20),
     "1.000003x": lambda: judged(1.000003 * N20, N20),
+    "0.125x (= 1/8)": lambda: judged(N20 / 8, N20),
     "sign flipped": lambda: judged(-N20, N20),
     "0.03125x (= 1/m, m=32)": lambda: judged(N20 / 32, N20, batch_size=32),
     "32x (= m, m=32)": lambda: judged(32 * N20, N20, batch_size=32),

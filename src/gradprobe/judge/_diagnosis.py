@@ -329,8 +329,10 @@ def _factor(name: str, ratio: float, batch_size: int | None) -> tuple[str, str]:
         )
     fraction = Fraction(size).limit_denominator(8)
     if abs(float(fraction) - size) <= EXACT * size and fraction not in (0, 1):
+        # 1/8 reads "0.125x (= 1/8)", not "0.13x", which is no fraction a reader would look for.
+        rounded = float(f"{size:.2f}") != float(fraction)
         return (
-            _number(ratio),
+            f"{ratio:.4g}x (= {'-' if ratio < 0 else ''}{fraction})" if rounded else _number(ratio),
             f"{subject} is {fraction} of the numerical gradient: look for a dropped term or a wrong constant "
             f"(a stray {fraction}).",
         )
