@@ -183,3 +183,35 @@ def test_a_cast_inside_the_function_is_named_under_the_float64_reference():
     assert any("computes in float32" in note for note in cast.notes), cast.notes
     plain = gp.jax.check(lambda W: jnp.mean(jnp.tanh(X @ W) ** 2), W)  # X: a closed-over float32 array
     assert plain.status == "pass" and not any("not float64 throughout" in note for note in plain.notes)
+
+
+def test_a_rule_replaced_between_two_checks_of_the_same_function_is_checked_as_it_is_now():
+    # JAX keys compiled code on the function object: the second check once reused the first's trace,
+    # passing a rule that had since been replaced by a wrong one.
+    x = jax.random.normal(jax.random.PRNGKey(0), (8, 5))
+    W = jax.random.normal(jax.random.PRNGKey(1), (5, 3))
+
+    @jax.custom_vjp
+    def dense(x, w):
+        return x @ w
+
+    def forward(x, w):
+        return x @ w, (x, w)
+
+    def right(saved, g):
+        x, w = saved
+        return g @ w.T, x.T @ g
+
+    def doubled(saved, g):
+        x, w = saved
+        return g @ w.T, 2 * (x.T @ g)
+
+    def f(W):
+        return jnp.sum(jnp.tanh(dense(x, W)) ** 2)
+
+    dense.defvjp(forward, right)
+    assert gp.jax.check(f, W).status == "pass"
+    dense.defvjp(forward, doubled)
+    assert gp.jax.check(f, W).status == "fail"
+    dense.defvjp(forward, right)
+    assert gp.jax.check(f, W).status == "pass"

@@ -83,8 +83,9 @@ def _on_host(gradient: jax.Array) -> np.ndarray:
 
 
 def _jitted(fn: Callable[..., Any], args: tuple[Any, ...]) -> Callable[..., Any] | None:
-    """``jax.jit(fn)`` with non-array arguments static. Jitting the user's own function (not a
-    closure around it) lets JAX reuse the compiled code across checks of the same function."""
+    """``jax.jit`` of `fn` with non-array arguments static, traced afresh for each check: JAX keys
+    its compiled code on the function object, and a `custom_vjp` whose rule was replaced since
+    (``defvjp`` again), or a global its rule reads, would otherwise be checked as it was before."""
 
     def is_array_tree(arg: Any) -> bool:
         return all(hasattr(leaf, "dtype") or isinstance(leaf, float) for leaf in jax.tree_util.tree_leaves(arg))
@@ -93,7 +94,7 @@ def _jitted(fn: Callable[..., Any], args: tuple[Any, ...]) -> Callable[..., Any]
     try:
         for i in static:
             hash(args[i])
-        return jax.jit(fn, static_argnums=static)
+        return jax.jit(lambda *arguments: fn(*arguments), static_argnums=static)
     except Exception:
         return None
 
