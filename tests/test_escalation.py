@@ -191,3 +191,20 @@ def test_a_failing_direction_that_only_one_fresh_direction_repeats_is_no_finding
     x = np.random.default_rng(0).standard_normal(2000)
     report = gp.check(lambda p: float(np.sum(np.sin(p))), np.cos, x)
     assert report.status == "inconclusive" and report.guarantee.undecided == ("params",), report
+
+
+def test_a_tensor_escalated_element_by_element_is_judged_on_the_whole_gradient_as_full_judges_it():
+    # A gate at |0| in every live element: its gradient is zero, each element at a kink. Escalated
+    # element by element it once PASSED "to within inf" (judged against its own zero gradient),
+    # where "full" leaves it undecided at the kinks and checks a nearby point.
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    x = torch.randn(8, 4)
+    x[:, 3] = 0
+    y = torch.randint(0, 3, (8,))
+    W, gate = torch.randn(3, 4, requires_grad=True), torch.zeros(4, requires_grad=True)
+    fn = lambda W, gate: torch.nn.functional.cross_entropy((x * (1 + gate.abs())) @ W.T, y)  # noqa: E731
+    directional = gp.torch.check(fn, W, gate, strategy="directional")
+    full = gp.torch.check(fn, W, gate, strategy="full")
+    assert directional.status == full.status == "inconclusive", directional
+    assert directional.tensors["gate"].reason == "kink" and directional.nearby is not None

@@ -152,9 +152,14 @@ def leaf_report(
     reached them all), judged as `element_tensor_reports` judges a tensor, resolution included; or
     (`sampled`) a random sample of them, judged as strategy="sample" judges one."""
     e = results.estimates
-    typical = fd.rms(e.numeric) if np.all(np.isfinite(e.numeric)) else fd.rms(context.analytic[results.indices])
+    # The whole gradient's typical size, as a full check judges every tensor against: the analytic
+    # gradient stands in for the numerical one, known here for this tensor only. A tensor whose
+    # gradient is zero (a gate at its kink) is then no "zero gradient" that passes at any resolution.
+    typical = fd.rms(context.analytic)
+    with np.errstate(invalid="ignore"):
+        flat = bool(np.all(np.abs(e.numeric) <= e.error)) and fd.rms(e.numeric) < typical
     planned = len(results) if sampled else leaf.size
-    return _tensor_report(context, leaf, results, planned, typical, False, not_covered, sampled)
+    return _tensor_report(context, leaf, results, planned, typical, flat, not_covered, sampled)
 
 
 def _tensor_report(
