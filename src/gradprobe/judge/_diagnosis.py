@@ -208,8 +208,9 @@ def _undecided(
     if len(noisy):
         return Diagnosis(
             f"too noisy at {len(noisy)} of {codes.size}",
-            f"the loss's noise or rounding hides {name}'s gradient at {len(noisy)} element(s): make the loss "
-            "deterministic, or evaluate it in float64 (shadow=True).",
+            f"the loss's noise, rounding or jumps hide {name}'s gradient at {len(noisy)} element(s): make the loss "
+            "deterministic, evaluate it in float64 (shadow=True), or, for a staircase (floor, round), check it "
+            "away from its jumps.",
         )
     coarse = f" (resolution {tensor_resolution:.1e})" if tensor_resolution is not None else ""
     return Diagnosis(
