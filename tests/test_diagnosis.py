@@ -441,3 +441,30 @@ def test_a_taylor_slope_that_reads_right_under_a_fail_says_why():
     assert tensor.status == "fail" and tensor.taylor_slope is not None
     line = next(line for line in str(report).splitlines() if "Taylor remainder slope" in line)
     assert ("too small for this test to show" in line) == (tensor.taylor_slope >= 1.5), line
+
+
+def test_under_random_directions_a_long_wrong_row_is_named_and_a_float32_gradient_reads_rounded():
+    # A row of 64 wrong elements outruns bisection's frontier of 32: it once read "wrong in more than
+    # 32 places (0 of 16 sampled elements wrong)" with a hint about scattered elements.
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((16, 40))
+    params = {"W": rng.standard_normal((40, 64)) * 0.2, "c": rng.standard_normal(64) * 0.1}
+
+    def loss(p):
+        return float(np.sum(np.tanh(X @ p["W"] + p["c"]) ** 2))
+
+    def grad(p):
+        h = np.tanh(X @ p["W"] + p["c"])
+        dz = 2 * h * (1 - h**2)
+        return {"W": X.T @ dz, "c": dz.sum(0)}
+
+    def row(p):
+        g = grad(p)
+        g["W"][2] *= 1.5
+        return g
+
+    report = gp.check(loss, row, params, strategy="directional")
+    assert report.failing == ("W",) and "all in row 2" in report.tensors["W"].diagnosis, report
+    rounded = gp.check(loss, lambda p: {k: v.astype(np.float32) for k, v in grad(p).items()}, params,
+                       strategy="directional")
+    assert all(rounded.tensors[name].diagnosis.startswith("rounded to float32") for name in rounded.failing), rounded

@@ -506,6 +506,16 @@ def _localized(run: _Run, prober: DirectionalProber, leaf: Leaf, report: TensorR
     return replace(report, diagnosis="wrong, not localized", hint=hint, **common)
 
 
+def _rounded(run: _Run, leaf: Leaf, located: ElementResults) -> Diagnosis | None:
+    """The "rounded to float32" diagnosis of the located elements, if it is theirs."""
+    e = located.estimates
+    found = diagnose(
+        leaf.name, (len(located),), run.context.analytic[located.indices], e.numeric, e.error, located.floor,
+        located.codes, run.options.batch_size,
+    )
+    return found if found.summary == "rounded to float32" else None
+
+
 def _hypothesis(run: _Run, leaf: Leaf, probed: ElementResults) -> Diagnosis | None:
     """What the probed elements of a failing tensor say about all of it: a factor or a layout
     (`_hypotheses`) read off them, before random directions confirm it (`_confirmed`)."""
@@ -583,7 +593,10 @@ def _located(
     count = len(located)
     named = locate(leaf.shape, located.indices - leaf.offset) if count > 1 else ""
     where = f" ({named})" if named else ""
-    if count == 1:
+    rounded = _rounded(run, leaf, located)
+    if rounded is not None:
+        summary, hint = f"{rounded.summary} ({count} wrong element{'s' if count > 1 else ''} located)", rounded.hint
+    elif count == 1:
         element = elements[0]
         ratio = element.analytic / element.numeric if element.numeric else math.inf
         factor = f", {ratio:.2f}x" if np.isfinite(ratio) and abs(ratio) < 1e6 else ""
@@ -637,6 +650,16 @@ def _throughout(
     else:
         summary, scale = f"wrong in more than {MAX_FRONTIER} places ({tally})", None
         hint = f"{leaf.name} has many scattered wrong elements: look for a systematic indexing slip."
+        # Bisection stopped at its frontier: say where the elements it did locate lie, and their factor.
+        named = locate(leaf.shape, located.indices - leaf.offset) if len(located) > 1 else ""
+        if named.startswith("all in"):
+            found = _hypothesis(run, leaf, located)
+            factor = f", {found.summary}" if found is not None and found.scale is not None else ""
+            summary = f"wrong in more than {MAX_FRONTIER} places ({tally}; the {len(located)} located {named}{factor})"
+            hint = (
+                f"{leaf.name} is wrong at more than {MAX_FRONTIER} elements, and those located lie {named[4:]}: "
+                "look for an indexing or slicing slip there."
+            )
     both = ElementResults.concatenate([located, sampled])
     return replace(
         report, diagnosis=summary, hint=hint, scale=scale, worst=worst_elements(run.context, leaf, both, WORST_KEPT),
