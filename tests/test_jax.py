@@ -135,7 +135,7 @@ def test_pure_callback_inside_custom_vjp():
     cube_wrong.defvjp(lambda x: (cube(x), x), lambda x, g: (2 * x**2 * g,))
     x = jnp.array([0.5, -1.0, 1.5])
     assert gp.jax.check(cube, x).ok
-    assert gp.jax.check(cube_wrong, x).tensors["x"].diagnosis == "0.67x"
+    assert gp.jax.check(cube_wrong, x).tensors["x"].diagnosis == "0.6667x (= 2/3)"
 
 
 def test_tuple_outputs_and_the_cotangent_note():
