@@ -11,7 +11,9 @@ that need them (`_probes.Ladder`). The estimate comes from the last three levels
   levels where that bar is smaller (mild curvature: half the round-off);
 * a **truncation** bound: the change between the estimates of the two finest orders
   (``|R_0 - R_1| / 15``, the error of the finer two-level extrapolation ``R_1``; ``|D_0 - D_1| / 3``,
-  the error of ``D_1``), which over-states the error of the estimate actually used;
+  the error of ``D_1``), which over-states the error of the estimate actually used; for a
+  coordinate whose ``D_k`` change by half, not a quarter, from level to level (a loss smooth to
+  first order only there), the finest change ``|D_1 - D_2|``;
 * a **round-off** bound: the standard deviation the estimate inherits from the loss's noise
   ``sigma``, computed exactly from the weights the estimate puts on each evaluation;
 * **jumps**: the one-sided slopes ``(f(x ± t_k w) - f(x)) / ±t_k`` differ by ``f'' t_k`` on a
