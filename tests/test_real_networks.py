@@ -60,6 +60,11 @@ class CancelsInFloat32(TanhLayer):
     flaw = staticmethod(lambda gW: (gW + 1e4) - 1e4)
 
 
+class OverflowsInFloat32(TanhLayer):
+    # exp(100) / exp(100): 1 in float64, inf / inf = NaN in float32.
+    flaw = staticmethod(lambda gW: gW * (torch.exp(torch.full_like(gW, 100.0)) / torch.exp(torch.full_like(gW, 100.0))))
+
+
 def layer_inputs():
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(8, 5, generator=generator).requires_grad_()
@@ -75,6 +80,16 @@ def test_a_backward_wrong_only_in_float32_fails_under_the_float64_reference(laye
     assert tensor.diagnosis.endswith("in float32 only") and "float64" in tensor.hint
     assert report.tensors["input0"].status == "pass"
     assert gp.torch.check(TanhLayer.apply, *layer_inputs()).status == "pass"  # the correct layer
+
+
+def test_a_backward_whose_exp_overflows_in_float32_is_caught_naming_its_elements():
+    # Its float32 gradient is NaN: bad input to the check, refused before any work with the tensor
+    # and the elements named (the same backward in float64 is right).
+    with pytest.raises(gp.InvalidValue, match=r"`input1` at 20 of its 20 element\(s\): \(0, 0\) NaN") as error:
+        gp.torch.check(OverflowsInFloat32.apply, *layer_inputs())
+    assert error.value.argument == "fn"
+    x, W = (t.detach().double().requires_grad_() for t in layer_inputs())
+    assert gp.torch.check(OverflowsInFloat32.apply, x, W).status == "pass"
 
 
 def test_a_float32_only_failure_is_checked_against_the_native_loss_through_vmap_too():
