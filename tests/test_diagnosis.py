@@ -330,11 +330,13 @@ def layout_grad(p):
     ],
     ids=["permuted", "reversed", "shifted", "swapped", "sign"],
 )
-def test_rearranged_gradients_are_named_under_every_strategy(bug, summary, strategy):
+def test_rearranged_gradients_are_named_under_every_strategy(bug, summary, strategy, request):
     report = gp.check(layout_loss, lambda p: bug(layout_grad(p)), K0, strategy=strategy)
     assert report.failing == ("K",), report
     diagnosis = report.tensors["K"].diagnosis
     assert diagnosis.startswith(summary), diagnosis
+    kind = request.node.callspec.id.split("-")[0]  # the bug's id is its kind
+    assert report.tensors["K"].diagnosis_kind == kind and report.to_dict()["tensors"][0]["diagnosis_kind"] == kind
     if strategy == "directional":  # read off sampled elements, then confirmed over the whole tensor
         assert "2 random directions agree" in diagnosis
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gradprobe.judge._diagnosis import Diagnosis, diagnose, only_at_low_precision
+from gradprobe.judge._diagnosis import KINDS, Diagnosis, diagnose, only_at_low_precision
 from gradprobe.judge._hypotheses import Evidence
 from gradprobe.judge._verdict import FAIL, KINK, NOISE, NONFINITE, PASS
 
@@ -81,13 +81,22 @@ CASES = {
 }
 
 
-def documented() -> list[str]:
+def documented() -> dict[str, str | None]:
+    """Each example of the table's first column -> the kind its row names (None: "the diagnosis's own")."""
     table = DOC.read_text().split("## Diagnoses", 1)[1].split("\n## ", 1)[0]
-    rows = [line for line in table.splitlines() if line.startswith("| `")]
-    return [example for row in rows for example in re.findall(r"`([^`]+)`", row.split(" | ")[0])]
+    rows = [line.split(" | ") for line in table.splitlines() if line.startswith("| `")]
+    kinds = {}
+    for row in rows:
+        kind = re.fullmatch(r"`(\w+)`", row[1])
+        for example in re.findall(r"`([^`]+)`", row[0]):
+            kinds[example] = kind.group(1) if kind else None
+    return kinds
 
 
 def test_every_documented_diagnosis_is_produced_and_every_produced_one_documented():
-    assert sorted(documented()) == sorted(CASES)
+    table = documented()
+    assert sorted(table) == sorted(CASES)
     for summary, make in CASES.items():
-        assert make().summary == summary
+        made = make()
+        assert made.summary == summary
+        assert made.kind in KINDS and (table[summary] is None or made.kind == table[summary]), (summary, made.kind)

@@ -30,10 +30,18 @@ LINES = 3
 BATCH_LIKE = 10
 
 
+#: The kinds of diagnosis: how a tensor is wrong, or why it is undecided (`TensorReport.diagnosis_kind`).
+KINDS = (
+    "zeros", "should_be_zero", "rounded", "factor", "sign", "swapped", "transposed", "permuted", "reversed",
+    "shifted", "elements", "formula", "not_localized", "reference", "loss_nonfinite", "nondeterministic",
+    "no_derivative", "kinks", "noise",
+)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Diagnosis:
-    """Short `summary` for the table ("2.00x", "sign flipped"...), a one-line `hint`, and the
-    constant analytic/numeric `scale` when there is one.
+    """Short `summary` for the table ("2.00x", "sign flipped"...), a one-line `hint`, the
+    constant analytic/numeric `scale` when there is one, and the `kind` of finding.
 
     A hypothesis about the whole tensor read off some of its elements (a factor, a rearrangement)
     says what it implies for the rest, so that random directions can confirm it: `implied` maps
@@ -46,6 +54,8 @@ class Diagnosis:
     scale: float | None = None
     implied: Callable[[np.ndarray], np.ndarray] | None = None
     swapped_with: str | None = None
+    #: What was found, for code (one of `KINDS`); `summary` and `hint` say it for people.
+    kind: str = "formula"
 
 
 def diagnose(
@@ -104,6 +114,7 @@ def diagnose(
             "all zeros",
             f"{name}'s gradient is all zeros: is it detached, never accumulated, or overwritten by a fresh buffer?",
             0.0,
+            kind="zeros",
         )
     if np.any(analytic) and np.any(usable) and not np.any(np.abs(numeric[usable]) > tolerance[usable]):
         return Diagnosis(
@@ -112,6 +123,7 @@ def diagnose(
             f"its gradient is not: a term that cancels in the loss (a bias before a normalisation, a mean that is "
             "subtracted) or a gradient meant for another parameter?",
             implied=None if evidence is None else (lambda positions: np.zeros(len(positions))),
+            kind="should_be_zero",
         )
     if _rounded_to_float32(analytic[wrong], numeric[wrong], error[wrong]):
         return Diagnosis(
@@ -119,6 +131,7 @@ def diagnose(
             f"{name}'s gradient is the numerical one rounded to float32 (every wrong element is a float32 value "
             "within a float32 rounding of it): a float32 array or cast in the gradient of float64 parameters? "
             "Compute it in float64.",
+            kind="rounded",
         )
     ratio = _constant_ratio(analytic[usable], numeric[usable], error[usable], floor[usable])
     # Elements where both sides are ~0 (dead units) fit any ratio; count only the others.
@@ -126,7 +139,7 @@ def diagnose(
     if ratio is not None and wrong.sum() >= 0.5 * significant.sum():
         summary, hint = _factor(name, ratio, batch_size)
         implied = None if evidence is None else (lambda positions: evidence.analytic[positions] / ratio)
-        return Diagnosis(summary, hint, ratio, implied)
+        return Diagnosis(summary, hint, ratio, implied, kind="sign" if summary == "sign flipped" else "factor")
     if evidence is not None:
         found = _layout(name, evidence, numeric, tolerance, wrong)
         if found is not None:
@@ -150,11 +163,13 @@ def diagnose(
             f"{count} of {size} wrong{_paren(detail)}",
             f"{name} is right except at {count} element(s){_at(where)}{which}: look for an indexing, slicing or "
             "boundary slip.",
+            kind="elements",
         )
     most = "every element" if count == size else "most elements"
     return Diagnosis(
         f"{count} of {size} wrong",
         f"{name} is wrong at {most} with no constant factor, transpose or pattern: recheck its formula.",
+        kind="formula",
     )
 
 
@@ -175,12 +190,14 @@ def _undecided(
             f"loss NaN/inf near {len(nonfinite)} of {codes.size}{_comma(where)}",
             f"the loss becomes NaN or inf within a step of {name}{_at(where)}: check at a point well inside its "
             "domain (log, sqrt, division), or clip the inputs.",
+            kind="loss_nonfinite",
         )
     if ragged and repeat_spread > 0:
         return Diagnosis(
             "non-deterministic loss",
             f"identical calls of the loss differ (by up to {repeat_spread:.1e}), which hides {name}'s gradient at "
             "every step tried: fix its random seed, put dropout layers in eval mode, or use deterministic kernels.",
+            kind="nondeterministic",
         )
     if ragged:
         return Diagnosis(
@@ -188,6 +205,7 @@ def _undecided(
             f"the loss varies like noise between neighbouring floating-point values of {name}, at every step "
             "tried (sin of 1e30, say, whose neighbouring floats are many periods apart): it has no derivative to "
             "compare at this precision; check at smaller parameter values or in higher precision.",
+            kind="no_derivative",
         )
     kinks = np.flatnonzero(codes == KINK)
     if len(kinks) == codes.size:
@@ -195,6 +213,7 @@ def _undecided(
             "every element at a kink",
             f"{name} sits on a non-differentiable point at every element (relu inputs at exactly 0?): "
             "check at a random point instead.",
+            kind="kinks",
         )
     if reason == "kink":
         where = locate(shape, kinks)
@@ -203,6 +222,7 @@ def _undecided(
             f"{name} sits on non-differentiable points at {len(kinks)} element(s){_at(where)}, where any value "
             "between the one-sided slopes is valid, so an error there up to half their jump could hide: "
             "check at a random point instead.",
+            kind="kinks",
         )
     noisy = np.flatnonzero(codes == NOISE)
     if len(noisy):
@@ -211,12 +231,14 @@ def _undecided(
             f"the loss's noise, rounding or jumps hide {name}'s gradient at {len(noisy)} element(s): make the loss "
             "deterministic, evaluate it in float64 (shadow=True), or, for a staircase (floor, round), check it "
             "away from its jumps.",
+            kind="noise",
         )
     coarse = f" (resolution {tensor_resolution:.1e})" if tensor_resolution is not None else ""
     return Diagnosis(
         f"too noisy{coarse}",
         f"every element of {name} agrees within its error bar, but together the error bars could hide more than "
         "a tenth of its gradient: make the loss deterministic, or evaluate it in float64 (shadow=True).",
+        kind="noise",
     )
 
 
@@ -228,13 +250,14 @@ def _layout(
     analytic = evidence.analytic[evidence.positions]
     for other, (other_numeric, other_tolerance) in evidence.others.items():
         if fits(other_numeric, analytic, tolerance + other_tolerance, wrong):
-            return Diagnosis(f"the gradient of {other}", swapped_hint(name, other), swapped_with=other)
+            return Diagnosis(f"the gradient of {other}", swapped_hint(name, other), swapped_with=other, kind="swapped")
     for layout in layouts(name, evidence.shape):
         # The implied value comes from another element's analytic side: its rounding counts twice.
         if fits(layout.implied(evidence.analytic, evidence.positions), numeric, 2 * tolerance, wrong):
             return Diagnosis(
                 layout.summary, layout.hint,
                 implied=lambda positions, layout=layout: layout.implied(evidence.analytic, positions, wrap=True),
+                kind=layout.kind,
             )  # fmt: skip
     return None
 
@@ -398,5 +421,6 @@ def only_at_low_precision(diagnosis: Diagnosis, name: str, dtype: str, precise_a
         f"{name}'s backward agrees with the numerical gradient when run in float64 but not in {dtype}: look for "
         f"an overflow, a cancellation or a branch on the dtype in the {dtype} arithmetic.",
         diagnosis.scale,
+        kind=diagnosis.kind,
     )
 

@@ -151,6 +151,10 @@ class TensorReport:
     scale : analytic / numeric when that ratio is a constant across the tensor (failing tensors).
     diagnosis : short description of how it is wrong ("2.00x", "sign flipped"...), or None.
     hint : one line saying where to look, or None.
+    diagnosis_kind : what the diagnosis found, for code: "factor", "sign", "transposed",
+        "permuted", "reversed", "shifted", "swapped", "zeros", "should_be_zero", "rounded",
+        "elements", "formula", "not_localized", or for an undecided tensor "noise", "kinks",
+        "loss_nonfinite", "no_derivative", "nondeterministic", "reference"; None without a diagnosis.
     worst : the elements with the largest disagreement, worst first.
     reason : why the tensor is inconclusive ("kink", "noise", "nonfinite", "budget", or "reference":
         it disagreed in its low precision only, and the float64 reference is another function),
@@ -176,6 +180,7 @@ class TensorReport:
     scale: float | None = None
     diagnosis: str | None = None
     hint: str | None = None
+    diagnosis_kind: str | None = None
     worst: tuple[Element, ...] = ()
     reason: str | None = None
     kinks: tuple[tuple[int, ...], ...] = ()

@@ -197,7 +197,7 @@ def _same_function(report: Report, loss: Callable[[Any], Any], context: CheckCon
     for tensor in suspect:
         tensors[tensor.name] = replace(
             tensor, status="inconclusive", reason="reference", resolution=math.inf, taylor_slope=None, scale=None,
-            diagnosis="the float64 reference is another function",
+            diagnosis="the float64 reference is another function", diagnosis_kind="reference",
             hint=f"{tensor.name} disagrees in its low precision only, with a float64 copy that computes something else.",
         )  # fmt: skip
     guarantee = report.guarantee

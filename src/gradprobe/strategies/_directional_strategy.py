@@ -274,10 +274,11 @@ def _beyond_rounding(run: _Run, leaf: Leaf, report: TensorReport) -> TensorRepor
         summary = f"{len(wrong)} of {len(probed)} probed wrong, {many} beyond rounding"
     if factor is not None and factor.scale is not None:
         summary = f"{factor.summary} ({summary})" if many > len(suspects) else f"{factor.summary} at {summary}"
-    said = only_at_low_precision(Diagnosis(summary, located.hint or "", factor.scale if factor else None), leaf.name,
-                                 str(np.dtype(low.computed_in)), True)  # fmt: skip
+    kind = factor.kind if factor is not None and factor.scale is not None else located.diagnosis_kind or "elements"
+    said = only_at_low_precision(Diagnosis(summary, located.hint or "", factor.scale if factor else None, kind=kind),
+                                 leaf.name, str(np.dtype(low.computed_in)), True)  # fmt: skip
     return replace(
-        located, diagnosis=said.summary, hint=said.hint, scale=said.scale,
+        located, diagnosis=said.summary, diagnosis_kind=said.kind, hint=said.hint, scale=said.scale,
         difference=relative_difference(analytic, e.numeric),
     )  # fmt: skip
 
@@ -369,15 +370,15 @@ def _sampled_failure(run: _Run, leaf: Leaf, before: TensorReport, sampled: Eleme
             sampled.codes, run.options.batch_size,
         )
     if diagnosis is not None and diagnosis.scale is not None:
-        summary, hint, scale = f"{diagnosis.summary} ({tally})", diagnosis.hint, diagnosis.scale
+        summary, hint, scale, kind = f"{diagnosis.summary} ({tally})", diagnosis.hint, diagnosis.scale, diagnosis.kind
     else:
-        summary, scale = tally, None
+        summary, scale, kind = tally, None, "elements"
         hint = (
             f"{leaf.name} is wrong at {wrong} of {len(sampled)} elements drawn at random (the others were not probed "
             "one by one): compare its formula with the numerical values at the elements listed."
         )
     return replace(
-        before, status="fail", reason=None, diagnosis=summary, hint=hint, scale=scale,
+        before, status="fail", reason=None, diagnosis=summary, diagnosis_kind=kind, hint=hint, scale=scale,
         worst=worst_elements(run.context, leaf, sampled, WORST_KEPT), counts=element_counts(sampled),
         kinks=kink_indices(leaf, sampled), taylor_slope=run.taylor_slope(sampled),
     )  # fmt: skip
@@ -462,7 +463,9 @@ def _localized(run: _Run, prober: DirectionalProber, leaf: Leaf, report: TensorR
     if len(located):
         return _located(run, prober, leaf, report, located, probed, common)
     if found.pending:
-        return replace(report, diagnosis="wrong; not localized within the budget", **common)
+        return replace(
+            report, diagnosis="wrong; not localized within the budget", diagnosis_kind="not_localized", **common
+        )
     if len(probed) == stop - start:
         # Bisection probed every element on its own, which is the exact per-element check: it decides,
         # as "full" would, resolution included (elements too noisy to judge leave it inconclusive).
@@ -503,7 +506,7 @@ def _localized(run: _Run, prober: DirectionalProber, leaf: Leaf, report: TensorR
         f"{leaf.name}'s gradient disagrees along random directions, but no single element stands out: the errors are "
         "small and spread, or the loss is not smooth here. Try strategy='full' on a smaller model."
     )
-    return replace(report, diagnosis="wrong, not localized", hint=hint, **common)
+    return replace(report, diagnosis="wrong, not localized", diagnosis_kind="not_localized", hint=hint, **common)
 
 
 def _rounded(run: _Run, leaf: Leaf, located: ElementResults) -> Diagnosis | None:
@@ -585,7 +588,8 @@ def _located(
     whole = _hypothesis(run, leaf, probed) if prober is not None else None
     if whole is not None and prober is not None and _confirmed(run, prober, leaf, whole):
         return replace(
-            report, diagnosis=f"{whole.summary} throughout ({_CONFIRMED})", hint=whole.hint, scale=whole.scale,
+            report, diagnosis=f"{whole.summary} throughout ({_CONFIRMED})", diagnosis_kind=whole.kind, hint=whole.hint,
+            scale=whole.scale,
             worst=worst_elements(run.context, leaf, probed, WORST_KEPT), taylor_slope=run.taylor_slope(located),
             probes=report.probes + 2, **common,
         )  # fmt: skip
@@ -594,6 +598,7 @@ def _located(
     named = locate(leaf.shape, located.indices - leaf.offset) if count > 1 else ""
     where = f" ({named})" if named else ""
     rounded = _rounded(run, leaf, located)
+    kind = "rounded" if rounded is not None else "elements"
     if rounded is not None:
         summary, hint = f"{rounded.summary} ({count} wrong element{'s' if count > 1 else ''} located)", rounded.hint
     elif count == 1:
@@ -609,13 +614,14 @@ def _located(
         summary = f"{count} wrong elements{where}"
         hint = f"{leaf.name} is right except at {count} elements{where}: look for an indexing or boundary slip."
     else:  # most elements wrong, and no factor or layout that holds over the tensor
-        summary = f"{count} of {leaf.size} elements wrong{where}"
+        summary, kind = f"{count} of {leaf.size} elements wrong{where}", "formula"
         hint = (
             f"{leaf.name} is wrong at most of its elements with no factor or layout that holds throughout: "
             "recheck its formula."
         )
     return replace(
-        report, diagnosis=summary, hint=hint, worst=elements, taylor_slope=run.taylor_slope(located), **common
+        report, diagnosis=summary, diagnosis_kind=kind, hint=hint, worst=elements,
+        taylor_slope=run.taylor_slope(located), **common,
     )
 
 
@@ -633,22 +639,23 @@ def _throughout(
     probes = report.probes
     if diagnosis is not None and _confirmed(run, prober, leaf, diagnosis):
         summary = f"{diagnosis.summary} throughout ({tally}; {_CONFIRMED})"
-        hint, scale = diagnosis.hint, diagnosis.scale
+        hint, scale, kind = diagnosis.hint, diagnosis.scale, diagnosis.kind
         probes += 2
     elif diagnosis is not None and diagnosis.summary == "all zeros" and not np.any(run.context.analytic[leaf.slice]):
-        summary, hint, scale = f"all zeros ({tally})", diagnosis.hint, 0.0
+        summary, hint, scale, kind = f"all zeros ({tally})", diagnosis.hint, 0.0, "zeros"
     elif (other := _swapped(run, prober, leaf)) is not None:
         summary, hint, scale = f"the gradient of {other} ({tally}; {_CONFIRMED})", swapped_hint(leaf.name, other), None
+        kind = "swapped"
         probes += 2
     elif diagnosis is not None and (diagnosis.implied is not None or diagnosis.summary == "rounded to float32"):
         # Read off the sampled elements, not confirmed over the tensor: said of those only.
         summary, scale = f"{diagnosis.summary} at the sampled elements ({tally})", diagnosis.scale
-        hint = f"at the elements sampled, {diagnosis.hint}"
+        hint, kind = f"at the elements sampled, {diagnosis.hint}", diagnosis.kind
     elif wrong >= 2:
-        summary, scale = f"wrong throughout ({tally})", None
+        summary, scale, kind = f"wrong throughout ({tally})", None, "formula"
         hint = f"{leaf.name} is wrong across the tensor with no constant factor: recheck its formula."
     else:
-        summary, scale = f"wrong in more than {MAX_FRONTIER} places ({tally})", None
+        summary, scale, kind = f"wrong in more than {MAX_FRONTIER} places ({tally})", None, "elements"
         hint = f"{leaf.name} has many scattered wrong elements: look for a systematic indexing slip."
         # Bisection stopped at its frontier: say where the elements it did locate lie, and their factor.
         named = locate(leaf.shape, located.indices - leaf.offset) if len(located) > 1 else ""
@@ -662,6 +669,7 @@ def _throughout(
             )
     both = ElementResults.concatenate([located, sampled])
     return replace(
-        report, diagnosis=summary, hint=hint, scale=scale, worst=worst_elements(run.context, leaf, both, WORST_KEPT),
+        report, diagnosis=summary, diagnosis_kind=kind, hint=hint, scale=scale,
+        worst=worst_elements(run.context, leaf, both, WORST_KEPT),
         taylor_slope=run.taylor_slope(both), probes=probes, **common,
     )

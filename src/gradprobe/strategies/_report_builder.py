@@ -213,6 +213,7 @@ def _tensor_report(
         resolution=tensor_resolution,
         scale=diagnosis.scale if diagnosis else None,
         diagnosis=diagnosis.summary if diagnosis else None,
+        diagnosis_kind=diagnosis.kind if diagnosis else None,
         hint=diagnosis.hint if diagnosis else None,
         worst=worst if status != "pass" else worst[:1],
         reason=reason,
@@ -282,7 +283,7 @@ def undecidable(report: Report, ragged: tuple[str, ...]) -> Report:
     tensors = {
         name: tensor if name not in ragged else replace(
             tensor, status="inconclusive", reason="noise", resolution=float("inf"),
-            diagnosis="no derivative at this precision", hint=None,
+            diagnosis="no derivative at this precision", diagnosis_kind="no_derivative", hint=None,
         )  # fmt: skip
         for name, tensor in report.tensors.items()
     }
