@@ -13,7 +13,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gradprobe.judge._diagnosis import diagnose
+from gradprobe.judge._diagnosis import KINDS, diagnose
 from gradprobe.judge._hypotheses import Evidence
 from gradprobe.judge._verdict import FAIL, KINK, NOISE, PASS
 
@@ -96,3 +96,17 @@ def test_every_sentence_agrees_with_its_codes_and_values(case):
     if wrong == 0:
         # Undecided tensors: never a sentence about wrong elements.
         assert "wrong" not in d.summary and "right except" not in d.hint, text
+    # The kind (the field code reads) and the sentence (what people read) say the same.
+    assert d.kind in KINDS, text
+    said = {
+        "zeros": d.summary.startswith("all zeros"), "sign": d.summary == "sign flipped",
+        "factor": d.scale is not None and d.summary.endswith(("x", ")")), "transposed": d.summary == "transposed",
+        "permuted": d.summary.startswith("axes permuted"), "reversed": d.summary.startswith("reversed along"),
+        "shifted": d.summary.startswith("shifted by"),
+        "elements": re.match(r"\d+ of \d+ wrong", d.summary) is not None and "right except" in d.hint,
+        "formula": re.fullmatch(r"\d+ of \d+ wrong", d.summary) is not None and "formula" in d.hint,
+        "kinks": "kink" in d.summary,
+        "noise": d.summary.startswith("too noisy"), "should_be_zero": d.summary == "should be zero",
+        "rounded": d.summary == "rounded to float32", "loss_nonfinite": d.summary.startswith("loss NaN/inf"),
+    }
+    assert said.get(d.kind, True), text
