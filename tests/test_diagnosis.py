@@ -470,3 +470,32 @@ def test_under_random_directions_a_long_wrong_row_is_named_and_a_float32_gradien
     rounded = gp.check(loss, lambda p: {k: v.astype(np.float32) for k, v in grad(p).items()}, params,
                        strategy="directional")
     assert all(rounded.tensors[name].diagnosis.startswith("rounded to float32") for name in rounded.failing), rounded
+
+
+def test_a_wrong_slice_is_named_under_both_strategies_and_many_wrong_rows_keep_their_factor():
+    # A conv kernel's output channel 1 doubled: "wrong throughout (3 of 16 sampled elements wrong)
+    # ... no constant factor" under directional; rows 0-3 of 8 doubled: "wrong at most elements with
+    # no constant factor, transpose or pattern" under full.
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((8, 8, 3, 3))
+
+    def channel(p):
+        g = np.cos(p) * A
+        g[1] *= 2
+        return g
+
+    K = rng.standard_normal((8, 8, 3, 3))
+    loss = lambda p: float(np.sum(np.sin(p) * A))  # noqa: E731
+    full = gp.check(loss, channel, K, strategy="full").tensors["params"]
+    directional = gp.check(loss, channel, K, strategy="directional").tensors["params"]
+    assert full.diagnosis == "72 of 576 wrong (all in [1, :, :, :], 2.00x)"
+    assert directional.diagnosis.startswith("wrong elements all in [1, :, :, :], 2.00x"), directional.diagnosis
+    B = rng.standard_normal((8, 27))
+
+    def rows(p):
+        g = np.cos(p) * B
+        g[:4] *= 2
+        return g
+
+    half = gp.check(lambda p: float(np.sum(np.sin(p) * B)), rows, rng.standard_normal((8, 27))).tensors["params"]
+    assert half.diagnosis == "108 of 216 wrong (all in rows 0-3, 2.00x)" and "no constant factor" not in half.hint

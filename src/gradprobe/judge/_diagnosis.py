@@ -165,7 +165,17 @@ def diagnose(
             "boundary slip.",
             kind="elements",
         )
-    most = "every element" if count == size else "most elements"
+    most = "every element" if count == size else "most elements" if count > size // 2 else f"{count} of its {size} elements"
+    subset = _constant_ratio(analytic[flat_wrong], numeric[flat_wrong], error[flat_wrong], floor[flat_wrong])
+    if subset is not None and abs(subset - 1) > EXACT:
+        # Many wrong elements, one factor among them: a term applied to the wrong part of the tensor.
+        factor = "zero" if abs(subset) < EXACT else _factor(name, subset, batch_size)[0]
+        return Diagnosis(
+            f"{count} of {size} wrong{_paren(', '.join(part for part in (where, factor) if part))}",
+            f"{name} is wrong at {most}{_at(where)}, all {factor}: look for a factor or mask applied to the wrong "
+            "part of the tensor (a slice bound, a broadcast).",
+            kind="elements",
+        )
     return Diagnosis(
         f"{count} of {size} wrong",
         f"{name} is wrong at {most} with no constant factor, transpose or pattern: recheck its formula.",
@@ -395,16 +405,19 @@ def locate(shape: tuple[int, ...], flat: np.ndarray) -> str:
     best = None
     for axis, length in enumerate(shape):
         lines = np.unique(indices[:, axis])
-        if len(lines) < length and len(lines) <= LINES and (best is None or len(lines) < len(best[1])):
+        # A few lines, or a run of them (rows 0-3 of 8: a slice bound off).
+        run = len(lines) > LINES and int(lines[-1] - lines[0]) + 1 == len(lines)
+        if len(lines) < length and (len(lines) <= LINES or run) and (best is None or len(lines) < len(best[1])):
             best = (axis, lines)
     if best is not None:
         axis, lines = best
-        numbers = ", ".join(str(int(i)) for i in lines)
+        run = len(lines) > LINES
+        numbers = f"{int(lines[0])}-{int(lines[-1])}" if run else ", ".join(str(int(i)) for i in lines)
         plural = "s" if len(lines) > 1 else ""
         if len(shape) == 2:
             return f"all in {('row', 'column')[axis]}{plural} {numbers}"
         slots = [":"] * len(shape)
-        slots[axis] = numbers if len(lines) == 1 else "{" + numbers + "}"
+        slots[axis] = f"{int(lines[0])}:{int(lines[-1]) + 1}" if run else numbers if len(lines) == 1 else "{" + numbers + "}"
         return f"all in [{', '.join(slots)}]"
     if len(flat) <= NAMED:
         return "elements " + ", ".join(named)

@@ -453,7 +453,7 @@ def _localized(run: _Run, prober: DirectionalProber, leaf: Leaf, report: TensorR
     if found.widespread:
         sampled = run.coordinates.probe(np.array(found.sampled, dtype=np.int64))
         probed = run.coordinates.results().within(leaf)
-        return _throughout(run, prober, leaf, report, sampled, located, probed, common)
+        return _throughout(run, prober, leaf, report, sampled, located, probed, common, found.frontier)
     if found.pending:
         a, b = found.pending[0][0], found.pending[-1][1] - 1
         run.not_covered.append(
@@ -517,6 +517,25 @@ def _rounded(run: _Run, leaf: Leaf, located: ElementResults) -> Diagnosis | None
         located.codes, run.options.batch_size,
     )
     return found if found.summary == "rounded to float32" else None
+
+
+def _region(
+    run: _Run, leaf: Leaf, probed: ElementResults, frontier: tuple[tuple[int, int], ...]
+) -> tuple[str, str] | None:
+    """("all in row 2", ", 2.00x"): the few slices of the tensor that hold the wrong elements probed
+    one by one and the blocks bisection still saw fail (the first and last element of each), and
+    the wrong elements' common factor if they share one; None when they are not a few slices."""
+    wrong = probed.take(np.flatnonzero(probed.codes == FAIL))
+    ends = [position for a, b in frontier for position in (a, b - 1)]
+    positions = np.unique(np.concatenate([wrong.indices, np.array(ends, dtype=np.int64)])) - leaf.offset
+    if len(positions) < 2:
+        return None
+    where = locate(leaf.shape, positions)
+    if not where.startswith("all in"):
+        return None
+    found = _hypothesis(run, leaf, wrong)
+    factor = f", {found.summary}" if found is not None and found.scale is not None else ""
+    return where, factor
 
 
 def _hypothesis(run: _Run, leaf: Leaf, probed: ElementResults) -> Diagnosis | None:
@@ -631,7 +650,7 @@ _CONFIRMED = "2 random directions agree"
 
 def _throughout(
     run: _Run, prober: DirectionalProber, leaf: Leaf, report: TensorReport, sampled: ElementResults,
-    located: ElementResults, probed: ElementResults, common: dict,
+    located: ElementResults, probed: ElementResults, common: dict, frontier: tuple[tuple[int, int], ...] = (),
 ) -> TensorReport:  # fmt: skip
     wrong = int(np.sum(sampled.codes == FAIL))
     tally = f"{wrong} of {len(sampled)} sampled elements wrong"
@@ -651,22 +670,20 @@ def _throughout(
         # Read off the sampled elements, not confirmed over the tensor: said of those only.
         summary, scale = f"{diagnosis.summary} at the sampled elements ({tally})", diagnosis.scale
         hint, kind = f"at the elements sampled, {diagnosis.hint}", diagnosis.kind
+    elif (region := _region(run, leaf, probed, frontier)) is not None:
+        # The wrong elements found, and the blocks bisection still saw fail, all lie in a few slices.
+        where, factor = region
+        summary, scale, kind = f"wrong elements {where}{factor} ({tally})", None, "elements"
+        hint = (
+            f"{leaf.name}'s wrong elements lie {where[4:]}{factor}, as far as bisection and sampling went (the "
+            "tensor was not probed whole): look for an indexing or slicing slip there."
+        )
     elif wrong >= 2:
         summary, scale, kind = f"wrong throughout ({tally})", None, "formula"
         hint = f"{leaf.name} is wrong across the tensor with no constant factor: recheck its formula."
     else:
         summary, scale, kind = f"wrong in more than {MAX_FRONTIER} places ({tally})", None, "elements"
         hint = f"{leaf.name} has many scattered wrong elements: look for a systematic indexing slip."
-        # Bisection stopped at its frontier: say where the elements it did locate lie, and their factor.
-        named = locate(leaf.shape, located.indices - leaf.offset) if len(located) > 1 else ""
-        if named.startswith("all in"):
-            found = _hypothesis(run, leaf, located)
-            factor = f", {found.summary}" if found is not None and found.scale is not None else ""
-            summary = f"wrong in more than {MAX_FRONTIER} places ({tally}; the {len(located)} located {named}{factor})"
-            hint = (
-                f"{leaf.name} is wrong at more than {MAX_FRONTIER} elements, and those located lie {named[4:]}: "
-                "look for an indexing or slicing slip there."
-            )
     both = ElementResults.concatenate([located, sampled])
     return replace(
         report, diagnosis=summary, diagnosis_kind=kind, hint=hint, scale=scale,

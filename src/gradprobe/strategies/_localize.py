@@ -44,6 +44,8 @@ class Localization:
     sampled : elements probed as a random sample when the error looked widespread.
     pending : failing blocks left unsplit because the budget ran out.
     probes : block and element probes spent.
+    frontier : when bisection stopped for too many failing blocks, those blocks (and the undecided
+        ones): the wrong elements not located lie in them.
     """
 
     located: tuple[int, ...] = ()
@@ -52,6 +54,7 @@ class Localization:
     sampled: tuple[int, ...] = ()
     pending: tuple[Block, ...] = ()
     probes: int = 0
+    frontier: tuple[Block, ...] = ()
 
     @property
     def complete(self) -> bool:
@@ -141,5 +144,7 @@ def localize(
             else:
                 wrong = WIDESPREAD_SAMPLED
             if too_many or wrong >= WIDESPREAD_SAMPLED:
-                return Localization(tuple(sorted(located)), tuple(sorted(unsure)), True, sampled, (), probes)
+                return Localization(
+                    tuple(sorted(located)), tuple(sorted(unsure)), True, sampled, (), probes, tuple(frontier)
+                )
     return Localization(tuple(sorted(located)), tuple(sorted(unsure)), False, sampled, (), probes)
