@@ -1240,6 +1240,19 @@ def _():  # a spawned worker imports __main__ from its file: an interactive sess
 def _():
     torch, gpt = torch_adapter()
     rejects(lambda: gpt.check(torch.sin, torch.ones(3)), gp.InvalidValue, "inputs", "requires_grad_")
+    # A numpy array or a dict of tensors: the message says what was passed and how to pass it.
+    rejects(lambda: gpt.check(torch.sin, np.ones(3)), gp.InvalidValue, "inputs", r"not tensors: `input0` \(numpy.ndarray\)")
+    rejects(lambda: gpt.check(lambda d: d["a"], {"a": requiring(torch, [1.0])}), gp.InvalidValue, "inputs",
+            r"builtins.dict.*dict\(zip\(d, t\)\)")
+
+
+@case("torch-module-raises-on-its-batch", "torch")
+def _():  # the module's own error (a batch of the wrong shape) is the module's, not `loss_fn`'s
+    torch, gpt = torch_adapter()
+    model = torch.nn.Linear(3, 2).double()
+    rejects(lambda: gpt.check_module(model, torch.nn.functional.mse_loss, torch.ones(4, 5, dtype=torch.float64),
+                                     torch.ones(4, 2, dtype=torch.float64)),
+            gp.UserFunctionError, "module", "raised RuntimeError on batch\\[0\\]")
 
 
 @case("torch-unsupported-dtypes", "torch")

@@ -649,9 +649,15 @@ def check(fn: Callable[..., Any], *inputs: Any, oracle: OracleName = "difference
             why = "requires_grad=False" if value.is_floating_point() else f"dtype {value.dtype}"
             skipped.append(f"`{name}` ({why})")
     if not checked:
+        # Say what was passed: a numpy array or a dict of tensors has no `.requires_grad_()` to call.
+        others = [f"`{name}` ({type(value).__module__.split('.')[0]}.{type(value).__name__})" for name, value in
+                  zip(names, inputs) if not isinstance(value, torch.Tensor)]  # fmt: skip
+        passed = f" (not tensors: {', '.join(others)})" if others else ""
         raise InvalidValue(
-            "no tensor in `inputs` requires grad, so there is nothing to check; call `.requires_grad_()` on the "
-            "tensors whose gradients you want checked.",
+            f"no tensor in `inputs` requires grad{passed}, so there is nothing to check. gp.torch.check takes the "
+            "tensors to check as separate arguments, as torch.autograd.gradcheck does: `torch.tensor(...)` for an "
+            "array, `.requires_grad_()` on each tensor whose gradient you want checked, and a dict `d` of tensors as "
+            "`gp.torch.check(lambda *t: fn(dict(zip(d, t))), *d.values())`.",
             argument="inputs",
         )
     positions = {name: i for i, name in enumerate(names)}
@@ -788,12 +794,17 @@ def check_module(
     def call(tensors: dict[str, torch.Tensor]) -> Any:
         # Fresh buffers each time: batch norm's running statistics must not drift between evaluations.
         buffers = {name: b.detach().clone() for name, b in module.named_buffers()}
+        # The module's own errors (a batch of the wrong shape) are the module's, not `loss_fn`'s.
         if not _widened(tensors, trainable):
-            output = torch.func.functional_call(module, {**buffers, **tensors}, tuple(inputs))
+            output = _user_call(
+                torch.func.functional_call, "module", module, {**buffers, **tensors}, tuple(inputs), where="on batch[0]"
+            )
             return loss_fn(output, *targets)
         # The float64 reference: a float64 copy of everything the module and the loss meet.
         state = {**_upcast(buffers), **_upcast(dict(module.named_parameters())), **tensors}
-        output = torch.func.functional_call(module, state, tuple(_upcast(list(inputs))))
+        output = _user_call(
+            torch.func.functional_call, "module", module, state, tuple(_upcast(list(inputs))), where="on batch[0]"
+        )
         return loss_fn(output, *_upcast(list(targets)))
 
     with _restored(module):

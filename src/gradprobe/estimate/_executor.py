@@ -121,8 +121,10 @@ def _fresh_start(executor: Executor) -> str | None:
 
 
 def _defined_in_fileless_main(function: Any) -> bool:
-    main = sys.modules.get("__main__")
-    return getattr(function, "__module__", None) == "__main__" and not getattr(main, "__file__", None)
+    """Whether `function` lives in a `__main__` with no file to import it from (a REPL, a notebook,
+    `python -c`, a script piped on stdin: `__file__` is then missing or "<stdin>")."""
+    main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+    return getattr(function, "__module__", None) == "__main__" and not (main_file and os.path.isfile(main_file))
 
 
 def _worker_count(executor: Executor) -> int:
@@ -307,8 +309,10 @@ def evaluate_with_executor(objective: Objective, points: Sequence[Any], dtype: A
         for future in pending:
             future.cancel()
         raise InvalidArgument(
-            "the workers of `executor` died while evaluating the loss (a worker that ran out of memory or crashed, "
-            "or could not load the loss); run the check without `executor` to see the loss's own error.",
+            "the workers of `executor` died while evaluating the loss: a worker ran out of memory or crashed, or "
+            "could not start (a 'spawn' worker runs your script again: put the check under `if __name__ == "
+            "\"__main__\":`) or load the loss (define it in a module file). The traceback printed above, if any, is "
+            "the worker's; without `executor` the check runs in this process.",
             argument="executor",
         ) from error
     except BaseException:
