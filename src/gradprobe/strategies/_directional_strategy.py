@@ -369,7 +369,7 @@ def _sampled_failure(run: _Run, leaf: Leaf, before: TensorReport, sampled: Eleme
             leaf.name, (len(sampled),), run.context.analytic[sampled.indices], e.numeric, e.error, sampled.floor,
             sampled.codes, run.options.batch_size,
         )
-    if diagnosis is not None and diagnosis.scale is not None:
+    if diagnosis is not None and (diagnosis.scale is not None or diagnosis.kind == "rounded"):
         summary, hint, scale, kind = f"{diagnosis.summary} ({tally})", diagnosis.hint, diagnosis.scale, diagnosis.kind
     else:
         summary, scale, kind = tally, None, "elements"
