@@ -147,32 +147,33 @@ def diagnose(
     flat_wrong = np.flatnonzero(wrong)
     where = locate(shape, flat_wrong)
     count, size = len(flat_wrong), wrong.size
+    # The wrong elements' own factor, if they share one (a slice scaled, zeroed or flipped).
+    subset = _constant_ratio(analytic[flat_wrong], numeric[flat_wrong], error[flat_wrong], floor[flat_wrong])
+    factor = (
+        "" if subset is None or abs(subset - 1) <= EXACT
+        else "sign flipped" if abs(subset + 1) < EXACT
+        else "zero" if abs(subset) < EXACT
+        else _factor(name, subset, batch_size)[0]
+    )  # fmt: skip
+    said = {"": "", "sign flipped": "with the wrong sign", "zero": "zero"}.get(factor, factor)
+    detail = _paren(", ".join(part for part in (where, factor) if part))
     # "Right except at" only for a minority of the elements: a tensor wrong at every element is no slip.
     if count < size and (where and count <= size // 2 or count <= max(1, size // 4)):
-        subset = _constant_ratio(analytic[flat_wrong], numeric[flat_wrong], error[flat_wrong], floor[flat_wrong])
-        factor, which = "", ""
-        if subset is not None and abs(subset + 1) < EXACT:
-            factor, which = "sign flipped", ", with the wrong sign"
-        elif subset is not None and abs(subset) < EXACT:
-            factor, which = "zero", ", which are zero"
-        elif subset is not None:
-            factor = _factor(name, subset, batch_size)[0]
-            which = f", which are {factor}"
-        detail = ", ".join(part for part in (where, factor) if part)
+        which = f", which are {said}" if factor and factor != "sign flipped" else f", {said}" if factor else ""
         return Diagnosis(
-            f"{count} of {size} wrong{_paren(detail)}",
+            f"{count} of {size} wrong{detail}",
             f"{name} is right except at {count} element(s){_at(where)}{which}: look for an indexing, slicing or "
             "boundary slip.",
             kind="elements",
         )
-    most = "every element" if count == size else "most elements" if count > size // 2 else f"{count} of its {size} elements"
-    subset = _constant_ratio(analytic[flat_wrong], numeric[flat_wrong], error[flat_wrong], floor[flat_wrong])
-    if subset is not None and abs(subset - 1) > EXACT:
+    most = (
+        "every element" if count == size else "most elements" if count > size // 2 else f"{count} of its {size} elements"
+    )
+    if factor:
         # Many wrong elements, one factor among them: a term applied to the wrong part of the tensor.
-        factor = "zero" if abs(subset) < EXACT else _factor(name, subset, batch_size)[0]
         return Diagnosis(
-            f"{count} of {size} wrong{_paren(', '.join(part for part in (where, factor) if part))}",
-            f"{name} is wrong at {most}{_at(where)}, all {factor}: look for a factor or mask applied to the wrong "
+            f"{count} of {size} wrong{detail}",
+            f"{name} is wrong at {most}{_at(where)}, all {said}: look for a factor or mask applied to the wrong "
             "part of the tensor (a slice bound, a broadcast).",
             kind="elements",
         )
