@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from _two_wrong import two_wrong_elements
+
 import gradprobe as gp
 from gradprobe.report import _html as _html
 from gradprobe.examples import deeplearning_ai as dla
@@ -82,19 +84,7 @@ def test_failing_tensors_get_inline_plots(buggy):
 @pytest.fixture(scope="module")
 def directional():
     """A directional check that localizes two wrong elements of `W` (only 2 of 1240 parameters wrong)."""
-    rng = np.random.default_rng(0)
-    params = {"W": rng.standard_normal((30, 40)), "b": rng.standard_normal(40)}
-
-    def loss(p):
-        return float(np.sum(np.tanh(p["W"]) ** 2) + np.sum(np.sin(p["b"])))
-
-    def grad(p):
-        t = np.tanh(p["W"])
-        g = 2 * t * (1 - t**2)
-        g[3, 5] *= 2.0
-        g[4, 7] *= -1.0
-        return {"W": g, "b": np.cos(p["b"])}
-
+    loss, grad, params = two_wrong_elements(30, 40)
     return gp.check(loss, grad, params, strategy="directional")
 
 

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from _two_wrong import two_wrong_elements
+
 import gradprobe as gp
 from gradprobe.report._schema import SCHEMA_VERSION
 from gradprobe.examples import deeplearning_ai as dla
@@ -104,27 +106,10 @@ def test_the_schema_documents_every_field(validator):
     assert all("description" in spec for spec in validator.schema["properties"].values())
 
 
-def _wrong_model():
-    """A tensor with two wrong elements and one 1.5x too large throughout, in float64."""
-    rng = np.random.default_rng(0)
-    params = {"W": rng.standard_normal((12, 10)), "b": rng.standard_normal(10)}
-
-    def loss(p):
-        return float(np.sum(np.tanh(p["W"]) ** 2) + np.sum(np.sin(p["b"])))
-
-    def grad(p):
-        t = np.tanh(p["W"])
-        g = 2 * t * (1 - t**2)
-        g[3, 5] *= 2.0
-        g[4, 7] *= -1.0
-        return {"W": g, "b": 1.5 * np.cos(p["b"])}
-
-    return loss, grad, params
-
-
 @pytest.fixture(scope="module")
 def strategies():
-    loss, grad, params = _wrong_model()
+    # A tensor with two wrong elements and one 1.5x too large throughout, in float64.
+    loss, grad, params = two_wrong_elements(12, 10, bias_factor=1.5)
     return {strategy: gp.check(loss, grad, params, strategy=strategy) for strategy in ("full", "sample", "directional")}
 
 

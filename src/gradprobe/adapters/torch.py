@@ -85,8 +85,14 @@ def _needs_layout(tensor: torch.Tensor) -> bool:
     size = tensor.untyped_storage().nbytes() // tensor.element_size()
     if tensor.storage_offset() == 0 and tensor.is_contiguous() and size == tensor.numel():
         return False
-    positions = torch.arange(size).as_strided(tensor.shape, tensor.stride(), tensor.storage_offset())
-    return positions.unique().numel() == tensor.numel()
+    # Axes by increasing stride: each must step past everything the smaller ones reach (no index
+    # arrays over a storage that may be far larger than the view).
+    reach = 0
+    for stride, length in sorted((st, n) for st, n in zip(tensor.stride(), tensor.shape) if n > 1):
+        if stride <= reach:
+            return False
+        reach += stride * (length - 1)
+    return True
 
 
 def _widened(tensors: dict[str, torch.Tensor], like: dict[str, torch.Tensor]) -> bool:
