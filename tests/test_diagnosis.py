@@ -281,9 +281,11 @@ def test_the_table_keeps_a_diagnosis_and_its_kink_count_apart():
     from dataclasses import replace
 
     from gradprobe.report._text import row
+    from gradprobe.report._types import Finding
 
     tensor = gp.check(loss, grad, W).tensors["params"]
-    undecided = replace(tensor, status="inconclusive", diagnosis="too noisy at 2 of 16", kinks=((0, 0), (1, 2)))
+    noisy = Finding("noise", count=2, judged=16)
+    undecided = replace(tensor, status="inconclusive", finding=noisy, kinks=((0, 0), (1, 2)))
     assert row(undecided)[-1] == "too noisy at 2 of 16, 2 at kinks"
 
 

@@ -3,6 +3,7 @@ column comes out of `diagnose` (or `only_at_low_precision`) for a case made for 
 every case here is in the table."""
 
 import re
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,8 @@ import numpy as np
 from gradprobe.judge._diagnosis import KINDS, Diagnosis, diagnose, only_at_low_precision
 from gradprobe.judge._hypotheses import Evidence
 from gradprobe.judge._verdict import FAIL, KINK, NOISE, NONFINITE, PASS
+from gradprobe.report._schema import load_schema
+from gradprobe.report._types import Finding
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "report.md"
 RNG = np.random.default_rng(0)
@@ -75,7 +78,7 @@ CASES = {
     "too noisy (resolution 1.5e-01)": lambda: undecided([PASS] * 20, reason="noise", tensor_resolution=0.15),
     "every element at a kink": lambda: undecided([KINK] * 4, reason="kink"),
     "1 of 4 at kinks, element 0": lambda: undecided([KINK, PASS, PASS, PASS], reason="kink"),
-    "1.01x, in float32 only": lambda: only_at_low_precision(judged(1.01 * N20, N20), "w", "float32", True),
+    "1.01x, in float32 only": lambda: only_at_low_precision(judged(1.01 * N20, N20), "float32", True),
     "no derivative at this precision": lambda: undecided([PASS] * 4, reason="noise", ragged=True),
     "non-deterministic loss": lambda: undecided([PASS] * 4, reason="noise", ragged=True, repeat_spread=0.1),
 }
@@ -83,7 +86,7 @@ CASES = {
 
 def documented() -> dict[str, str | None]:
     """Each example of the table's first column -> the kind its row names (None: "the diagnosis's own")."""
-    table = DOC.read_text().split("## Diagnoses", 1)[1].split("\n## ", 1)[0]
+    table = re.split(r"\n##+ ", DOC.read_text().split("## Diagnoses", 1)[1], maxsplit=1)[0]
     rows = [line.split(" | ") for line in table.splitlines() if line.startswith("| `")]
     kinds = {}
     for row in rows:
@@ -100,3 +103,13 @@ def test_every_documented_diagnosis_is_produced_and_every_produced_one_documente
         made = make()
         assert made.summary == summary
         assert made.kind in KINDS and (table[summary] is None or made.kind == table[summary]), (summary, made.kind)
+
+
+def test_the_findings_table_documents_every_field_and_scope():
+    """docs/report.md's table of a Finding's fields names each field once, and every scope."""
+    table = DOC.read_text().split("### Findings", 1)[1].split("\n## ", 1)[0]
+    named = [name for line in table.splitlines() if line.startswith("| `") for name in re.findall(r"`(\w+)`", line.split(" | ")[0])]
+    assert sorted(named) == sorted(f.name for f in fields(Finding))
+    scopes = load_schema()["$defs"]["tensor"]["properties"]["finding"]["oneOf"][1]["properties"]["scope"]["enum"]
+    scope_row = next(line for line in table.splitlines() if line.startswith("| `scope`"))
+    assert set(re.findall(r"`(\w+)` \(", scope_row)) == set(scopes)

@@ -3,7 +3,9 @@
 Hypothesis draws tensors of 1 to 4 axes and a planted pattern (a factor on all or some elements,
 a zeroed or rearranged gradient, scattered errors, a correct gradient with a few noisy or kinked
 elements), builds the per-element codes the judge would give, and checks each summary and hint
-`diagnose` returns against those codes and values: counts, named elements, factors, layouts.
+`diagnose` returns against those codes and values: counts, named elements, factors, layouts; and
+the `Finding`'s fields the same way. Then it draws findings of every kind, scope and status any
+strategy gives, renders the report, and checks each sentence against the fields it came from.
 """
 
 import re
@@ -13,9 +15,11 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gradprobe.judge._diagnosis import KINDS, diagnose
+from gradprobe.judge._diagnosis import KINDS, diagnose, locate
 from gradprobe.judge._hypotheses import Evidence
-from gradprobe.judge._verdict import FAIL, KINK, NOISE, PASS
+from gradprobe.judge._verdict import FAIL, KINK, NOISE, NONFINITE, PASS
+from gradprobe.report._sentences import factor_summary, minority
+from gradprobe.report._types import Finding, Report, TensorReport
 
 BAR = 1e-9
 PATTERNS = ("right", "factor", "some factor", "zeros", "scattered", "transpose", "reverse", "roll", "noisy", "kinks")
@@ -110,3 +114,166 @@ def test_every_sentence_agrees_with_its_codes_and_values(case):
         "rounded": d.summary == "rounded to float32", "loss_nonfinite": d.summary.startswith("loss NaN/inf"),
     }
     assert said.get(d.kind, True), text
+
+
+# --- The facts: `diagnose` fills a Finding's fields from the codes and values alone. ------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(cases())
+def test_every_fact_agrees_with_the_codes_and_values(case):
+    shape, analytic, numeric, codes = case
+    bars = np.full(codes.size, BAR)
+    evidence = Evidence(shape, analytic, np.arange(codes.size), {})
+    f = diagnose("w", shape, analytic, numeric, bars, bars, codes, 32, evidence=evidence, reason="noise").finding
+    wrong = np.flatnonzero(codes == FAIL)
+    about = {"loss_nonfinite": NONFINITE, "kinks": KINK, "noise": NOISE}.get(f.kind, FAIL)
+    concerned = np.flatnonzero(codes == about)
+    if f.count is not None:
+        assert (f.count, f.judged) == (len(concerned), codes.size), f
+    assert set(f.indices) <= {tuple(int(i) for i in np.unravel_index(p, shape)) for p in concerned}, f
+    if f.indices:
+        assert len(f.indices) == f.count, f
+    if f.where:
+        assert f.where == locate(shape, concerned), f
+    if f.kind in ("factor", "sign", "zeros"):
+        assert np.allclose(analytic[wrong], f.factor * numeric[wrong], rtol=1e-3, atol=1e-6), f
+    if f.kind == "elements" and f.factor is not None:
+        assert np.allclose(analytic[wrong], f.factor * numeric[wrong], rtol=1e-3, atol=1e-6), f
+    if f.kind in ("transposed", "permuted"):
+        assert np.allclose(analytic.reshape(shape), numeric.reshape(shape).transpose(f.axes)), f
+    if f.kind == "reversed":
+        assert np.allclose(analytic.reshape(shape), np.flip(numeric.reshape(shape), f.axis)), f
+    assert f.scope == "tensor" and f.dtype is None, f
+
+
+# --- The sentences: every combination of facts, rendered, says those facts and no others. ------
+
+WRONG_KINDS = ("zeros", "should_be_zero", "rounded", "factor", "sign", "swapped", "transposed", "permuted", "reversed",
+               "shifted", "elements", "formula", "not_localized")  # fmt: skip
+UNDECIDED_KINDS = ("reference", "loss_nonfinite", "nondeterministic", "no_derivative", "kinks", "noise")
+SCOPES = ("tensor", "throughout", "sampled", "located", "region", "probed", "budget")
+#: The scopes each strategy gives a failing tensor's finding (undecided ones are always "tensor").
+WRONG_SCOPES = {
+    "tensor": WRONG_KINDS,
+    "throughout": ("zeros", "should_be_zero", "factor", "sign", "swapped", "transposed", "permuted", "reversed",
+                   "shifted", "elements", "formula"),
+    "sampled": ("rounded", "factor", "sign", "should_be_zero", "transposed", "permuted", "reversed", "shifted",
+                "elements"),
+    "located": ("elements", "formula", "rounded", "factor", "sign"),
+    "region": ("elements",),
+    "probed": WRONG_KINDS[:-1],
+    "budget": ("not_localized",),
+}  # fmt: skip
+
+
+@st.composite
+def findings(draw):
+    """A finding as some strategy could report it, with its tensor's shape and status."""
+    shape = tuple(draw(st.lists(st.integers(1, 6), min_size=1, max_size=3)))
+    size = int(np.prod(shape))
+    undecided = draw(st.booleans())
+    scope = "tensor" if undecided else draw(st.sampled_from(SCOPES))
+    kind = draw(st.sampled_from(UNDECIDED_KINDS if undecided else WRONG_SCOPES[scope]))
+    judged = draw(st.integers(1, size)) if scope in ("sampled", "probed", "throughout", "region") else size
+    count = draw(st.integers(0 if kind == "noise" else 1, judged))
+    positions = np.sort(np.random.default_rng(draw(st.integers(0, 999))).choice(size, min(count, size), replace=False))
+    facts = dict(kind=kind, scope=scope, count=count, judged=judged)
+    if kind in ("elements", "loss_nonfinite", "kinks", "noise") or scope == "located":
+        facts.update(where=locate(shape, positions), indices=tuple(np.unravel_index(p, shape) for p in positions)[:20])
+    if scope == "region":
+        facts["where"] = "all in row 0"
+    if kind in ("factor", "elements") or (scope == "located" and count == 1):
+        facts["factor"] = draw(st.one_of(st.none(), st.sampled_from([2.0, 0.5, 32.0, 1 / 32, 0.0, -1.0, 1.003, -3.0])))
+    if kind == "factor" and facts["factor"] is None or kind == "factor" and facts["factor"] in (0.0, -1.0):
+        facts["factor"] = 2.0
+    facts.update({"sign": dict(factor=-1.0), "zeros": dict(factor=0.0), "swapped": dict(other="b"),
+                  "transposed": dict(axes=(1, 0)), "permuted": dict(axes=(1, 0, 2)), "reversed": dict(axis=0),
+                  "shifted": dict(axis=0, shift=draw(st.sampled_from([1, -1]))),
+                  "nondeterministic": dict(spread=0.25),
+                  "noise": dict(resolution=0.15 if count == 0 else None)}.get(kind, {}))  # fmt: skip
+    if not undecided and draw(st.booleans()) and kind not in ("not_localized",):
+        facts["dtype"] = "float32"
+    facts["batch_size"] = draw(st.sampled_from([None, 32]))
+    status = "inconclusive" if undecided else "fail"
+    return shape, status, Finding(**facts)
+
+
+def _numbers(text: str) -> list[str]:
+    return re.findall(r"\d+ of \d+", text)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(findings())
+def test_every_sentence_of_every_finding_says_its_facts(case):
+    shape, status, f = case
+    tensor = TensorReport(name="w", shape=shape, status=status, difference=0.5, resolution=1e-3, finding=f)
+    report = Report(status=status, difference=0.5, resolution=1e-3, nfev=10, tensors={"w": tensor})
+    summary, hint = tensor.diagnosis, tensor.hint
+    text = f"{summary} | {hint}"
+    own = "" if f.dtype else hint  # a finding in float32 only has the float32 arithmetic's hint
+
+    # Well-formed: nothing unfilled, nothing said twice, one sentence that ends.
+    unfilled = text.replace(f.where, "") if f.where else text  # "[:, {0, 2}]" names axis slots
+    assert "None" not in text and "{" not in unfilled and "  " not in text and hint.endswith((".", ")", "?")), text
+    assert (tensor.diagnosis_kind, tensor.scale) == (f.kind, f.factor if f.kind in ("factor", "sign", "zeros") else None)
+    # Counts: "k of n" is always count of judged.
+    for pair in _numbers(summary) + _numbers(hint):
+        assert pair == f"{f.count} of {f.judged}", text
+    # "Right except at": only for a minority of elements, all of the tensor judged, with their count.
+    if "right except at" in hint:
+        assert f.scope in ("tensor", "located") and f.count < f.judged and f.judged == int(np.prod(shape)), text
+        said = re.search(r"right except at (\d+) element", hint)
+        assert said is None or int(said.group(1)) == f.count, text
+    if f.kind == "elements" and f.scope == "tensor":
+        assert ("right except at" in hint) == (minority(f) and not f.dtype), text
+    # Scope: what was not probed whole is said of what was.
+    assert ("throughout" in summary) == (f.scope == "throughout" and f.kind not in ("zeros", "elements")), text
+    if f.scope in ("sampled", "region") or (f.scope == "throughout" and f.count is not None):
+        assert f"{f.count} of {f.judged} sampled elements wrong" in summary, text
+    if f.scope == "probed":
+        assert f"{f.count} of {f.judged} probed wrong" in summary, text
+    if f.scope == "sampled" and f.kind != "elements":
+        ending = f"at the sampled elements ({f.count} of {f.judged} sampled elements wrong)"
+        assert summary.removesuffix(", in float32 only").endswith(ending), text
+        assert hint.startswith("at the elements sampled,") or f.dtype, text
+    # Precision: a finding in float32 only says so, and blames the float32 arithmetic.
+    assert summary.endswith(", in float32 only") == (f.dtype == "float32"), text
+    if f.dtype:
+        assert "float64 but not in float32" in hint, text
+    # The factor shown is the factor, the layout the layout, the other tensor the other.
+    if f.kind == "factor":
+        assert factor_summary(f.factor, f.batch_size) in summary and f.factor != -1, text
+    if f.kind == "sign":
+        assert "sign flipped" in summary and (not own or "wrong sign" in own), text
+    if f.kind == "permuted":
+        assert str(f.axes) in summary and (not own or str(f.axes) in own), text
+    if f.kind in ("reversed", "shifted"):
+        assert f"axis {f.axis}" in summary and (not own or f"axis {f.axis}" in own), text
+    if f.kind == "shifted":
+        assert f"shifted by {f.shift}" in summary, text
+    if f.kind == "swapped":
+        assert "the gradient of b" in summary and (not own or "b's" in own), text
+    if f.kind == "nondeterministic":
+        assert "2.5e-01" in hint, text
+    # Where: said wherever the summary places elements.
+    if f.where and f.kind in ("elements", "loss_nonfinite") and f.scope in ("tensor", "region", "located", "probed"):
+        assert f.where in summary or (f.scope == "located" and f.count == 1), text
+    # Kind words: each kind's own words, and never another's.
+    words = {"zeros": "all zeros", "should_be_zero": "should be zero", "rounded": "rounded to float32",
+             "transposed": "transposed", "permuted": "axes permuted", "reversed": "reversed along",
+             "shifted": "shifted by", "loss_nonfinite": "loss NaN/inf", "nondeterministic": "non-deterministic",
+             "no_derivative": "no derivative", "not_localized": "not localized",
+             "reference": "reference is another function"}  # fmt: skip
+    for kind, word in words.items():
+        assert (word in summary) == (kind == f.kind), (kind, text)
+    if f.kind == "kinks":
+        assert "kink" in summary, text
+    if f.kind == "noise":
+        assert summary.startswith("too noisy"), text
+    # The report's renderers say the same: the text's row and hint line, the JSON's fields.
+    rendered = str(report)
+    assert summary in rendered and f"hint: {hint}" in rendered, rendered
+    data = report.to_dict()["tensors"][0]
+    assert (data["diagnosis"], data["hint"], data["diagnosis_kind"]) == (summary, hint, f.kind)
+    assert data["finding"]["count"] == f.count and data["finding"]["scope"] == f.scope

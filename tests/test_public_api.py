@@ -7,6 +7,7 @@ def test_public_surface_is_pinned():
     assert sorted(gp.__all__) == sorted(
         [
             "Element",
+            "Finding",
             "GradientMismatch",
             "GradprobeError",
             "InvalidArgument",

@@ -9,18 +9,19 @@ from ._errors import (
     InvalidValue as InvalidValue,
     UserFunctionError as UserFunctionError,
 )
-from .report._types import Element as Element, Report as Report, TensorReport as TensorReport
+from .report._types import Element as Element, Finding as Finding, Report as Report, TensorReport as TensorReport
 from .adapters._vjp import check_jacobian as check_jacobian, check_vjp as check_vjp
 
 __version__ = "0.1.0"
 
 # The public classes print as `gradprobe.X` (in tracebacks and reprs), wherever they are defined.
-for _public in (Element, GradientMismatch, GradprobeError, InvalidArgument, InvalidValue, Report, TensorReport, UserFunctionError):
+for _public in (Element, Finding, GradientMismatch, GradprobeError, InvalidArgument, InvalidValue, Report, TensorReport, UserFunctionError):
     _public.__module__ = __name__
 del _public
 
 __all__ = [
     "Element",
+    "Finding",
     "GradientMismatch",
     "GradprobeError",
     "InvalidArgument",

@@ -24,12 +24,10 @@ MAX_PERMUTED_AXES = 4
 
 @dataclass(frozen=True)
 class Layout:
-    """One rearrangement: `summary` for the table and `hint` for the reader; `order`, `axis` and
-    `shift` say which (`implied` applies it)."""
+    """One rearrangement of a tensor of `shape`: `order`, `axis` and `shift` say which (`implied`
+    applies it)."""
 
     kind: str  # "transposed", "permuted", "reversed" or "shifted"
-    summary: str
-    hint: str
     shape: tuple[int, ...]
     order: tuple[int, ...] | None = None
     axis: int | None = None
@@ -55,43 +53,19 @@ class Layout:
         return np.where(valid, values, np.nan)
 
 
-def layouts(name: str, shape: tuple[int, ...]) -> Iterator[Layout]:
+def layouts(shape: tuple[int, ...]) -> Iterator[Layout]:
     """Every rearrangement of a tensor of `shape` worth trying, most common first."""
     if 2 <= len(shape) <= MAX_PERMUTED_AXES:
         for order in permutations(range(len(shape))):
-            if order == tuple(range(len(shape))) or tuple(shape[i] for i in order) != shape:
-                continue
-            if len(shape) == 2:
-                yield Layout(
-                    "transposed", "transposed",
-                    f"{name} is the transpose of the numerical gradient: swap the operands (e.g. X.T @ dZ for dZ @ X.T).",
-                    shape, order=order,
-                )  # fmt: skip
-            else:
-                yield Layout(
-                    "permuted", f"axes permuted {order}",
-                    f"{name} is the numerical gradient with its axes in the order {order}: look for a transpose, "
-                    "permute or reshape of the wrong axes.",
-                    shape, order=order,
-                )  # fmt: skip
+            if order != tuple(range(len(shape))) and tuple(shape[i] for i in order) == shape:
+                yield Layout("transposed" if len(shape) == 2 else "permuted", shape, order=order)
     for axis, length in enumerate(shape):
         if length >= 2:
-            yield Layout(
-                "reversed", f"reversed along axis {axis}",
-                f"{name} is the numerical gradient reversed along axis {axis}: a correlation where a convolution "
-                "is meant (or the reverse), or a kernel that is not flipped back.",
-                shape, axis=axis,
-            )  # fmt: skip
+            yield Layout("reversed", shape, axis=axis)
     for axis, length in enumerate(shape):
-        if length < 3:  # along two elements a shift is a reversal
-            continue
-        for shift in (1, -1):
-            yield Layout(
-                "shifted", f"shifted by {shift} along axis {axis}",
-                f"{name} is the numerical gradient shifted by {shift} along axis {axis}: look for an off-by-one "
-                "index (i + 1 for i) or a slice that starts one element early or late.",
-                shape, axis=axis, shift=shift,
-            )  # fmt: skip
+        if length >= 3:  # along two elements a shift is a reversal
+            yield Layout("shifted", shape, axis=axis, shift=1)
+            yield Layout("shifted", shape, axis=axis, shift=-1)
 
 
 @dataclass(frozen=True)
@@ -105,10 +79,6 @@ class Evidence:
     analytic: np.ndarray
     positions: np.ndarray
     others: dict[str, tuple[np.ndarray, np.ndarray]]
-
-
-def swapped_hint(name: str, other: str) -> str:
-    return f"{name}'s gradient is {other}'s numerical gradient: the two are swapped (or {other}'s is returned twice)."
 
 
 def fits(expected: np.ndarray, measured: np.ndarray, tolerance: np.ndarray, wrong: np.ndarray) -> bool:

@@ -88,6 +88,9 @@ def tensor_to_dict(tensor: TensorReport, *, values: bool = False) -> dict[str, A
             continue
         data[f.name] = plain(getattr(tensor, f.name))
     data["ok"] = tensor.ok
+    # The sentences and the numbers they are rendered from, side by side.
+    for rendered in ("diagnosis", "hint", "diagnosis_kind", "scale"):
+        data[rendered] = plain(getattr(tensor, rendered))
     return data
 
 

@@ -139,6 +139,81 @@ class Guarantee:
 
 
 @dataclass(frozen=True)
+class Finding:
+    """What a diagnosis found, as facts: the report's `diagnosis` and `hint` sentences are rendered
+    from these fields alone (`_sentences`), so code can read what people read.
+
+    Attributes
+    ----------
+    kind : how the tensor is wrong, or why it is undecided: one of the `kind` column of
+        docs/report.md's table of diagnoses ("factor", "sign", "transposed", "elements"...).
+    count, judged : how many elements the finding is about (wrong, too noisy, at kinks, with the loss
+        NaN/inf nearby) out of how many judged (the tensor's, or the elements sampled or probed one by
+        one, see `scope`); None when it is about the tensor as a whole.
+    where : where those elements lie, as said: "elements 3, 7", "all in row 2", "all in [:, 0:4, :]";
+        "" when they are too many or too scattered to say.
+    indices : the indices of those elements in the tensor, when there are at most `NAMED_INDICES`
+        (else empty).
+    factor : analytic / numerical: constant across the tensor ("factor", "sign"; 0.0 for "zeros"),
+        or shared by the wrong elements ("elements"), or the one wrong element's; else None.
+    batch_size : the m of "1/m" (the check's ``batch_size``).
+    axes : ("permuted", "transposed") the order with ``analytic == numeric.transpose(axes)``.
+    axis, shift : ("reversed", "shifted") the axis, and the shift along it (``np.roll``'s sense).
+    other : ("swapped") the tensor whose numerical gradient this one's gradient is.
+    dtype : the low precision the finding holds in only (the same backward in float64 agrees).
+    suspects : ("probed" with `dtype`) how many elements differ from the same backward run in
+        float64 by more than rounding; the `judged` that differ most were probed one by one.
+    scope : how far it was shown: "tensor" (every element judged), "throughout" (read off the
+        elements probed and confirmed over the whole tensor along two fresh random directions, or an
+        all-zero gradient), "sampled" (read off sampled elements only), "located" (the wrong elements
+        bisection named one by one), "region" (the slices that hold the wrong elements bisection and
+        sampling found), "probed" (the elements most off their float64 run, probed one by one),
+        "budget" (the budget ran out before it was localized).
+    spread : ("nondeterministic") how much identical calls of the loss differ.
+    resolution : ("noise" with no noisy element) the tensor's resolution.
+    """
+
+    kind: str
+    count: int | None = None
+    judged: int | None = None
+    where: str = ""
+    indices: tuple[tuple[int, ...], ...] = ()
+    factor: float | None = None
+    batch_size: int | None = None
+    axes: tuple[int, ...] | None = None
+    axis: int | None = None
+    shift: int | None = None
+    other: str | None = None
+    dtype: str | None = None
+    suspects: int | None = None
+    scope: str = "tensor"
+    spread: float | None = None
+    resolution: float | None = None
+
+    @property
+    def summary(self) -> str:
+        """The short text for the table ("2.00x", "3 of 20 wrong (elements 1, 4, 7)")."""
+        from ._sentences import summary
+
+        return summary(self)
+
+    def hint(self, name: str) -> str:
+        """The line that says where to look, for the tensor called `name`."""
+        from ._sentences import hint
+
+        return hint(self, name)
+
+    @property
+    def scale(self) -> float | None:
+        """The constant analytic / numerical ratio over the tensor, when that is the finding."""
+        return self.factor if self.kind in ("factor", "sign", "zeros") else None
+
+
+#: Indices a `Finding` lists at most.
+NAMED_INDICES = 20
+
+
+@dataclass(frozen=True)
 class TensorReport:
     """The verdict on one parameter tensor.
 
@@ -148,6 +223,8 @@ class TensorReport:
     status : "pass", "fail" or "inconclusive".
     difference : ``||a - n|| / (||a|| + ||n||)`` over this tensor (the seed's measure).
     resolution : smallest relative error (in norm) of this tensor's gradient the check would catch.
+    finding : what the diagnosis found, as facts (`Finding`), or None (a passing tensor). The
+        properties below are rendered from it:
     scale : analytic / numeric when that ratio is a constant across the tensor (failing tensors).
     diagnosis : short description of how it is wrong ("2.00x", "sign flipped"...), or None.
     hint : one line saying where to look, or None.
@@ -177,10 +254,7 @@ class TensorReport:
     status: Status
     difference: float
     resolution: float
-    scale: float | None = None
-    diagnosis: str | None = None
-    hint: str | None = None
-    diagnosis_kind: str | None = None
+    finding: Finding | None = None
     worst: tuple[Element, ...] = ()
     reason: str | None = None
     kinks: tuple[tuple[int, ...], ...] = ()
@@ -195,6 +269,22 @@ class TensorReport:
     @property
     def ok(self) -> bool:
         return self.status == "pass"
+
+    @property
+    def diagnosis(self) -> str | None:
+        return self.finding.summary if self.finding is not None else None
+
+    @property
+    def hint(self) -> str | None:
+        return self.finding.hint(self.name) if self.finding is not None else None
+
+    @property
+    def diagnosis_kind(self) -> str | None:
+        return self.finding.kind if self.finding is not None else None
+
+    @property
+    def scale(self) -> float | None:
+        return self.finding.scale if self.finding is not None else None
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from ..estimate._pages import without_huge_pages
 from ..judge._elements import ElementJudge
 from ..judge._verdict import overall_status
 from ..params._params import Params
-from ..report._types import Report
+from ..report._types import Finding, Report
 from ._analytic import analytic_gradient, gradient_rounding, gradient_spread
 from ._context import CheckContext
 from ._coordinates import run_coordinates, run_full
@@ -184,7 +184,7 @@ def _same_function(report: Report, loss: Callable[[Any], Any], context: CheckCon
     the float64 reference is the same function. An operation whose random draws depend on the dtype
     (`fractional_max_pool3d`) makes the float64 copy another one: then the failing tensors are
     inconclusive (reason "reference"). Costs one evaluation, only on that path."""
-    suspect = [t for t in report.tensors.values() if t.status == "fail" and (t.diagnosis or "").endswith(" only")]
+    suspect = [t for t in report.tensors.values() if t.status == "fail" and t.finding is not None and t.finding.dtype]
     if report.reference != "float64" or not suspect or not context.affords(1):
         return report
     # Through an objective of its own: a vectorized loss takes a batch of points, not one.
@@ -196,9 +196,8 @@ def _same_function(report: Report, loss: Callable[[Any], Any], context: CheckCon
     tensors = dict(report.tensors)
     for tensor in suspect:
         tensors[tensor.name] = replace(
-            tensor, status="inconclusive", reason="reference", resolution=math.inf, taylor_slope=None, scale=None,
-            diagnosis="the float64 reference is another function", diagnosis_kind="reference",
-            hint=f"{tensor.name} disagrees in its low precision only, with a float64 copy that computes something else.",
+            tensor, status="inconclusive", reason="reference", resolution=math.inf, taylor_slope=None,
+            finding=Finding("reference"),
         )  # fmt: skip
     guarantee = report.guarantee
     if guarantee is not None:

@@ -13,13 +13,12 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..estimate import _differences as fd
-from ..judge._diagnosis import Diagnosis, diagnose, locate, only_at_low_precision
+from ..judge._diagnosis import Diagnosis, diagnose, elements, locate
 from ..judge._elements import ElementResults
 from ..judge._guarantee import resolution_at
-from ..judge._hypotheses import swapped_hint
 from ..judge._verdict import FAIL, PASS, UNRESOLVED, relative_difference
 from ..params._params import Leaf
-from ..report._types import Guarantee, Report, TensorReport
+from ..report._types import Finding, Guarantee, Report, TensorReport
 from ._analytic import LowPrecision
 from ._context import CheckContext
 from ._coordinates import CHUNK, CoordinateProber
@@ -268,19 +267,13 @@ def _beyond_rounding(run: _Run, leaf: Leaf, report: TensorReport) -> TensorRepor
     located = _located(run, None, leaf, replace(report, status="fail", reason=None), wrong, wrong, common)
     e = wrong.estimates
     analytic = run.context.analytic[wrong.indices]
-    factor = diagnose(leaf.name, (len(wrong),), analytic, e.numeric, e.error, wrong.floor, wrong.codes, run.options.batch_size)
-    summary = located.diagnosis or ""
+    shared = _diagnosed(run, leaf, wrong).finding
+    finding = replace(located.finding, dtype=str(np.dtype(low.computed_in)))
+    if shared.kind in ("factor", "sign"):  # the wrong elements share a factor
+        finding = replace(finding, kind=shared.kind, factor=shared.factor, batch_size=shared.batch_size)
     if many > len(suspects):  # not every suspect was probed: the count is of the probed ones
-        summary = f"{len(wrong)} of {len(probed)} probed wrong, {many} beyond rounding"
-    if factor is not None and factor.scale is not None:
-        summary = f"{factor.summary} ({summary})" if many > len(suspects) else f"{factor.summary} at {summary}"
-    kind = factor.kind if factor is not None and factor.scale is not None else located.diagnosis_kind or "elements"
-    said = only_at_low_precision(Diagnosis(summary, located.hint or "", factor.scale if factor else None, kind=kind),
-                                 leaf.name, str(np.dtype(low.computed_in)), True)  # fmt: skip
-    return replace(
-        located, diagnosis=said.summary, diagnosis_kind=said.kind, hint=said.hint, scale=said.scale,
-        difference=relative_difference(analytic, e.numeric),
-    )  # fmt: skip
+        finding = replace(finding, scope="probed", judged=len(probed), suspects=many)
+    return replace(located, finding=finding, difference=relative_difference(analytic, e.numeric))
 
 
 def _escalate(run: _Run, tensors: dict[str, TensorReport]) -> dict[str, float]:
@@ -360,25 +353,14 @@ def _one_by_one(run: _Run, leaf: Leaf, fits: Callable[[int], bool]) -> ElementRe
 
 def _sampled_failure(run: _Run, leaf: Leaf, before: TensorReport, sampled: ElementResults) -> TensorReport:
     """An undecided tensor whose elements, sampled and probed one by one, include wrong ones."""
-    e = sampled.estimates
-    wrong = int(np.sum(sampled.codes == FAIL))
-    tally = f"{wrong} of {len(sampled)} sampled elements wrong"
-    diagnosis = None
-    if wrong >= 2:
-        diagnosis = diagnose(
-            leaf.name, (len(sampled),), run.context.analytic[sampled.indices], e.numeric, e.error, sampled.floor,
-            sampled.codes, run.options.batch_size,
-        )
-    if diagnosis is not None and (diagnosis.scale is not None or diagnosis.kind == "rounded"):
-        summary, hint, scale, kind = f"{diagnosis.summary} ({tally})", diagnosis.hint, diagnosis.scale, diagnosis.kind
-    else:
-        summary, scale, kind = tally, None, "elements"
-        hint = (
-            f"{leaf.name} is wrong at {wrong} of {len(sampled)} elements drawn at random (the others were not probed "
-            "one by one): compare its formula with the numerical values at the elements listed."
-        )
+    wrong = sampled.take(np.flatnonzero(sampled.codes == FAIL))
+    finding = elements(leaf.shape, wrong.indices - leaf.offset, len(sampled))
+    if len(wrong) >= 2:
+        found = _diagnosed(run, leaf, sampled).finding
+        if found.scale is not None or found.kind == "rounded":
+            finding = replace(found, scope="sampled")
     return replace(
-        before, status="fail", reason=None, diagnosis=summary, diagnosis_kind=kind, hint=hint, scale=scale,
+        before, status="fail", reason=None, finding=replace(finding, scope="sampled"),
         worst=worst_elements(run.context, leaf, sampled, WORST_KEPT), counts=element_counts(sampled),
         kinks=kink_indices(leaf, sampled), taylor_slope=run.taylor_slope(sampled),
     )  # fmt: skip
@@ -463,9 +445,7 @@ def _localized(run: _Run, prober: DirectionalProber, leaf: Leaf, report: TensorR
     if len(located):
         return _located(run, prober, leaf, report, located, probed, common)
     if found.pending:
-        return replace(
-            report, diagnosis="wrong; not localized within the budget", diagnosis_kind="not_localized", **common
-        )
+        return replace(report, finding=Finding("not_localized", scope="budget"), **common)
     if len(probed) == stop - start:
         # Bisection probed every element on its own, which is the exact per-element check: it decides,
         # as "full" would, resolution included (elements too noisy to judge leave it inconclusive).
@@ -502,29 +482,26 @@ def _localized(run: _Run, prober: DirectionalProber, leaf: Leaf, report: TensorR
             return replace(
                 report, status=status, reason=reason, resolution=math.inf, probes=report.probes + 2, **common,
             )
-    hint = (
-        f"{leaf.name}'s gradient disagrees along random directions, but no single element stands out: the errors are "
-        "small and spread, or the loss is not smooth here. Try strategy='full' on a smaller model."
-    )
-    return replace(report, diagnosis="wrong, not localized", diagnosis_kind="not_localized", hint=hint, **common)
+    return replace(report, finding=Finding("not_localized"), **common)
 
 
-def _rounded(run: _Run, leaf: Leaf, located: ElementResults) -> Diagnosis | None:
-    """The "rounded to float32" diagnosis of the located elements, if it is theirs."""
-    e = located.estimates
-    found = diagnose(
-        leaf.name, (len(located),), run.context.analytic[located.indices], e.numeric, e.error, located.floor,
-        located.codes, run.options.batch_size,
-    )
-    return found if found.summary == "rounded to float32" else None
+def _diagnosed(run: _Run, leaf: Leaf, probed: ElementResults, *, layouts: bool = False) -> Diagnosis:
+    """What the elements of `leaf` probed one by one say, read off them alone; with `layouts`, also
+    the layout hypotheses (`_hypotheses`) about the whole tensor they fit."""
+    e = probed.estimates
+    return diagnose(
+        leaf.name, leaf.shape, run.context.analytic[probed.indices], e.numeric, e.error, probed.floor, probed.codes,
+        run.options.batch_size, positions=probed.indices - leaf.offset,
+        evidence=evidence(run.context, leaf, probed, None) if layouts else None,
+    )  # fmt: skip
 
 
 def _region(
     run: _Run, leaf: Leaf, probed: ElementResults, frontier: tuple[tuple[int, int], ...]
-) -> tuple[str, str] | None:
-    """("all in row 2", ", 2.00x"): the few slices of the tensor that hold the wrong elements probed
-    one by one and the blocks bisection still saw fail (the first and last element of each), and
-    the wrong elements' common factor if they share one; None when they are not a few slices."""
+) -> tuple[str, float | None] | None:
+    """("all in row 2", 2.0): the few slices of the tensor that hold the wrong elements probed one
+    by one and the blocks bisection still saw fail (the first and last element of each), and the
+    wrong elements' common factor if they share one; None when they are not a few slices."""
     wrong = probed.take(np.flatnonzero(probed.codes == FAIL))
     ends = [position for a, b in frontier for position in (a, b - 1)]
     positions = np.unique(np.concatenate([wrong.indices, np.array(ends, dtype=np.int64)])) - leaf.offset
@@ -534,8 +511,7 @@ def _region(
     if not where.startswith("all in"):
         return None
     found = _hypothesis(run, leaf, wrong)
-    factor = f", {found.summary}" if found is not None and found.scale is not None else ""
-    return where, factor
+    return where, found.scale if found is not None else None
 
 
 def _hypothesis(run: _Run, leaf: Leaf, probed: ElementResults) -> Diagnosis | None:
@@ -543,11 +519,7 @@ def _hypothesis(run: _Run, leaf: Leaf, probed: ElementResults) -> Diagnosis | No
     (`_hypotheses`) read off them, before random directions confirm it (`_confirmed`)."""
     if np.count_nonzero(probed.codes == FAIL) < 2:
         return None
-    e = probed.estimates
-    return diagnose(
-        leaf.name, (len(probed),), run.context.analytic[probed.indices], e.numeric, e.error, probed.floor,
-        probed.codes, run.options.batch_size, evidence=evidence(run.context, leaf, probed, None),
-    )
+    return _diagnosed(run, leaf, probed, layouts=True)
 
 
 def _confirmed(run: _Run, prober: DirectionalProber, leaf: Leaf, diagnosis: Diagnosis) -> bool:
@@ -607,86 +579,53 @@ def _located(
     whole = _hypothesis(run, leaf, probed) if prober is not None else None
     if whole is not None and prober is not None and _confirmed(run, prober, leaf, whole):
         return replace(
-            report, diagnosis=f"{whole.summary} throughout ({_CONFIRMED})", diagnosis_kind=whole.kind, hint=whole.hint,
-            scale=whole.scale,
+            report, finding=replace(whole.finding, scope="throughout", count=None, judged=None),
             worst=worst_elements(run.context, leaf, probed, WORST_KEPT), taylor_slope=run.taylor_slope(located),
             probes=report.probes + 2, **common,
         )  # fmt: skip
-    elements = worst_elements(run.context, leaf, located, LOCATED_KEPT)
-    count = len(located)
-    named = locate(leaf.shape, located.indices - leaf.offset) if count > 1 else ""
-    where = f" ({named})" if named else ""
-    rounded = _rounded(run, leaf, located)
-    kind = "rounded" if rounded is not None else "elements"
-    if rounded is not None:
-        summary, hint = f"{rounded.summary} ({count} wrong element{'s' if count > 1 else ''} located)", rounded.hint
-    elif count == 1:
-        element = elements[0]
+    finding = replace(elements(leaf.shape, located.indices - leaf.offset, leaf.size), scope="located")
+    if _diagnosed(run, leaf, located).kind == "rounded":
+        finding = replace(finding, kind="rounded")
+    elif len(located) == 1:
+        element = worst_elements(run.context, leaf, located, 1)[0]
         ratio = element.analytic / element.numeric if element.numeric else math.inf
-        factor = f", {ratio:.2f}x" if np.isfinite(ratio) and abs(ratio) < 1e6 else ""
-        summary = f"1 wrong element, at {element.index}{factor}"
-        hint = (
-            f"{leaf.name} is right except at {element.index} (analytic {element.analytic:.6e}, numeric "
-            f"{element.numeric:.6e}): look for an indexing or boundary slip there."
-        )
-    elif count <= leaf.size // 2:
-        summary = f"{count} wrong elements{where}"
-        hint = f"{leaf.name} is right except at {count} elements{where}: look for an indexing or boundary slip."
-    else:  # most elements wrong, and no factor or layout that holds over the tensor
-        summary, kind = f"{count} of {leaf.size} elements wrong{where}", "formula"
-        hint = (
-            f"{leaf.name} is wrong at most of its elements with no factor or layout that holds throughout: "
-            "recheck its formula."
-        )
+        finding = replace(finding, factor=ratio if np.isfinite(ratio) and abs(ratio) < 1e6 else None)
+    elif len(located) > leaf.size // 2:  # most elements wrong, and no factor or layout that holds over the tensor
+        finding = replace(finding, kind="formula")
     return replace(
-        report, diagnosis=summary, diagnosis_kind=kind, hint=hint, worst=elements,
+        report, finding=finding, worst=worst_elements(run.context, leaf, located, LOCATED_KEPT),
         taylor_slope=run.taylor_slope(located), **common,
     )
-
-
-#: What a diagnosis confirmed over a whole tensor adds to its summary.
-_CONFIRMED = "2 random directions agree"
 
 
 def _throughout(
     run: _Run, prober: DirectionalProber, leaf: Leaf, report: TensorReport, sampled: ElementResults,
     located: ElementResults, probed: ElementResults, common: dict, frontier: tuple[tuple[int, int], ...] = (),
 ) -> TensorReport:  # fmt: skip
-    wrong = int(np.sum(sampled.codes == FAIL))
-    tally = f"{wrong} of {len(sampled)} sampled elements wrong"
+    tally = dict(count=int(np.sum(sampled.codes == FAIL)), judged=len(sampled))
     diagnosis = _hypothesis(run, leaf, probed)
     probes = report.probes
     if diagnosis is not None and _confirmed(run, prober, leaf, diagnosis):
-        summary = f"{diagnosis.summary} throughout ({tally}; {_CONFIRMED})"
-        hint, scale, kind = diagnosis.hint, diagnosis.scale, diagnosis.kind
+        finding = replace(diagnosis.finding, scope="throughout", **tally)
         probes += 2
-    elif diagnosis is not None and diagnosis.summary == "all zeros" and not np.any(run.context.analytic[leaf.slice]):
-        summary, hint, scale, kind = f"all zeros ({tally})", diagnosis.hint, 0.0, "zeros"
+    elif diagnosis is not None and diagnosis.kind == "zeros" and not np.any(run.context.analytic[leaf.slice]):
+        finding = replace(diagnosis.finding, scope="throughout", **tally)
     elif (other := _swapped(run, prober, leaf)) is not None:
-        summary, hint, scale = f"the gradient of {other} ({tally}; {_CONFIRMED})", swapped_hint(leaf.name, other), None
-        kind = "swapped"
+        finding = Finding("swapped", other=other, scope="throughout", **tally)
         probes += 2
-    elif diagnosis is not None and (diagnosis.implied is not None or diagnosis.summary == "rounded to float32"):
+    elif diagnosis is not None and (diagnosis.implied is not None or diagnosis.kind == "rounded"):
         # Read off the sampled elements, not confirmed over the tensor: said of those only.
-        summary, scale = f"{diagnosis.summary} at the sampled elements ({tally})", diagnosis.scale
-        hint, kind = f"at the elements sampled, {diagnosis.hint}", diagnosis.kind
+        finding = replace(diagnosis.finding, scope="sampled", **tally)
     elif (region := _region(run, leaf, probed, frontier)) is not None:
         # The wrong elements found, and the blocks bisection still saw fail, all lie in a few slices.
         where, factor = region
-        summary, scale, kind = f"wrong elements {where}{factor} ({tally})", None, "elements"
-        hint = (
-            f"{leaf.name}'s wrong elements lie {where[4:]}{factor}, as far as bisection and sampling went (the "
-            "tensor was not probed whole): look for an indexing or slicing slip there."
-        )
-    elif wrong >= 2:
-        summary, scale, kind = f"wrong throughout ({tally})", None, "formula"
-        hint = f"{leaf.name} is wrong across the tensor with no constant factor: recheck its formula."
+        finding = Finding("elements", where=where, factor=factor, batch_size=run.options.batch_size, scope="region", **tally)
+    elif tally["count"] >= 2:
+        finding = Finding("formula", scope="throughout", **tally)
     else:
-        summary, scale, kind = f"wrong in more than {MAX_FRONTIER} places ({tally})", None, "elements"
-        hint = f"{leaf.name} has many scattered wrong elements: look for a systematic indexing slip."
+        finding = Finding("elements", scope="throughout", **tally)  # wrong blocks in too many places to follow
     both = ElementResults.concatenate([located, sampled])
     return replace(
-        report, diagnosis=summary, diagnosis_kind=kind, hint=hint, scale=scale,
-        worst=worst_elements(run.context, leaf, both, WORST_KEPT),
+        report, finding=finding, worst=worst_elements(run.context, leaf, both, WORST_KEPT),
         taylor_slope=run.taylor_slope(both), probes=probes, **common,
     )

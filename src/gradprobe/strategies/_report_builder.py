@@ -28,7 +28,7 @@ from ..judge._verdict import (
     tensor_status,
 )
 from ..params._params import Leaf
-from ..report._types import Coverage, Element, Guarantee, Report, TensorReport
+from ..report._types import Coverage, Element, Finding, Guarantee, Report, TensorReport
 from ._context import CheckContext
 from ._options import reported_options
 
@@ -192,18 +192,21 @@ def _tensor_report(
     diagnosis = slope = None
     if status != "pass" and reason != "budget":
         diagnosis = diagnose(
-            leaf.name, leaf.shape if whole else (probed,), a, n, err, floor, codes, context.options.batch_size,
-            reason=reason, tensor_resolution=tensor_resolution, ragged=leaf.name in judge.ragged_tensors,
-            repeat_spread=context.noise.repeat_spread, evidence=evidence(context, leaf, mine, everything),
+            leaf.name, leaf.shape, a, n, err, floor, codes, context.options.batch_size,
+            positions=mine.indices - leaf.offset, reason=reason, tensor_resolution=tensor_resolution,
+            ragged=leaf.name in judge.ragged_tensors, repeat_spread=context.noise.repeat_spread,
+            evidence=evidence(context, leaf, mine, everything),
         )  # fmt: skip
     if status == "fail":
         slope = context.taylor_slope(a - n, mine.indices)
+        if diagnosis is not None and not whole:  # what the elements probed say, not all of the tensor's
+            diagnosis = replace(diagnosis, finding=replace(diagnosis.finding, scope="probed"))
         if diagnosis is not None and context.precise is not None and leaf.dtype != np.float64:
             wrong = codes == FAIL
             with np.errstate(invalid="ignore"):
                 agrees = bool(np.all(np.abs(context.precise[mine.indices][wrong] - n[wrong]) <= (err + floor)[wrong]))
             computed_in = str(np.dtype(context.low_precision.computed_in)) if context.low_precision else str(leaf.dtype)
-            diagnosis = only_at_low_precision(diagnosis, leaf.name, computed_in, agrees)
+            diagnosis = only_at_low_precision(diagnosis, computed_in, agrees)
     worst = worst_elements(context, leaf, mine, WORST_KEPT)
     return TensorReport(
         name=leaf.name,
@@ -211,10 +214,7 @@ def _tensor_report(
         status=status,  # type: ignore[arg-type]
         difference=relative_difference(a, n),
         resolution=tensor_resolution,
-        scale=diagnosis.scale if diagnosis else None,
-        diagnosis=diagnosis.summary if diagnosis else None,
-        diagnosis_kind=diagnosis.kind if diagnosis else None,
-        hint=diagnosis.hint if diagnosis else None,
+        finding=diagnosis.finding if diagnosis else None,
         worst=worst if status != "pass" else worst[:1],
         reason=reason,
         kinks=kink_indices(leaf, mine),
@@ -283,7 +283,7 @@ def undecidable(report: Report, ragged: tuple[str, ...]) -> Report:
     tensors = {
         name: tensor if name not in ragged else replace(
             tensor, status="inconclusive", reason="noise", resolution=float("inf"),
-            diagnosis="no derivative at this precision", diagnosis_kind="no_derivative", hint=None,
+            finding=Finding("no_derivative"),
         )  # fmt: skip
         for name, tensor in report.tensors.items()
     }
