@@ -19,9 +19,10 @@ import importlib.util
 from hypothesis import settings
 
 collect_ignore = [
-    f"src/gradprobe/adapters/{framework}.py"
+    path
     for framework in ("torch", "jax")
     if importlib.util.find_spec(framework) is None
+    for path in (f"src/gradprobe/adapters/{framework}.py", f"src/gradprobe/{framework}.py")
 ]
 
 #: Examples per property test in the full profile: 4 tests, 2400 programs checked in all, where

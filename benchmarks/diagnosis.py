@@ -23,7 +23,7 @@ mlp_bn; ``gp.torch.check`` for conv1d and attention), in JAX in a ``jax.custom_v
 
 ==========================  =======================================================================
 factor                      "2.00x" / "0.50x" / "3.00x", as a tensor-wide factor (not a few elements)
-1/m missing (batch_size)    "(= m, m=32)"; without ``batch_size``: "32x"
+1/m missing (batch_size)    "(= m, m=32)"; without ``batch_size``: "32.00x" (or "32x")
 1/m doubled (batch_size)    "(= 1/m, m=32)"; without: "(= 1/32)"
 sign flipped                "sign flipped" (tensor-wide)
 transposed                  "transposed" (square 2-D)
@@ -587,7 +587,7 @@ def kind_named(plant: Planted, diagnosis: str | None, name_of: Callable[[str], s
     if bug.kind == "factor":
         return whole and _says(d, f"{bug.factor:.2f}x")
     if bug.kind == "1/m missing":
-        return whole and ("(= m, m=32)" in d if bug.batch_size else _says(d, "32x"))
+        return whole and ("(= m, m=32)" in d if bug.batch_size else _says(d, "32x") or _says(d, "32.00x"))
     if bug.kind == "1/m doubled":
         return whole and ("(= 1/m, m=32)" in d if bug.batch_size else "(= 1/32)" in d)
     if bug.kind == "sign flipped":

@@ -1,4 +1,4 @@
-"""Refresh the README's example outputs (quick start, PyTorch, pytest, CLI) with what the current code prints.
+"""Refresh the README's example outputs (quick start, PyTorch, several points, complex parameters, pytest, CLI) with what the current code prints.
 
 Run from anywhere: ``python docs/update_readme.py``. Every block it rewrites is real output of
 the code shown next to it, so the README never shows a report gradprobe would not print.
@@ -41,7 +41,7 @@ def _run_example(text: str, heading: str) -> str:
 
 def main() -> int:
     text = README.read_text(encoding="utf-8")
-    for heading in ("## Check your own function", "## PyTorch and JAX"):
+    for heading in ("## Check your own function", "## PyTorch and JAX", "## Several points", "## Complex parameters"):
         text = _replace_block(text, heading, _run_example(text, heading))
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -54,6 +54,15 @@ def main() -> int:
         if cli.returncode != 1:
             raise SystemExit(f"the CLI example should fail the check:\n{cli.stderr}")
         text = _replace_block(text, "## From the command line", "$ gradprobe check my_model.py:problem --seed 0\n" + cli.stdout)
+
+        layer = re.search(r"```python\n# my_layer.py\n(.*?)```", text, re.S).group(1)
+        Path(tmp, "my_layer.py").write_text(layer, encoding="utf-8")
+        cli = subprocess.run(
+            [sys.executable, "-m", "gradprobe", "check", "my_layer.py:problem"], cwd=tmp, capture_output=True, text=True
+        )
+        if cli.returncode != 1:
+            raise SystemExit(f"the PyTorch CLI example should fail the check:\n{cli.stderr}")
+        text = _replace_block(text, "# my_layer.py", "$ gradprobe check my_layer.py:problem\n" + cli.stdout)
 
         Path(tmp, "test_layer.py").write_text(textwrap.dedent(TEST_FILE), encoding="utf-8")
         run = subprocess.run(

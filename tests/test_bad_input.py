@@ -235,8 +235,16 @@ def _():
 
 
 @case("grad-complex")
-def _():
-    rejects_before_work(square, lambda p: double(p) + 0j, X, gp.InvalidArgument, "grad", "complex gradients are not yet supported")
+def _():  # a complex gradient for a real parameter (complex parameters: tests/test_complex.py)
+    rejects_before_work(square, lambda p: double(p) + 0j, X, gp.InvalidArgument, "grad", "is complex .* but the parameter is real")
+
+
+@case("grad-real-for-complex-params")
+def _():  # read as an imaginary part of zero: the dropped part fails, the real part passes
+    z = X + 1j * X[::-1]
+    loss = lambda p: float(np.sum(np.abs(p) ** 2))
+    report = check(loss, lambda p: 2 * p.real, z, "fail", ["params"])
+    assert report.tensors["params"].shape == (3,)
 
 
 @case("grad-ragged-list")
@@ -344,8 +352,18 @@ def _():
 
 
 @case("params-complex")
+def _():  # complex64 and complex128 are checked through their parts; clongdouble is refused
+    loss = lambda p: float(np.sum(np.abs(p) ** 2))
+    for dtype in (np.complex64, np.complex128):
+        check(loss, lambda p: 2 * p, (X + 1j).astype(dtype), "pass")
+    rejects_before_work(loss, lambda p: 2 * p, (X + 1j).astype(np.clongdouble), gp.InvalidArgument, "params",
+                        r"complex64 and complex128.*astype\(np.complex128\)")
+
+
+@case("params-complex-method-complex")
 def _():
-    rejects_before_work(square, double, X + 1j, gp.InvalidArgument, "params", "complex parameters are not yet supported.*real and imaginary")
+    rejects_before_work(lambda p: float(np.sum(np.abs(p) ** 2)), lambda p: 2 * p, {"w": X, "z": X + 1j},
+                        gp.InvalidArgument, "method", "complex step.*`z` already are.*method='auto'", method="complex")
 
 
 @case("params-float128")
@@ -940,6 +958,18 @@ def _():
         rejects_before_work(square, double, X, gp.GradprobeError, option, message, **{option: value})
 
 
+@case("probes-with-full")
+def _():  # once silently ignored
+    rejects_before_work(square, double, X, gp.InvalidArgument, "probes", "strategy='full' does not use", strategy="full",
+                        probes=3)
+
+
+@case("points-invalid")
+def _():  # a count of points: an int of at least 1 (1 is your point alone), never a bool or a float
+    for value in (0, -1, True, 2.5, "3", None):
+        rejects_before_work(square, double, X, gp.InvalidArgument, "points", r"`points` must be a positive int.*points=3", points=value)
+
+
 @case("method-complex-loss-not-analytic")
 def _():
     rejects(lambda: gp.check(lambda p: float(np.sum(p**2)), double, X, method="complex"), gp.InvalidArgument, "method", "complex")
@@ -983,6 +1013,12 @@ def _():
     rejects(lambda: check_vjp(f_lin, None, X2), gp.InvalidArgument, "vjp", "must be callable")
 
 
+@case("hvp-not-callable", "check_hvp")
+def _():
+    rejects(lambda: gp.check_hvp("grad", vjp_lin, X2), gp.InvalidArgument, "grad", "must be callable")
+    rejects(lambda: gp.check_hvp(f_lin, None, X2), gp.InvalidArgument, "hvp", "must be callable")
+
+
 @case("vjp-bad-x", "check_vjp")
 def _():
     check_vjp = needs("check_vjp")
@@ -999,7 +1035,7 @@ def _():
 @case("vjp-f-returns-strings", "check_vjp")
 def _():
     check_vjp = needs("check_vjp")
-    rejects(lambda: check_vjp(lambda x: ["a", "b"], vjp_lin, X2), gp.InvalidArgument, "f", "return real float arrays")
+    rejects(lambda: check_vjp(lambda x: ["a", "b"], vjp_lin, X2), gp.InvalidArgument, "f", "return float or complex64/complex128")
 
 
 @case("vjp-f-returns-input", "check_vjp")
@@ -1065,6 +1101,17 @@ def _():
     rejects(lambda: check_vjp(lambda x: f_lin(x) * np.nan, vjp_lin, X2), gp.InvalidValue, "f", "")
 
 
+@case("vjp-complex-output", "check_vjp")
+def _():  # a complex f through Re <v, f(x)>: vjp(x, v) returns what torch.autograd.grad(f(x), x, v) does
+    check_vjp = needs("check_vjp")
+    z = np.array([1 + 2j, 0.5 - 0.3j])
+    verdict(check_vjp(lambda x: x**2, lambda x, v: np.conj(2 * x) * v, z), "pass")
+    verdict(check_vjp(lambda x: x**2, lambda x, v: 2 * x * v, z), "fail", ["x"])  # J v: no conjugate
+    verdict(check_vjp(lambda x: np.abs(x) ** 2 * x, lambda x, v: 2 * np.abs(x) ** 2 * v + x * x * np.conj(v), z), "pass")
+    rejects(lambda: check_vjp(lambda x: x.astype(np.clongdouble), lambda x, v: v, z), gp.InvalidArgument, "f",
+            "complex64/complex128")
+
+
 @case("jacobian-transposed", "check_jacobian")
 def _():
     check_jacobian = needs("check_jacobian")
@@ -1078,6 +1125,14 @@ def _():
 def _():
     check_jacobian = needs("check_jacobian")
     rejects(lambda: check_jacobian(f_lin, lambda x: A, {"x": X2}), gp.InvalidArgument, "x", "one array or float.*check_vjp")
+
+
+@case("jacobian-complex", "check_jacobian")
+def _():
+    check_jacobian = needs("check_jacobian")
+    z = np.array([1 + 2j, 0.5 - 0.3j])
+    rejects(lambda: check_jacobian(lambda x: x**2, lambda x: np.diag(2 * x), z), gp.InvalidArgument, "x", "check_vjp")
+    rejects(lambda: check_jacobian(lambda x: x * 1j, lambda x: np.eye(2) * 1j, X2), gp.InvalidArgument, "f", "check_vjp")
 
 
 # == the command line: gradprobe check FILE:NAME =====================================================
@@ -1098,6 +1153,9 @@ def raises_in_loss():
 
 def two():
     return (1, 2)
+
+def torch_without_inputs():
+    return {"torch": abs}
 
 def bad_params():
     return (lambda p: 0.0, lambda p: p, np.arange(3))
@@ -1201,6 +1259,16 @@ def _():
     assert code == 3 and "`strategy` must be one of" in err
     code, _, err = cli(GOOD_FILE, "FILE:problem", "--seed", "x")
     assert code == 3 and "invalid int value" in err
+    code, _, err = cli(GOOD_FILE, "FILE:problem", "--budget", "abc")
+    assert code == 3 and "argument --budget: expected a positive number of loss evaluations" in err
+    code, _, err = cli(GOOD_FILE, "FILE:problem", "--confidence", "2")
+    assert code == 3 and "argument --confidence: expected a probability between 0 and 1" in err
+
+
+@case("cli-framework-problem-malformed", "cli")
+def _():
+    code, _, err = cli(GOOD_FILE, "FILE:torch_without_inputs")
+    assert code == 3 and "returned no 'inputs'; a PyTorch problem is {'torch': fn, 'inputs': (x, ...)}" in err
 
 
 # == the torch adapter ===============================================================================
@@ -1255,11 +1323,83 @@ def _():  # the module's own error (a batch of the wrong shape) is the module's,
             gp.UserFunctionError, "module", "raised RuntimeError on batch\\[0\\]")
 
 
+@case("torch-bad-order-and-mode", "torch")
+def _():
+    torch, gpt = torch_adapter()
+    x = requiring(torch, [0.5, -1.0])
+    for order in (0, 5, True):
+        rejects(lambda: gpt.check(torch.sin, x, order=order), gp.InvalidArgument, "order", "integer from 1 to 4")
+    rejects(lambda: gpt.check(torch.sin, x, mode="sideways"), gp.InvalidArgument, "mode", "'reverse'")
+    rejects(lambda: gpt.check(torch.sin, x, order=2, mode="forward"), gp.InvalidArgument, "mode", "order=1")
+    rejects(lambda: gpt.check(torch.sin, x, order=2, oracle="forward"), gp.InvalidArgument, "order", "differences")
+    rejects(lambda: gpt.check(torch.sin, x, mode="forward", oracle="forward"), gp.InvalidArgument, "oracle",
+            "own reference")
+
+
+def _exp_function(torch, *, once=False, jvp=False):
+    """exp as an autograd.Function: its backward `@once_differentiable`, and/or with a `jvp`."""
+    from torch.autograd.function import once_differentiable
+
+    def backward(ctx, g):
+        (y,) = ctx.saved_tensors
+        return g * y
+
+    class Exp(torch.autograd.Function):
+        @staticmethod
+        def forward(x):
+            return x.exp()
+
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            ctx.save_for_backward(output)
+            ctx.y = output
+
+    Exp.backward = staticmethod(once_differentiable(backward) if once else backward)
+    if jvp:
+        Exp.jvp = staticmethod(lambda ctx, t: ctx.y * t)
+    return Exp.apply
+
+
+@case("torch-order-2-once-differentiable", "torch")
+def _():
+    torch, gpt = torch_adapter()
+    rejects(lambda: gpt.check(_exp_function(torch, once=True), requiring(torch, [0.5, -1.0]), order=2),
+            gp.InvalidArgument, "order", "once_differentiable")
+
+
+@case("torch-forward-mode-without-jvp", "torch")
+def _():
+    torch, gpt = torch_adapter()
+    rejects(lambda: gpt.check(_exp_function(torch), requiring(torch, [0.5, -1.0]), mode="forward"),
+            gp.InvalidArgument, "mode", "jvp")
+
+
+@case("torch-forward-oracle-own-jvp", "torch")
+def _():
+    torch, gpt = torch_adapter()
+    report = gpt.check(_exp_function(torch, jvp=True), requiring(torch, [0.5, -1.0]), oracle="forward")
+    verdict(report, "pass")
+    assert "ran your own jvp rules (Exp)" in report.notes[0]
+
+
 @case("torch-unsupported-dtypes", "torch")
 def _():
     torch, gpt = torch_adapter()
-    for dtype in (torch.complex64, torch.complex128):
-        rejects(lambda: gpt.check(torch.sin, requiring(torch, [1.0, 2.0], dtype)), gp.InvalidArgument, "inputs", "float16, float32 and float64")
+    import warnings
+
+    with warnings.catch_warnings():  # complex64 and complex128 are checked (tests/test_complex.py)
+        warnings.simplefilter("ignore", UserWarning)  # "ComplexHalf support is experimental"
+        half = requiring(torch, [1.0, 2.0], torch.complex32)
+    rejects(lambda: gpt.check(torch.sin, half), gp.InvalidArgument, "inputs", r"complex32 \(chalf\).*\.to\(torch.complex64\)")
+
+
+@case("torch-complex-derivatives", "torch")
+def _():  # complex inputs are checked through their parts, by reverse mode at order 1
+    torch, gpt = torch_adapter()
+    z = requiring(torch, [1 + 2j, 0.5 - 1j], torch.complex128)
+    fn = lambda t: (t.abs() ** 2).sum()  # noqa: E731
+    for option, value in (("oracle", "forward"), ("mode", "forward"), ("mode", "both"), ("order", 2)):
+        rejects(lambda: gpt.check(fn, z, **{option: value}), gp.InvalidArgument, option, "not supported for complex inputs")
 
 
 @case("torch-fn-not-callable", "torch")
@@ -1518,6 +1658,45 @@ def _():
 
     f.defvjp(lambda t: (jnp.sin(t), t), lambda t, g: (2 * g * jnp.cos(t),))
     verdict(gpj.check(f, jnp.array([0.5, -1.0, 2.0])), "fail", ["t"])
+
+
+@case("jax-torch-tensor-argument", "jax")
+def _():  # once a raw TypeError from inside gradprobe
+    jax, jnp, gpj = jax_adapter()
+    torch = pytest.importorskip("torch")
+    rejects(lambda: gpj.check(lambda a: jnp.sum(a**2), torch.ones(3, dtype=torch.float64)), gp.InvalidArgument, "args",
+            "gp.torch.check")
+
+
+@case("jax-bad-order-and-mode", "jax")
+def _():
+    jax, jnp, gpj = jax_adapter()
+    x = jnp.array([0.5, -1.0, 2.0])
+    rejects(lambda: gpj.check(jnp.sin, x, order=0), gp.InvalidArgument, "order", "integer from 1 to")
+    rejects(lambda: gpj.check(jnp.sin, x, mode="sideways"), gp.InvalidArgument, "mode", "'reverse'")
+
+    @jax.custom_vjp
+    def f(t):
+        return jnp.sin(t)
+
+    f.defvjp(lambda t: (jnp.sin(t), t), lambda t, g: (g * jnp.cos(t),))
+    rejects(lambda: gpj.check(f, x, mode="forward"), gp.InvalidArgument, "mode", "custom_vjp function has no JVP")
+
+    @jax.custom_jvp
+    def h(t):
+        return jnp.sin(t)
+
+    h.defjvp(lambda p, t: (jnp.sin(p[0]), jnp.cos(p[0]) * t[0]))
+    rejects(lambda: gpj.check(h, x, oracle="forward"), gp.InvalidArgument, "oracle", r"own forward-mode rules \(h\)")
+
+
+@case("jax-complex-derivatives", "jax")
+def _():  # complex arguments are checked through their parts, by reverse mode at order 1
+    jax, jnp, gpj = jax_adapter()
+    z = jnp.array([1 + 2j, 0.5 - 1j], dtype=jnp.complex64)
+    fn = lambda t: jnp.sum(jnp.abs(t) ** 2)  # noqa: E731
+    for option, value in (("oracle", "forward"), ("mode", "forward"), ("order", 2)):
+        rejects(lambda: gpj.check(fn, z, **{option: value}), gp.InvalidArgument, option, "not supported for complex args")
 
 
 # == the catalogue and its documentation ===========================================================

@@ -41,7 +41,7 @@ def named(bug, diagnosis: str, *, indices=(), size: int = 64, prefix: str = "") 
          ["12.00x", "-2.00x", "0.50x", "1 of 64 wrong (element (7, 5), 2.00x)", "24 wrong elements (all in row 2), 2.00x"]),
         (_bug("factor", factor=0.5), ["0.50x"], ["2.00x", "10.50x"]),
         (_bug("1/m missing", batch_size=True), ["32x (= m, m=32)"], ["32x (= 32)", "0.03125x (= 1/m, m=32)"]),
-        (_bug("1/m missing", batch_size=False), ["32x (= 32)", "32x"], ["132x", "0.03125x (= 1/32)", "1.32x"]),
+        (_bug("1/m missing", batch_size=False), ["32.00x", "32x"], ["132x", "132.00x", "0.03125x (= 1/32)", "1.32x"]),
         (_bug("1/m doubled", batch_size=True), ["0.03125x (= 1/m, m=32)"], ["0.03125x (= 1/32)", "32x (= m, m=32)"]),
         (_bug("1/m doubled", batch_size=False), ["0.03125x (= 1/32)"], ["0.03125x", "32x (= 32)"]),
         (_bug("transposed"), ["transposed", "transposed throughout (16 of 16 sampled elements wrong)"], ["2.00x"]),

@@ -49,6 +49,12 @@ def scattered() -> Diagnosis:
     return judged(analytic, N20, (4, 5))
 
 
+def conjugated() -> Diagnosis:
+    """A complex tensor of 10 elements, held as its (real, imaginary) parts, whose gradient is conjugated."""
+    parts = N20.reshape(10, 2)
+    return judged(parts * [1, -1], parts, (10, 2), pairs=True)
+
+
 M = N20[:16].reshape(4, 4)
 K = RNG.standard_normal((3, 3, 4))
 
@@ -56,6 +62,7 @@ CASES = {
     "all zeros": lambda: judged(np.zeros(20), N20),
     "should be zero": lambda: judged(N20, np.zeros(20)),
     "rounded to float32": lambda: judged(N20.astype(np.float32), N20 / 3 * 3 + 1e-9 * N20),
+    "conjugated": conjugated,
     "2.00x": lambda: judged(2 * N20, N20),
     "0.25x": lambda: judged(0.25 * N20, N20),
     "-2.00x": lambda: judged(-2 * N20, N20),

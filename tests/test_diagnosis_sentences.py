@@ -147,19 +147,94 @@ def test_every_fact_agrees_with_the_codes_and_values(case):
     assert f.scope == "tensor" and f.dtype is None, f
 
 
+# --- Complex tensors: held as (real, imaginary) parts, their findings speak of their elements. ---
+
+COMPLEX_PATTERNS = ("right", "conjugate", "factor", "some conjugated", "some scaled", "transpose", "reverse")
+
+
+@st.composite
+def complex_cases(draw):
+    """A complex tensor's true gradient `z` and a gradient `g` with a planted pattern, as the core
+    holds them (parts along a last axis of 2), with the per-part codes the judge would give."""
+    shape = tuple(draw(st.lists(st.integers(1, 4), min_size=1, max_size=3)))
+    size = int(np.prod(shape))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+
+    def clear_of_zero():
+        return rng.standard_normal(size) + np.where(rng.random(size) < 0.5, 1.0, -1.0)
+
+    z = clear_of_zero() + 1j * clear_of_zero()
+    pattern = draw(st.sampled_from(COMPLEX_PATTERNS))
+    some = rng.random(size) < draw(st.floats(0.05, 0.95))
+    g = z.copy()
+    if pattern == "conjugate":
+        g = np.conj(z)
+    elif pattern == "factor":
+        g = draw(st.sampled_from([2.0, 0.5, -1.0, 1 / 32])) * z
+    elif pattern == "some conjugated":
+        g[some] = np.conj(z[some])
+    elif pattern == "some scaled":
+        g[some] *= 2
+    elif pattern == "transpose" and len(shape) >= 2:
+        order = tuple(rng.permutation(len(shape)))
+        if tuple(shape[i] for i in order) == shape:
+            g = z.reshape(shape).transpose(order).ravel().copy()
+    elif pattern == "reverse":
+        g = np.flip(z.reshape(shape), int(rng.integers(len(shape)))).ravel().copy()
+    analytic = np.stack([g.real, g.imag], -1).ravel()
+    numeric = np.stack([z.real, z.imag], -1).ravel()
+    codes = np.where(np.abs(analytic - numeric) > 4 * BAR, FAIL, PASS).astype(np.int8)
+    return shape, z, g, analytic, numeric, codes
+
+
+@settings(max_examples=300, deadline=None)
+@given(complex_cases())
+def test_a_complex_tensors_finding_speaks_of_its_elements(case):
+    shape, z, g, analytic, numeric, codes = case
+    layout = (*shape, 2)
+    bars = np.full(codes.size, BAR)
+    evidence = Evidence(layout, analytic, np.arange(codes.size), {})
+    d = diagnose("z", layout, analytic, numeric, bars, bars, codes, evidence=evidence, reason="noise", pairs=True)
+    f, text = d.finding, f"{d.summary} | {d.hint}"
+    wrong = np.flatnonzero(np.any(codes.reshape(-1, 2) == FAIL, axis=1))  # elements with a wrong part
+    # Counts, indices and places are the complex tensor's elements, never its parts.
+    if f.count is not None:
+        assert (f.count, f.judged) == (len(wrong), z.size), text
+    assert set(f.indices) <= {tuple(int(i) for i in np.unravel_index(p, shape)) for p in wrong}, text
+    if f.where:
+        assert f.where == locate(shape, wrong), text
+    for pair in _numbers(d.summary) + _numbers(d.hint):
+        assert pair == f"{len(wrong)} of {z.size}", text
+    # "Conjugated" exactly when the gradient is the conjugate of the numerical one (and wrong).
+    assert (f.kind == "conjugated") == (len(wrong) > 0 and np.allclose(g, np.conj(z))), text
+    assert (d.summary == "conjugated") == (f.kind == "conjugated"), text
+    if f.kind == "conjugated":
+        assert "dL/dRe + i dL/dIm" in d.hint and "dL/dRe - i dL/dIm" in d.hint, text
+        assert np.allclose(d.implied(np.arange(codes.size)), numeric), text  # what directions would confirm
+    # Factors and layouts hold for the complex values, in the tensor's own axes.
+    if f.kind in ("factor", "sign"):
+        assert np.allclose(g[wrong], f.factor * z[wrong], rtol=1e-3), text
+    if f.kind in ("transposed", "permuted"):
+        assert len(f.axes) == len(shape) and np.allclose(g.reshape(shape), z.reshape(shape).transpose(f.axes)), text
+    if f.kind == "reversed":
+        assert f.axis < len(shape) and np.allclose(g.reshape(shape), np.flip(z.reshape(shape), f.axis)), text
+    if not len(wrong):
+        assert "wrong" not in d.summary, text
+
+
 # --- The sentences: every combination of facts, rendered, says those facts and no others. ------
 
-WRONG_KINDS = ("zeros", "should_be_zero", "rounded", "factor", "sign", "swapped", "transposed", "permuted", "reversed",
-               "shifted", "elements", "formula", "not_localized")  # fmt: skip
+WRONG_KINDS = ("zeros", "should_be_zero", "rounded", "conjugated", "factor", "sign", "swapped", "transposed", "permuted",
+               "reversed", "shifted", "elements", "formula", "not_localized")  # fmt: skip
 UNDECIDED_KINDS = ("reference", "loss_nonfinite", "nondeterministic", "no_derivative", "kinks", "noise")
 SCOPES = ("tensor", "throughout", "sampled", "located", "region", "probed", "budget")
 #: The scopes each strategy gives a failing tensor's finding (undecided ones are always "tensor").
 WRONG_SCOPES = {
     "tensor": WRONG_KINDS,
-    "throughout": ("zeros", "should_be_zero", "factor", "sign", "swapped", "transposed", "permuted", "reversed",
-                   "shifted", "elements", "formula"),
-    "sampled": ("rounded", "factor", "sign", "should_be_zero", "transposed", "permuted", "reversed", "shifted",
-                "elements"),
+    "throughout": ("zeros", "should_be_zero", "conjugated", "factor", "sign", "swapped", "transposed", "permuted",
+                   "reversed", "shifted", "elements", "formula"),
+    "sampled": ("rounded", "conjugated", "factor", "sign", "should_be_zero", "transposed", "permuted", "reversed",
+                "shifted", "elements"),
     "located": ("elements", "formula", "rounded", "factor", "sign"),
     "region": ("elements",),
     "probed": WRONG_KINDS[:-1],
@@ -194,6 +269,8 @@ def findings(draw):
                   "noise": dict(resolution=0.15 if count == 0 else None)}.get(kind, {}))  # fmt: skip
     if not undecided and draw(st.booleans()) and kind not in ("not_localized",):
         facts["dtype"] = "float32"
+    if not undecided and scope == "tensor" and draw(st.booleans()):
+        facts["against"] = "jvp"  # oracle='forward' through the user's own jvp rules
     facts["batch_size"] = draw(st.sampled_from([None, 32]))
     status = "inconclusive" if undecided else "fail"
     return shape, status, Finding(**facts)
@@ -211,7 +288,7 @@ def test_every_sentence_of_every_finding_says_its_facts(case):
     report = Report(status=status, difference=0.5, resolution=1e-3, nfev=10, tensors={"w": tensor})
     summary, hint = tensor.diagnosis, tensor.hint
     text = f"{summary} | {hint}"
-    own = "" if f.dtype else hint  # a finding in float32 only has the float32 arithmetic's hint
+    own = "" if f.dtype or f.against else hint  # float32-only and own-jvp findings have their own hint
 
     # Well-formed: nothing unfilled, nothing said twice, one sentence that ends.
     unfilled = text.replace(f.where, "") if f.where else text  # "[:, {0, 2}]" names axis slots
@@ -226,12 +303,12 @@ def test_every_sentence_of_every_finding_says_its_facts(case):
         said = re.search(r"right except at (\d+) element", hint)
         assert said is None or int(said.group(1)) == f.count, text
     if f.kind == "elements" and f.scope == "tensor":
-        assert ("right except at" in hint) == (minority(f) and not f.dtype), text
+        assert ("right except at" in hint) == (minority(f) and not f.dtype and not f.against), text
     # Scope: what was not probed whole is said of what was.
     assert ("throughout" in summary) == (f.scope == "throughout" and f.kind not in ("zeros", "elements")), text
-    if f.scope in ("sampled", "region") or (f.scope == "throughout" and f.count is not None):
+    if f.scope == "sampled" or (f.scope == "throughout" and f.count is not None):
         assert f"{f.count} of {f.judged} sampled elements wrong" in summary, text
-    if f.scope == "probed":
+    if f.scope in ("probed", "region"):
         assert f"{f.count} of {f.judged} probed wrong" in summary, text
     if f.scope == "sampled" and f.kind != "elements":
         ending = f"at the sampled elements ({f.count} of {f.judged} sampled elements wrong)"
@@ -239,7 +316,11 @@ def test_every_sentence_of_every_finding_says_its_facts(case):
         assert hint.startswith("at the elements sampled,") or f.dtype, text
     # Precision: a finding in float32 only says so, and blames the float32 arithmetic.
     assert summary.endswith(", in float32 only") == (f.dtype == "float32"), text
-    if f.dtype:
+    # A reference that ran the user's own jvp: both sides named, neither blamed.
+    assert (", backward or jvp wrong" in summary) == (f.against == "jvp"), text
+    if f.against:
+        assert "one of them is wrong" in hint, text
+    elif f.dtype:
         assert "float64 but not in float32" in hint, text
     # The factor shown is the factor, the layout the layout, the other tensor the other.
     if f.kind == "factor":
@@ -264,7 +345,7 @@ def test_every_sentence_of_every_finding_says_its_facts(case):
              "transposed": "transposed", "permuted": "axes permuted", "reversed": "reversed along",
              "shifted": "shifted by", "loss_nonfinite": "loss NaN/inf", "nondeterministic": "non-deterministic",
              "no_derivative": "no derivative", "not_localized": "not localized",
-             "reference": "reference is another function"}  # fmt: skip
+             "reference": "reference is another function", "conjugated": "conjugated"}  # fmt: skip
     for kind, word in words.items():
         assert (word in summary) == (kind == f.kind), (kind, text)
     if f.kind == "kinks":

@@ -98,11 +98,16 @@ def test_custom_jvp_and_the_forward_oracle():
 
     softplus.defjvp(lambda primals, tangents: (softplus(primals[0]), jax.nn.sigmoid(primals[0]) * tangents[0]))
     x = jnp.linspace(-3.0, 3.0, 8)
-    differences = gp.jax.check(softplus, x, shadow=False)  # float32 differences
-    exact = gp.jax.check(softplus, x, oracle="forward")
+    assert gp.jax.check(softplus, x).ok and gp.jax.check(softplus, x, mode="both").ok
+    # The rule would be its own reference (a wrong one passed this way): refused, with the fix.
+    with pytest.raises(gp.InvalidArgument, match="oracle='differences'"):
+        gp.jax.check(softplus, x, oracle="forward")
+    # JAX's own rules (logaddexp's custom_jvp) are a reference: exact derivatives, finer than differences.
+    builtin = lambda x: jnp.logaddexp(x, 0.0)  # noqa: E731
+    differences = gp.jax.check(builtin, x, shadow=False)  # float32 differences
+    exact = gp.jax.check(builtin, x, oracle="forward")
     assert differences.ok and exact.ok and exact.method == "forward"
     assert exact.resolution < differences.resolution
-    assert gp.jax.check(softplus, x).ok  # and the default float64 reference
 
 
 def test_forward_oracle_refuses_custom_vjp_with_the_fix():

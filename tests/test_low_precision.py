@@ -102,7 +102,9 @@ def test_correct_networks_under_autocast_pass_and_say_which_rounding_was_allowed
 def test_autocast_needs_its_own_rounding_allowance(monkeypatch):
     # Judged as a float32 gradient (its parameters' dtype), a correct autocast one fails.
     model, loss, X, y = mlp(1)
-    monkeypatch.setattr(gp.torch._Function, "computed_in", property(lambda self: None))
+    from gradprobe.adapters.torch import _Function  # private: `gp.torch` shows only the public names
+
+    monkeypatch.setattr(_Function, "computed_in", property(lambda self: None))
     with torch.autocast("cpu", dtype=torch.bfloat16):
         report = gp.torch.check_module(model, loss, X, y)
     assert report.status == "fail" and report.tensors["0.weight"].diagnosis.endswith("in float32 only")

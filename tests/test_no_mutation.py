@@ -402,6 +402,37 @@ def test_jax_inputs_are_untouched():
     assert changes(before, snapshot(params)) == []
 
 
+def test_complex_inputs_are_untouched():
+    """Complex arrays and tensors, held inside a check as their real and imaginary parts, come back
+    bit for bit: also when the loss writes into what it gets, or is interrupted midway."""
+    z = np.array([[1 + 2j, -0.5 + 0.25j], [2 - 1j, 0.75 + 0.5j]])
+    z.setflags(write=False)
+    params = {"z": z, "zt": np.asfortranarray(z.astype(np.complex64).T)}
+    before = snapshot(params)
+    calls = []
+
+    def scribbling(p):
+        calls.append(1)
+        value = float(sum(np.sum(np.abs(v.astype(np.complex128)) ** 2) for v in p.values()))
+        for v in p.values():
+            v *= 2  # its own copy
+        if len(calls) == 30:
+            raise KeyboardInterrupt
+        return value
+
+    with pytest.raises(KeyboardInterrupt):
+        gp.check(scribbling, lambda p: {k: 2 * v for k, v in p.items()}, params)
+    calls.append(1)  # past the interrupt: the same loss now runs to the end
+    for strategy in ("full", "directional", "sample"):
+        gp.check(scribbling, lambda p: {k: np.conj(2 * v) for k, v in p.items()}, params, strategy=strategy)
+    assert changes(before, snapshot(params)) == [] and not z.flags.writeable
+    torch = pytest.importorskip("torch")
+    t = torch.tensor(z, requires_grad=True)
+    saved = t.detach().clone()
+    assert gp.torch.check(lambda t: (t.abs() ** 2).sum(), t).ok
+    assert torch.equal(torch.view_as_real(t.detach()), torch.view_as_real(saved)) and t.grad is None
+
+
 def test_checks_run_by_the_command_line_are_guarded(no_mutation_guard, tmp_path, capsys):
     from gradprobe.tools._cli import main
 

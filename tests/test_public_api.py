@@ -18,6 +18,7 @@ def test_public_surface_is_pinned():
             "__version__",
             "assert_gradients",
             "check",
+            "check_hvp",
             "check_jacobian",
             "check_vjp",
         ]

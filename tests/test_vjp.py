@@ -94,7 +94,7 @@ def test_vjp_input_validation():
         gp.check_vjp(f, None, X)
     with pytest.raises(gp.UserFunctionError, match="`f` raised ZeroDivisionError"):
         gp.check_vjp(lambda x: 1 / 0, vjp, X)
-    with pytest.raises(gp.InvalidArgument, match="return real float arrays"):
+    with pytest.raises(gp.InvalidArgument, match="return float or complex64/complex128 arrays"):
         gp.check_vjp(lambda x: "text", vjp, X)
 
 

@@ -10,7 +10,7 @@ from ._errors import (
     UserFunctionError as UserFunctionError,
 )
 from .report._types import Element as Element, Finding as Finding, Report as Report, TensorReport as TensorReport
-from .adapters._vjp import check_jacobian as check_jacobian, check_vjp as check_vjp
+from .adapters._vjp import check_hvp as check_hvp, check_jacobian as check_jacobian, check_vjp as check_vjp
 
 __version__ = "0.1.0"
 
@@ -32,28 +32,23 @@ __all__ = [
     "__version__",
     "assert_gradients",
     "check",
+    "check_hvp",
     "check_jacobian",
     "check_vjp",
 ]
 
 # Framework adapters, imported on first use so that `import gradprobe` never imports a framework.
-_ADAPTERS = {"torch": ("torch", "PyTorch"), "jax": ("jax", "JAX")}
+# `gp.torch` is the module `gradprobe.torch` (whose import says how to install a missing framework),
+# so it is the same object before and after `import gradprobe.torch`.
+_ADAPTERS = ("torch", "jax")
 
 
 def __getattr__(name: str):
     if name not in _ADAPTERS:
         raise AttributeError(f"module 'gradprobe' has no attribute {name!r}")
     import importlib
-    import importlib.util
 
-    framework, label = _ADAPTERS[name]
-    if importlib.util.find_spec(framework) is None:
-        raise ModuleNotFoundError(
-            f"gradprobe.{name} needs {label}, which is not installed: pip install gradprobe[{name}]", name=framework
-        )
-    adapter = importlib.import_module(f"gradprobe.adapters.{name}")
-    globals()[name] = adapter
-    return adapter
+    return importlib.import_module(f"{__name__}.{name}")  # the import binds it here: no second call
 
 
 def __dir__() -> list[str]:

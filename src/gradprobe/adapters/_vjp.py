@@ -9,11 +9,19 @@ reported as itself.
 
 The framework adapters (`gradprobe.torch`, `gradprobe.jax`) use the same cotangents and the same
 `check_contracted` step; only the contraction ``<v, f(x)>`` runs in the framework, on its device.
+
+A complex output ``y`` gets a complex cotangent (real and imaginary parts independent standard
+normals) and the real loss ``L = Re <v, y> = Re sum(conj(v) * y) = sum(Re v Re y + Im v Im y)``.
+Each framework's own VJP is then the gradient of ``L`` in its own convention (`params._complex`):
+PyTorch's backward receives ``v`` (``torch.autograd.grad(y, x, v)``), JAX's VJP takes
+``conj(v)`` (``jax.vjp(f, x)[1](v.conj())``), and `check_vjp`'s ``vjp(x, v)`` must return what
+PyTorch does: for a holomorphic ``f``, ``conj(f'(x)) * v``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -25,6 +33,7 @@ from ..params._matching import flatten_gradient, nonfinite_elements
 from ..estimate._calling import call_user as _call
 from ..estimate._executor import ships_tasks
 from ..estimate._objective import require_callable
+from ..params._complex import PART_DTYPES
 from ..params._params import Params
 from ..report._types import Report
 
@@ -38,8 +47,9 @@ def cotangent_seed(options: dict[str, Any]) -> int:
     return seed if isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0 else 0
 
 
-def random_cotangents(shapes: list[tuple[int, ...]], seed: int) -> list[np.ndarray]:
-    """One standard-normal float64 cotangent per output shape; a lone scalar output gets 1.
+def random_cotangents(shapes: list[tuple[int, ...]], seed: int, complex_outputs: Sequence[bool] = ()) -> list[np.ndarray]:
+    """One standard-normal float64 cotangent per output shape; a lone scalar output gets 1. The
+    outputs flagged in `complex_outputs` get a complex128 one (both parts standard normal).
 
     Examples
     --------
@@ -51,18 +61,36 @@ def random_cotangents(shapes: list[tuple[int, ...]], seed: int) -> list[np.ndarr
     if sum(int(np.prod(s, dtype=np.int64)) for s in shapes) == 1:
         return [np.ones(s) for s in shapes]
     rng = np.random.default_rng([seed, _COTANGENT_STREAM])
-    return [rng.standard_normal(s) for s in shapes]
+    flags = list(complex_outputs) + [False] * (len(shapes) - len(complex_outputs))
+    return [rng.standard_normal(s) + 1j * rng.standard_normal(s) if c else rng.standard_normal(s) for s, c in zip(shapes, flags)]
 
 
-def describe_outputs(shapes: list[tuple[int, ...]], seed: int) -> str | None:
-    """The report note saying which cotangent the check went through (None for a scalar output)."""
-    if sum(int(np.prod(s, dtype=np.int64)) for s in shapes) == 1:
+def describe_outputs(shapes: list[tuple[int, ...]], seed: int, complex_outputs: Sequence[bool] = ()) -> str | None:
+    """The report note saying which cotangent the check went through (None for a real scalar output)."""
+    scalar = sum(int(np.prod(s, dtype=np.int64)) for s in shapes) == 1
+    if any(complex_outputs):
+        if scalar:
+            return "complex output: the loss is its real part, Re f(x), and the gradient checked is that of Re f."
+        listed = ", ".join(str(s) for s in shapes)
+        return (
+            f"complex output {listed} checked through a random complex Gaussian cotangent v (seed {seed}): the loss is "
+            "Re <v, f(x)> = sum(Re v Re f + Im v Im f), the gradient is its VJP (torch: autograd.grad(f(x), x, v); "
+            "JAX: vjp(conj(v)))."
+        )
+    if scalar:
         return None
     listed = ", ".join(str(s) for s in shapes)
     return (
         f"vector output {listed} checked through a random Gaussian cotangent v (seed {seed}): "
         "the loss is <v, f(x)>, the gradient is the VJP J^T v."
     )
+
+
+def contract(v: np.ndarray, y: np.ndarray) -> float:
+    """``Re <v, y>`` in float64: ``sum(v * y)`` for a real output, ``sum(Re v Re y + Im v Im y)`` for a complex one."""
+    if np.iscomplexobj(y) or np.iscomplexobj(v):
+        return float(np.sum(np.real(np.conj(v) * np.asarray(y, dtype=np.complex128))))
+    return float(np.sum(v * np.asarray(y, dtype=np.float64)))
 
 
 def call_line(head: str, options: dict[str, Any]) -> str:
@@ -124,10 +152,10 @@ def _output_leaves(output: Any, argument: str) -> list[tuple[tuple[Any, ...], np
             array = np.asarray(value)
         except Exception as error:
             raise InvalidArgument(f"`{argument}` returned an output that is not an array ({error}).", argument=argument)
-        if array.dtype == object or not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array):
+        if array.dtype == object or not np.issubdtype(array.dtype, np.number) or array.dtype.kind == "c" and array.dtype not in PART_DTYPES:
             raise InvalidArgument(
                 f"`{argument}` returned {type(value).__name__} of dtype {array.dtype} at output "
-                f"`{'.'.join(map(str, path)) or 'output'}`; return real float arrays (or a dict/list/tuple of them).",
+                f"`{'.'.join(map(str, path)) or 'output'}`; return float or complex64/complex128 arrays (or a dict/list/tuple of them).",
                 argument=argument,
             )
         leaves.append((path, array))
@@ -145,7 +173,9 @@ def check_vjp(f: Callable[[Any], Any], vjp: Callable[[Any, Any], Any], x: Any, *
         ``f(x) -> output``: a float, an array, or a dict/list/tuple of arrays.
     vjp : callable
         ``vjp(x, v) -> J(x)^T v``, with the structure of `x`. ``v`` has the structure of the
-        output, each entry in its output's dtype.
+        output, each entry in its output's dtype. For a complex output the loss is ``Re <v, f(x)>``
+        and `vjp` returns its gradient in PyTorch's convention, what
+        ``torch.autograd.grad(f(x), x, v)`` returns (``conj(f'(x)) * v`` for a holomorphic `f`).
     x : float, array, or nested dict/list/tuple of arrays
         The point to check at. Never modified.
     **options
@@ -171,10 +201,53 @@ def check_vjp(f: Callable[[Any], Any], vjp: Callable[[Any, Any], Any], x: Any, *
     return _check_vjp(f, vjp, x, options, call_line("gp.check_vjp(f, vjp, x", options))
 
 
+def check_hvp(grad: Callable[[Any], Any], hvp: Callable[[Any, Any], Any], params: Any, **options: Any) -> Report:
+    """Check a Hessian-vector product against numerical differences of the gradient.
+
+    The Hessian is the Jacobian of `grad`, and symmetric, so ``hvp(params, v) = H v = H^T v`` is
+    the VJP of `grad`: it is checked as `check_vjp` checks one, along a random `v`, element by
+    element of its result. (`grad` is the reference here: check it first with `gradprobe.check`.)
+
+    Parameters
+    ----------
+    grad : callable
+        ``grad(params) -> gradient`` in the structure of `params` (as for `gradprobe.check`).
+    hvp : callable
+        ``hvp(params, v) -> H(params) v`` in the structure of `params`; ``v`` has the structure
+        of `grad`'s result.
+    params : float, array, or nested dict/list/tuple of arrays
+        The point to check at. Never modified.
+    **options
+        Keyword options of `gradprobe.check`; ``seed`` also picks `v`.
+
+    Examples
+    --------
+    >>> import numpy as np, gradprobe as gp
+    >>> grad = lambda x: 4 * x**3                     # of sum(x**4)
+    >>> gp.check_hvp(grad, lambda x, v: 12 * x**2 * v, np.array([0.5, -1.0, 2.0])).status
+    'pass'
+    >>> gp.check_hvp(grad, lambda x, v: 12 * x * v, np.array([0.5, -1.0, 2.0])).failing  # x for x**2
+    ('x',)
+    """
+    require_callable(grad, "grad")
+    require_callable(hvp, "hvp")
+    return _check_vjp(grad, hvp, params, options, call_line("gp.check_hvp(grad, hvp, params", options),
+                      ("grad", "hvp", "params"), _describe_hvp)  # fmt: skip
+
+
+def _describe_hvp(shapes: list[tuple[int, ...]], seed: int) -> str:
+    return f"checked along a random Gaussian v (seed {seed}): the loss is <v, grad(params)>, its gradient H v."
+
+
 def _check_vjp(
-    f: Callable[[Any], Any], vjp: Callable[[Any, Any], Any], x: Any, options: dict[str, Any], reproduce: str
+    f: Callable[[Any], Any], vjp: Callable[[Any, Any], Any], x: Any, options: dict[str, Any], reproduce: str,
+    names: tuple[str, str, str] = ("f", "vjp", "x"),
+    describe: Callable[[list[tuple[int, ...]], int], str | None] = describe_outputs,
 ) -> Report:
-    start = Params(x, argument="x", root="x")
+    """`check_vjp`'s work; `names` are what the user called `f`, `vjp` and `x` (for the errors), and
+    `describe` says in a note which cotangent the check went through."""
+    f_name, vjp_name, x_name = names
+    start = Params(x, argument=x_name, root="x")
     # A bare array or float is checked as {"x": x}, so that the report calls it `x`.
     bare = len(start.leaves) == 1 and not start.leaves[0].path
     params = {"x": x} if bare else x
@@ -182,35 +255,40 @@ def _check_vjp(
     def unwrap(point: Any) -> Any:
         return point["x"] if bare else point
 
-    output = _call(f, "f", start.copy())
-    leaves = _output_leaves(output, "f")
+    output = _call(f, f_name, start.copy())
+    leaves = _output_leaves(output, f_name)
     if not all(np.all(np.isfinite(array)) for _, array in leaves):
         raise InvalidValue(
-            "`f` returned NaN or inf at `x`; a VJP can only be checked where the output is finite.", argument="f"
+            f"`{f_name}` returned NaN or inf at `{x_name}`; a VJP can only be checked where the output is finite.",
+            argument=f_name,
         )
     shapes = [array.shape for _, array in leaves]
-    dtypes = [array.dtype if array.dtype.kind == "f" else np.dtype(np.float64) for _, array in leaves]
+    dtypes = [array.dtype if array.dtype.kind in "fc" else np.dtype(np.float64) for _, array in leaves]
+    complex_outputs = [d.kind == "c" for d in dtypes]
     seed = cotangent_seed(options)
     # Rounded to each output's dtype, so that the loss and `vjp` see the very same v.
-    cotangents = [v.astype(d).astype(np.float64) for v, d in zip(random_cotangents(shapes, seed), dtypes)]
+    cotangents = [v.astype(d).astype(np.complex128 if d.kind == "c" else np.float64)
+                  for v, d in zip(random_cotangents(shapes, seed, complex_outputs), dtypes)]  # fmt: skip
 
     def loss(point: Any) -> float:
-        outputs = _output_leaves(_call(f, "f", unwrap(point)), "f")
+        outputs = _output_leaves(_call(f, f_name, unwrap(point)), f_name)
         if [a.shape for _, a in outputs] != shapes:
             raise InvalidArgument(
-                f"`f` returned outputs of shapes {[a.shape for _, a in outputs]} here but {shapes} at `x`; "
-                "the output structure must not depend on the point.",
-                argument="f",
+                f"`{f_name}` returned outputs of shapes {[a.shape for _, a in outputs]} here but {shapes} at "
+                f"`{x_name}`; the output structure must not depend on the point.",
+                argument=f_name,
             )
-        return float(sum(np.sum(v * a.astype(np.float64)) for v, (_, a) in zip(cotangents, outputs)))
+        return float(sum(contract(v, a) for v, (_, a) in zip(cotangents, outputs)))
 
     def grad(point: Any) -> Any:
         # A fresh cotangent each call: a vjp that scales `v` in place must not change the next one.
-        tree = _call(vjp, "vjp", unwrap(point), _rebuild_like(output, cotangents, dtypes))
-        flatten_gradient(start, tree, argument="vjp")  # errors name `vjp`, not gp.check's `grad`
+        tree = _call(vjp, vjp_name, unwrap(point), _rebuild_like(output, cotangents, dtypes))
+        flatten_gradient(start, tree, argument=vjp_name)  # errors name `vjp`, not gp.check's `grad`
         return {"x": tree} if bare else tree
 
-    note = describe_outputs(shapes, seed)
+    if describe is describe_outputs:  # a complex output's note says how it is made real
+        describe = functools.partial(describe_outputs, complex_outputs=complex_outputs)
+    note = describe(shapes, seed)
     return check_contracted(loss, grad, params, [note] if note else [], options, reproduce)
 
 
@@ -260,7 +338,16 @@ def check_jacobian(f: Callable[[Any], Any], jac: Callable[[Any], Any], x: Any, *
             argument="x",
         )
     x_shape = start.leaves[0].shape
-    out_shape = np.shape(_call(f, "f", start.copy()))
+    out = _call(f, "f", start.copy())
+    out_shape = np.shape(out)
+    for argument, complex_ in (("x", start.leaves[0].complex), ("f", np.iscomplexobj(out))):
+        if complex_:  # a real Jacobian has no room for a non-holomorphic function's two derivatives
+            raise InvalidArgument(
+                f"`{argument}` is complex; `check_jacobian` checks real functions of real arrays. Check a complex "
+                "function's VJP with `gp.check_vjp(f, vjp, x)` (its `vjp(x, v)` returns what "
+                "torch.autograd.grad(f(x), x, v) does).",
+                argument=argument,
+            )
 
     def vjp(point: Any, v: Any) -> np.ndarray:
         jacobian = np.asarray(_call(jac, "jac", point), dtype=np.float64)
@@ -300,7 +387,7 @@ def require_finite_gradient(gradient: dict[str, np.ndarray], argument: str, back
     """Raise naming the user's function (`argument`), the tensor and its elements when the gradient
     a framework computed through it (by its `backward`) holds NaN or inf."""
     for name, values in gradient.items():
-        flat = np.asarray(values, dtype=np.float64).ravel()
+        flat = np.asarray(values, dtype=np.complex128 if np.iscomplexobj(values) else np.float64).ravel()
         if not np.all(np.isfinite(flat)):
             raise InvalidValue(
                 f"{backward} of `{argument}` gives NaN or inf for `{name}` {nonfinite_elements(flat, np.shape(values))}; "

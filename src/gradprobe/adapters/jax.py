@@ -16,8 +16,10 @@ time; otherwise they run one at a time.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import replace
+import functools
 import inspect
+from dataclasses import replace
+from pathlib import Path
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
@@ -29,14 +31,21 @@ from .._errors import InvalidArgument, InvalidValue
 from ..estimate._calling import call_user as _call
 from ..estimate._oracle import Oracle
 from ..report._types import Report
+from ..strategies._assert import assert_passes
+from ._derivatives import FORWARD_NOTE, ORDER_STREAM, refuse_own_reference, require_derivative, shown
+from ..params._complex import conjugate_values
+from ._complex import refuse_complex_derivatives
 from ._vjp import call_line, check_contracted, cotangent_seed, describe_outputs, random_cotangents, refuse_process_pools, require_finite_gradient, without_held
 
-__all__ = ["check"]
+__all__ = ["assert_gradients", "check"]
 
 OracleName = Literal["differences", "forward"]
 
 # JAX's bfloat16 is ml_dtypes' (installed with JAX), the core's dtype for bfloat16 leaves.
-_CHECKED_DTYPES = {np.dtype(jnp.bfloat16), np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)}
+_CHECKED_DTYPES = {np.dtype(jnp.bfloat16), np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64),
+                   np.dtype(np.complex64), np.dtype(np.complex128)}  # fmt: skip
+# Where JAX's own source lives: custom_jvp rules defined there are not the user's.
+_JAX_SOURCES = {str(Path(jax.__file__).parent), str(Path(jax.__file__).resolve().parent)}
 # Tangent batches are dense: keep one vmap call to about this many numbers.
 _BATCH_NUMBERS = 2**24
 # Batched calls always hold this many points (the last batch padded), so that XLA compiles one
@@ -70,9 +79,15 @@ def _arg_names(fn: Callable[..., Any], count: int) -> list[str]:
 
 
 def _is_float(leaf: Any) -> bool:
-    return isinstance(leaf, (float, np.floating)) or (
-        hasattr(leaf, "dtype") and jnp.issubdtype(leaf.dtype, jnp.floating)
+    """Whether `leaf` is floating-point or complex: differentiable, checked."""
+    return isinstance(leaf, (float, complex, np.inexact)) or (
+        hasattr(leaf, "dtype") and jnp.issubdtype(leaf.dtype, jnp.inexact)
     )
+
+
+def _wide(dtype: Any) -> Any:
+    """The float64 reference's dtype for values of `dtype`: complex128 for complex ones, else float64."""
+    return np.complex128 if jnp.issubdtype(dtype, jnp.complexfloating) else np.float64
 
 
 
@@ -125,8 +140,8 @@ class _Function:
                 array = jnp.asarray(leaf)
                 if array.dtype not in _CHECKED_DTYPES:
                     raise InvalidArgument(
-                        f"`args` leaf `{name}` has dtype {array.dtype}; gradprobe checks bfloat16, float16, float32 "
-                        "and float64.",
+                        f"`args` leaf `{name}` has dtype {array.dtype}; gradprobe checks bfloat16, float16, float32, "
+                        "float64, complex64 and complex128.",
                         argument="args",
                     )
                 if array.size == 0:
@@ -136,7 +151,7 @@ class _Function:
                     )
                 # Elements not finite at the point (an attention mask's -inf) have no derivative:
                 # they keep their value at every point the loss is evaluated at, and are not checked.
-                finite = np.isfinite(np.asarray(array, dtype=np.float64))
+                finite = np.isfinite(np.asarray(array, dtype=_wide(array.dtype)))
                 if not finite.any():
                     raise InvalidValue(
                         f"`args` leaf `{name}` holds only NaN or inf; there is nothing to check there. Leave it "
@@ -162,9 +177,10 @@ class _Function:
         self.shapes = [tuple(y.shape) for y in start]
         self.out_dtypes = [y.dtype for y in start]
         # Rounded to each output's dtype, so that the contraction and the VJP use the very same v.
-        rounded = [np.asarray(v, dtype=d) for v, d in zip(random_cotangents(self.shapes, seed), self.out_dtypes)]
+        self.complex_outputs = [jnp.issubdtype(d, jnp.complexfloating) for d in self.out_dtypes]
+        rounded = [np.asarray(v, dtype=d) for v, d in zip(random_cotangents(self.shapes, seed, self.complex_outputs), self.out_dtypes)]
         self.cotangents = [jnp.asarray(v) for v in rounded]
-        self.cotangents64 = [v.astype(np.float64) for v in rounded]
+        self.cotangents64 = [v.astype(_wide(v.dtype)) for v in rounded]
         self.batched_jvp: bool | None = None
 
     # -- building calls ------------------------------------------------------------------------------
@@ -197,10 +213,28 @@ class _Function:
     def vjp(self, leaves: Sequence[Any]) -> list[Any]:
         def pullback() -> list[Any]:
             outputs, back = jax.vjp(self._outputs, list(leaves))
-            # Under the float64 reference the outputs are float64: the same v, in their dtype.
-            return back([v.astype(y.dtype) for v, y in zip(self.cotangents, outputs)])[0]
+            # Under the float64 reference the outputs are float64: the same v, in their dtype. JAX's VJP of
+            # Re <v, y> takes conj(v) for a complex output (`_vjp`).
+            return back([jnp.conj(v).astype(y.dtype) for v, y in zip(self.cotangents, outputs)])[0]
 
         return _call(pullback, "fn", where="in its VJP")
+
+    def differentiated(self, seed: int) -> Callable[..., Any]:
+        """``fn`` one order up, ``args -> <w, gradient of <v, fn(args)>>`` over the checked leaves
+        for a fixed random `w`: its gradient is the derivative of fn's VJP. Same signature as fn."""
+        weights = [np.asarray(w) for w in random_cotangents([tuple(leaf.shape) for leaf in self.leaves], seed)]
+
+        def contracted(leaves: list[Any]) -> Any:
+            # The unchecked arguments are fn's own; the checked leaves are the ones `higher` gets.
+            return sum(jnp.vdot(v.astype(y.dtype), y) for v, y in zip(self.cotangents, self._outputs(leaves)))
+
+        @functools.wraps(self.fn)
+        def higher(*args: Any) -> Any:
+            leaves = [jax.tree_util.tree_leaves(args[number])[position] for number, position in self.slots]
+            grads = jax.grad(contracted)(leaves)
+            return sum(jnp.vdot(jnp.asarray(w, dtype=g.dtype), g) for w, g in zip(weights, grads))
+
+        return higher
 
     def _device_leaves(self, values: dict[str, np.ndarray]) -> list[jax.Array]:
         return [
@@ -219,15 +253,16 @@ class _Function:
 
     @staticmethod
     def _dtype(values: np.ndarray, leaf: jax.Array) -> Any:
-        """The leaf's own dtype, or float64 when the core sends float64 values (the float64 reference)."""
-        return np.float64 if np.asarray(values).dtype == np.float64 else leaf.dtype
+        """The leaf's own dtype, or float64 (complex128) when the core sends such values (the float64 reference)."""
+        dtype = np.asarray(values).dtype
+        return dtype if dtype in (np.float64, np.complex128) else leaf.dtype
 
     def _precision(self, values: dict[str, np.ndarray]) -> Any:
         """The float64 reference runs with JAX's x64 mode on for the call (and only for it): the
         checked leaves in float64; the other arguments and closed-over arrays keep their dtypes and
         promote as JAX promotes them."""
         widened = any(
-            np.asarray(values[name]).dtype == np.float64 and leaf.dtype != np.float64
+            np.asarray(values[name]).dtype == _wide(leaf.dtype) and leaf.dtype != _wide(leaf.dtype)
             for name, leaf in zip(self.names, self.leaves)
         )
         return jax.enable_x64(True) if widened and not _x64() else contextlib.nullcontext()
@@ -239,9 +274,10 @@ class _Function:
                 "the starting point; the output structure must not depend on the arguments' values.",
                 argument="fn",
             )
+        # vdot conjugates v: Re <v, y> for a complex output
         if _x64():
-            return float(sum(jnp.vdot(v.astype(jnp.float64), y.astype(jnp.float64)) for v, y in zip(self.cotangents, outputs)))
-        return float(sum(np.vdot(v, np.asarray(y, dtype=np.float64)) for v, y in zip(self.cotangents64, outputs)))
+            return float(sum(jnp.real(jnp.vdot(v, y.astype(v.dtype))) for v, y in zip(self.cotangents64, outputs)))
+        return float(sum(np.real(np.vdot(v, np.asarray(y, dtype=v.dtype))) for v, y in zip(self.cotangents64, outputs)))
 
     # -- what the core calls ---------------------------------------------------------------------------
 
@@ -281,7 +317,7 @@ class _Function:
     def _batch_matches(self, widened: bool) -> bool:
         same_rows = sorted({0, self.rows // 2, self.rows - 1})
         try:
-            start = [jnp.asarray(np.asarray(leaf), dtype=jnp.float64) if widened else leaf for leaf in self.leaves]
+            start = [jnp.asarray(np.asarray(leaf), dtype=_wide(leaf.dtype)) if widened else leaf for leaf in self.leaves]
             single = self._contract(self._outputs(start))
             rng = np.random.default_rng(0)
             batch = []
@@ -319,7 +355,8 @@ class _Function:
     def grad(self, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         with self._precision(values):
             grads = self.vjp(self._device_leaves(values))
-            gradient = {name: _on_host(g) for name, g in zip(self.names, grads)}
+            # The core reads a complex gradient in PyTorch's convention, the conjugate of JAX's (`params._complex`).
+            gradient = {name: np.conj(_on_host(g)) if jnp.iscomplexobj(g) else _on_host(g) for name, g in zip(self.names, grads)}
         for name, mask in self.held.items():  # not checked: the loss never moves them
             gradient[name] = np.where(mask, 0, gradient[name]).astype(gradient[name].dtype)
         require_finite_gradient(gradient, "fn", "jax.vjp")
@@ -331,7 +368,8 @@ class _Function:
         depends on the checked leaves ([] where it cannot be traced)."""
         with jax.enable_x64(True):
             try:
-                closed = jax.make_jaxpr(self._outputs)([jnp.asarray(np.asarray(leaf, dtype=np.float64)) for leaf in self.leaves])
+                wide = [np.complex128 if jnp.iscomplexobj(leaf) else np.float64 for leaf in self.leaves]
+                closed = jax.make_jaxpr(self._outputs)([jnp.asarray(np.asarray(leaf, dtype=d)) for leaf, d in zip(self.leaves, wide)])
             except Exception:  # not traceable (Python control flow on values): nothing to say
                 return []
         found: set[str] = set()
@@ -340,8 +378,8 @@ class _Function:
 
     # -- oracle="forward" --------------------------------------------------------------------------------
 
-    def _tangent_outputs(self, tangents: Sequence[Any]) -> list[Any]:
-        return jax.jvp(self._outputs, (self.leaves,), (list(tangents),))[1]
+    def _tangent_outputs(self, tangents: Sequence[Any], primals: Sequence[Any] | None = None) -> list[Any]:
+        return jax.jvp(self._outputs, (list(self.leaves if primals is None else primals),), (list(tangents),))[1]
 
     def _one_hot(self, indices: np.ndarray) -> list[np.ndarray]:
         tangents, offset = [], 0
@@ -355,46 +393,97 @@ class _Function:
         return tangents
 
     def oracle(self) -> Oracle:
-        size = sum(int(np.prod(leaf.shape, dtype=np.int64)) for leaf in self.leaves)
+        return Oracle(lambda indices: self.directional(self.leaves, indices), size=self._size())
+
+    def _size(self) -> int:
+        return sum(int(np.prod(leaf.shape, dtype=np.int64)) for leaf in self.leaves)
+
+    def directional(self, primals: Sequence[Any], indices: np.ndarray) -> np.ndarray:
+        """Forward-mode derivatives of the contraction at `primals` along the unit vectors of the
+        flat `indices`: ``jax.jvp`` batched with vmap where it works, else one at a time."""
         out_size = sum(int(np.prod(s, dtype=np.int64)) for s in self.shapes)
-        batched = jax.vmap(self._tangent_outputs)
-        per_batch = max(1, _BATCH_NUMBERS // max(out_size + size, 1))
+        per_batch = max(1, _BATCH_NUMBERS // max(out_size + self._size(), 1))
+        tangents = self._one_hot(indices)
+        if self.batched_jvp is not False:
+            try:
+                batched = jax.vmap(lambda tangent: self._tangent_outputs(tangent, primals))
+                values = []
+                for start in range(0, len(indices), per_batch):
+                    outputs = batched([jnp.asarray(t[start : start + per_batch]) for t in tangents])
+                    values.extend(self._contract_batch(outputs))
+                self.batched_jvp = True
+                return np.array(values)
+            except Exception:
+                if self.batched_jvp:
+                    raise
+                self.batched_jvp = False  # e.g. pure_callback without a vmap rule: loop from now on
+        return np.array([
+            self._contract(_call(self._tangent_outputs, "fn", [t[k] for t in tangents], primals))
+            for k in range(len(indices))
+        ])  # fmt: skip
 
-        def derivatives(indices: np.ndarray) -> np.ndarray:
-            tangents = self._one_hot(indices)
-            if self.batched_jvp is not False:
-                try:
-                    values = []
-                    for start in range(0, len(indices), per_batch):
-                        outputs = batched([jnp.asarray(t[start : start + per_batch]) for t in tangents])
-                        values.extend(self._contract_batch(outputs))
-                    self.batched_jvp = True
-                    return np.array(values)
-                except Exception:
-                    if self.batched_jvp:
-                        raise
-                    self.batched_jvp = False  # e.g. pure_callback without a vmap rule: loop from now on
-            return np.array(
-                [self._contract(_call(self._tangent_outputs, "fn", [t[k] for t in tangents])) for k in range(len(indices))]
-            )
+    def forward_grad(self, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The gradient under test assembled from forward mode (``jax.jvp``, through a
+        ``custom_jvp``'s rule): element i is the JVP along the i-th unit vector, contracted like the loss."""
+        with self._precision(values):
+            primals = self._device_leaves(values)
+            flat = _call(self.directional, "fn", primals, np.arange(self._size()), where="in its JVP")
+        gradient, start = {}, 0
+        for name, leaf in zip(self.names, self.leaves):
+            size = int(np.prod(leaf.shape, dtype=np.int64))
+            dtype = np.float64 if np.asarray(values[name]).dtype == np.float64 else _on_host(leaf).dtype
+            gradient[name] = flat[start : start + size].reshape(leaf.shape).astype(dtype)
+            start += size
+        for name, mask in self.held.items():  # not checked: the loss never moves them
+            gradient[name] = np.where(mask, 0, gradient[name]).astype(gradient[name].dtype)
+        require_finite_gradient(gradient, "fn", "jax.jvp")
+        return gradient
 
-        return Oracle(derivatives, size=size)
+    def custom_jvp_rules(self) -> list[str]:
+        """Names of the ``jax.custom_jvp`` functions the computation calls: their rule gives both
+        forward mode and (transposed) the VJP, so it cannot be its own reference."""
+        try:
+            closed = jax.make_jaxpr(self._outputs)(self.leaves)
+        except Exception:  # not traceable: nothing found
+            return []
+        found: set[str] = set()
+        stack = [closed.jaxpr]
+        while stack:
+            jaxpr = stack.pop()
+            for equation in jaxpr.eqns:
+                if equation.primitive.name.startswith("custom_jvp_call"):
+                    call = equation.params.get("call_jaxpr")
+                    function, rule = _source(getattr(call, "jaxpr", call)), _source(equation.params.get("jvp_jaxpr_fun"))
+                    # JAX's own rules (jax.nn.relu, jnp.logaddexp) are JAX's, not the code under test; a
+                    # user's rule may wrap a JAX function, or a user's function use JAX's `defjvps`.
+                    if not all(any(d in source for d in _JAX_SOURCES) for source in (function, rule)):
+                        found.add(function.split(" at ")[0] or "a jax.custom_jvp")
+                stack.extend(_nested_jaxprs(equation.params.values()))
+        return sorted(found)
 
     def _contract_batch(self, outputs: Sequence[Any]) -> list[float]:
-        host = [np.asarray(y, dtype=np.float64) for y in outputs]
+        host = [np.asarray(y, dtype=_wide(y.dtype)) for y in outputs]
         count = host[0].shape[0]
-        return [float(sum(np.vdot(v, y[k]) for v, y in zip(self.cotangents64, host))) for k in range(count)]
+        return [float(sum(np.real(np.vdot(v, y[k])) for v, y in zip(self.cotangents64, host))) for k in range(count)]
 
-    def require_forward_mode(self) -> None:
+    def require_forward_mode(self, argument: str = "oracle") -> None:
+        """Fail early, with the fix, when the function has no forward-mode derivative (which
+        `argument`, oracle='forward' or mode='forward', needs)."""
         try:
             self._tangent_outputs([jnp.zeros_like(leaf) for leaf in self.leaves])
         except Exception as error:
+            fallback = "the default oracle='differences'" if argument == "oracle" else "mode='reverse'"
             raise InvalidArgument(
-                f"oracle='forward' needs forward-mode AD, but `fn` does not support it ({type(error).__name__}: "
+                f"`{argument}`='forward' needs forward-mode AD, but `fn` does not support it ({type(error).__name__}: "
                 f"{str(error).splitlines()[0] if str(error) else ''}). A jax.custom_vjp function has no JVP: use "
-                "jax.custom_jvp, or the default oracle='differences'.",
-                argument="oracle",
+                f"jax.custom_jvp, or {fallback}.",
+                argument=argument,
             ) from error
+
+
+def _source(traced: Any) -> str:
+    """``"name at file:line"`` of a traced function (its debug info), or ""."""
+    return str(getattr(getattr(traced, "debug_info", None), "func_src_info", None) or "")
 
 
 def _lower_floats(jaxpr: Any, tainted: set[Any], found: set[str]) -> None:
@@ -467,6 +556,13 @@ def check(
     if oracle not in ("differences", "forward"):
         raise InvalidArgument(f"`oracle` must be 'differences' or 'forward', got {oracle!r}.", argument="oracle")
     refuse_process_pools(options, "gp.jax.check")
+    for number, arg in enumerate(args):
+        if any(type(leaf).__module__.split(".")[0] == "torch" for leaf in jax.tree_util.tree_leaves(arg)):
+            raise InvalidArgument(
+                f"`args` holds a torch tensor (argument {number}); gp.jax.check takes JAX or numpy arrays. Check a "
+                "torch function with gp.torch.check, or pass `jnp.asarray(t.detach().numpy())`.",
+                argument="args",
+            )
     if argnums is None:
         numbers = [i for i, arg in enumerate(args) if any(_is_float(leaf) for leaf in jax.tree_util.tree_leaves(arg))]
     else:
@@ -476,8 +572,35 @@ def check(
                 f"`argnums` must be argument positions in range({len(args)}), got {argnums!r}.", argument="argnums"
             )
         numbers = sorted({i % len(args) for i in numbers})
-    function = _Function(fn, args, numbers, cotangent_seed(options))
-    names = _arg_names(fn, len(args))
+    order, modes = require_derivative(options.pop("order", 1), mode := options.pop("mode", "reverse"), oracle)
+    keywords = {**({"argnums": argnums} if argnums is not None else {}), **({"oracle": oracle} if oracle != "differences" else {})}
+    derivative = {**({"order": order} if order > 1 else {}), **({"mode": mode} if mode != "reverse" else {})}
+    reproduce = call_line("gp.jax.check(fn, *args", {**keywords, **options, **derivative})
+    functions = [_Function(fn, args, numbers, cotangent_seed(options))]
+    complex_leaves = [name for name, leaf in zip(functions[0].names, functions[0].leaves) if jnp.iscomplexobj(leaf)]
+    refuse_complex_derivatives(complex_leaves, "args", oracle=oracle, mode=mode, order=order)
+    if oracle == "forward":
+        refuse_own_reference(functions[0].custom_jvp_rules())
+    if "forward" in modes:
+        functions[0].require_forward_mode("mode")
+    for k in range(2, order + 1):  # each built first, at the starting point: errors before any check
+        higher = functions[-1].differentiated(cotangent_seed(options) + ORDER_STREAM * k)
+        functions.append(_Function(higher, args, numbers, cotangent_seed(options)))
+    parts = [(k, "reverse", _check_one(f, args, numbers, oracle, options, reproduce)) for k, f in enumerate(functions, 1)
+             if "reverse" in modes]  # fmt: skip
+    if "forward" in modes:
+        forward = (1, "forward", _check_one(functions[0], args, numbers, oracle, options, reproduce, forward=True))
+        # A custom_jvp's VJP is JAX's transpose of the user's jvp rule: where both fail, the rule is
+        # what the user wrote, so its own check is the one to show.
+        parts = [forward, *parts] if functions[0].custom_jvp_rules() else [*parts, forward]
+    return shown(parts)
+
+
+def _check_one(
+    function: _Function, args: tuple[Any, ...], numbers: list[int], oracle: OracleName, options: dict[str, Any],
+    reproduce: str, *, forward: bool = False,
+) -> Report:
+    names = _arg_names(function.fn, len(args))
     skipped = [
         *(f"`{names[i]}` (dtype {arg.dtype})" for i, arg in enumerate(args)
           if i not in numbers and hasattr(arg, "dtype")),
@@ -487,16 +610,15 @@ def check(
     options = dict(options)
     # Batched evaluation is the adapter's business: jax.vmap where it is exact, a loop elsewhere.
     vectorized = options.pop("vectorized", None) is not False and function.vmap_consistent(options.get("shadow") is not False)
-    keywords = {**({"argnums": argnums} if argnums is not None else {}), **({"oracle": oracle} if oracle != "differences" else {})}
-    reproduce = call_line("gp.jax.check(fn, *args", {**keywords, **options})
     if oracle == "forward":
         function.require_forward_mode()
         options = {**options, "oracle": function.oracle()}
-    note = describe_outputs(function.shapes, function.seed)
+    note = describe_outputs(function.shapes, function.seed, function.complex_outputs)
     loss = function.batched_loss if vectorized else function.loss
-    notes = [*notes, *([note] if note else [])]
+    notes = [*notes, *([note] if note else []), *([FORWARD_NOTE] if forward else [])]
     options = {**options, "vectorized": vectorized}
-    report = check_contracted(loss, function.grad, function.params(), notes, options, reproduce)
+    grad = function.forward_grad if forward else function.grad
+    report = check_contracted(loss, grad, function.params(), notes, options, reproduce)
     lower = function.reference_dtypes() if report.reference == "float64" else []
     if lower:
         report = replace(report, notes=(*report.notes, (
@@ -504,4 +626,45 @@ def check(
             f"{'/'.join(lower)} (a cast such as `.astype(jnp.{lower[0]})`), so the numerical side has that precision's "
             "rounding; check the function without the cast to resolve it more finely."
         )))  # fmt: skip
+    report = conjugate_values(report)  # complex values in JAX's convention, as the user's gradient is
     return without_held(report, {name: (int(mask.sum()), mask.size) for name, mask in function.held.items()})
+
+
+# -- assertion -------------------------------------------------------------------------------------
+
+
+def assert_gradients(fn: Callable[..., Any], *args: Any, allow_inconclusive: bool = False, **options: Any) -> Report:
+    """Check ``fn``'s JAX gradient like `check` does, and raise `GradientMismatch` unless it passes.
+
+    The exception's message is the whole readable report (diagnosis, worst elements, hint and a
+    line that reproduces the check); its `report` attribute is the `Report`. In pytest the
+    traceback stops at the test's own line.
+
+    Parameters
+    ----------
+    fn, *args
+        As for `check`.
+    allow_inconclusive : bool
+        Return instead of raising when the check could not decide (a point on a kink, a noisy
+        function). By default an undecided check fails the assertion, as it proves nothing.
+    **options
+        Any keyword option of `check` (``argnums``, ``oracle``, ``seed``, ``rtol``...).
+
+    Returns
+    -------
+    Report
+        The report of a check that passed (or was inconclusive, if allowed).
+
+    Raises
+    ------
+    GradientMismatch
+        When the check fails (or is inconclusive and `allow_inconclusive` is False).
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp, gradprobe as gp
+    >>> gp.jax.assert_gradients(jnp.sin, jnp.array([0.5, -1.0, 2.0])).status
+    'pass'
+    """
+    __tracebackhide__ = True
+    return assert_passes(lambda: check(fn, *args, **options), allow_inconclusive)

@@ -37,9 +37,12 @@ from .._errors import InvalidArgument, InvalidValue, UserFunctionError
 from ..estimate._calling import call_user as _user_call
 from ..estimate._oracle import Oracle
 from ..report._types import Report
+from ..strategies._assert import assert_passes
+from ._derivatives import FORWARD_NOTE, ORDER_STREAM, against_own_jvp, require_derivative, shown
+from ._complex import refuse_complex_derivatives
 from ._vjp import call_line, check_contracted, cotangent_seed, describe_outputs, random_cotangents, refuse_process_pools, require_finite_gradient, without_held
 
-__all__ = ["check", "check_module"]
+__all__ = ["assert_gradients", "check", "check_module"]
 
 OracleName = Literal["differences", "forward"]
 
@@ -48,8 +51,13 @@ _PROBE_ROWS, _SAME_ROWS = 8, (0, 3, 7)
 # One vmap call holds about this many numbers per input or output (bounds the batch's memory).
 _VMAP_NUMBERS = 2**22
 
-_NUMPY_DTYPES = {torch.float16: np.float16, torch.float32: np.float32, torch.float64: np.float64}
+_NUMPY_DTYPES = {
+    torch.float16: np.float16, torch.float32: np.float32, torch.float64: np.float64,
+    torch.complex64: np.complex64, torch.complex128: np.complex128,
+}  # fmt: skip
 _CHECKED_DTYPES = (torch.bfloat16, *_NUMPY_DTYPES)
+# The dtypes of the float64 reference (of a float or complex tensor below 64 bits).
+_WIDE = (torch.float64, torch.complex128)
 
 
 def _numpy_dtype(dtype: torch.dtype, argument: str) -> np.dtype:
@@ -75,8 +83,9 @@ def _readable(values: np.ndarray) -> np.ndarray:
 
 
 def _dtype_for(values: np.ndarray, like: torch.Tensor) -> torch.dtype:
-    """The tensor's own dtype, or float64 when the core sends float64 values (the float64 reference)."""
-    return torch.float64 if np.asarray(values).dtype == np.float64 else like.dtype
+    """The tensor's own dtype, or float64 (complex128) when the core sends float64 (complex128) values (the float64 reference)."""
+    dtype = np.asarray(values).dtype
+    return torch.float64 if dtype == np.float64 else torch.complex128 if dtype == np.complex128 else like.dtype
 
 
 def _needs_layout(tensor: torch.Tensor) -> bool:
@@ -97,7 +106,7 @@ def _needs_layout(tensor: torch.Tensor) -> bool:
 
 def _widened(tensors: dict[str, torch.Tensor], like: dict[str, torch.Tensor]) -> bool:
     """Whether this evaluation is the float64 reference of lower-precision tensors."""
-    return any(t.dtype == torch.float64 and like[name].dtype != torch.float64 for name, t in tensors.items())
+    return any(t.dtype in _WIDE and like[name].dtype not in _WIDE for name, t in tensors.items())
 
 
 class _InFloat64(TorchFunctionMode):
@@ -160,6 +169,8 @@ def _upcast(value: Any) -> Any:
     user's whole computation in float64: the checked tensors, and the inputs, targets, buffers and
     frozen parameters they meet."""
     if isinstance(value, torch.Tensor):
+        if value.is_complex():
+            return value.to(torch.complex128) if value.dtype != torch.complex128 else value
         return value.to(torch.float64) if value.is_floating_point() and value.dtype != torch.float64 else value
     if isinstance(value, dict):
         return {key: _upcast(v) for key, v in value.items()}
@@ -173,8 +184,19 @@ def _to_numpy(gradient: torch.Tensor | None, like: torch.Tensor) -> np.ndarray:
     backward, say) are zeros. A bfloat16 one comes as float32, which holds it exactly."""
     if gradient is None or gradient._is_zerotensor():
         return np.zeros(tuple(like.shape), dtype=_NUMPY_DTYPES.get(like.dtype, np.float32))  # bfloat16: float32
-    gradient = gradient.detach().cpu()
+    gradient = gradient.detach().cpu().resolve_conj()  # a complex backward may hand back a lazy conjugate
     return (gradient.float() if gradient.dtype == torch.bfloat16 else gradient).numpy()
+
+
+def _checked_outputs(output: Any) -> list[torch.Tensor]:
+    """The floating-point and complex tensors of an output: the ones a check contracts."""
+    if isinstance(output, torch.Tensor) and output.is_complex():
+        return [output]
+    if isinstance(output, dict):
+        return [t for value in output.values() for t in _checked_outputs(value)]
+    if isinstance(output, (list, tuple)):
+        return [t for value in output for t in _checked_outputs(value)]
+    return _float_outputs(output)
 
 
 def _float_outputs(output: Any) -> list[torch.Tensor]:
@@ -196,19 +218,24 @@ def _forward_mode() -> Iterator[None]:
         yield
 
 
-def _accumulation_dtype(device: torch.device) -> torch.dtype:
+def _accumulation_dtype(device: torch.device, complex_: bool = False) -> torch.dtype:
     # MPS has no float64; everything else contracts in float64 to keep the loss's rounding low.
+    if complex_:
+        return torch.complex64 if device.type == "mps" else torch.complex128
     return torch.float32 if device.type == "mps" else torch.float64
 
 
 class _Gradient:
-    """`_Function.grad` as the core calls it, saying which dtype it computed in (`computed_in`)."""
+    """The gradient under test as the core calls it, from autograd's backward (`_Function.grad`)
+    or, with `forward`, from forward mode (`_Function.forward_grad`); `computed_in` says which
+    dtype it computed in."""
 
-    def __init__(self, function: _Function) -> None:
+    def __init__(self, function: _Function, *, forward: bool = False) -> None:
         self.function = function
+        self.forward = forward
 
     def __call__(self, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return self.function.grad(values)
+        return self.function.forward_grad(values) if self.forward else self.function.grad(values)
 
     @property
     def computed_in(self) -> np.dtype | None:
@@ -229,11 +256,17 @@ class _Function:
         argument: str,
         seed: int,
         inputs_argument: str,
+        *,
+        autograd: bool = False,
     ) -> None:
         self.call = call
         self.like = like
         self.argument = argument
+        self.inputs_argument = inputs_argument
         self.seed = seed
+        # Does the function call autograd itself (a gradient penalty, an HVP, a derivative taken
+        # for a higher order)? Then it is evaluated with grad mode on and inputs that require grad.
+        self.autograd = autograd
         self.cuda = sorted({t.device.index or 0 for t in like.values() if t.device.type == "cuda"})
         self.batched_jvp: bool | None = None  # does torch.func.vmap work on its JVP? (oracle="forward")
         # The floating-point dtypes the gradient under test was computed in, and its float64 reference.
@@ -262,9 +295,7 @@ class _Function:
         # each evaluation lays its tensor out the same way, in a copy of that storage, for ops
         # that address memory themselves (as_strided).
         self.laid_out = {name: t for name, t in like.items() if _needs_layout(t)}
-        with torch.no_grad(), self.fixed_rng():
-            # Clones: a function that works in place must not reach the caller's tensors.
-            start = self._outputs(self.start())
+        start = self._first_outputs()
         if not start:
             raise InvalidArgument(
                 f"`{argument}` returned no floating-point tensor; return the output(s) to check "
@@ -278,10 +309,11 @@ class _Function:
                 argument=argument,
             )
         self.shapes = [tuple(t.shape) for t in start]
-        cotangents = random_cotangents(self.shapes, seed)
+        self.complex_outputs = [t.is_complex() for t in start]
+        cotangents = random_cotangents(self.shapes, seed, self.complex_outputs)
         # Rounded to each output's dtype first, so the contraction and the backward use the same v.
         self.cotangents = [
-            torch.as_tensor(v).to(device=t.device, dtype=t.dtype).to(_accumulation_dtype(t.device))
+            torch.as_tensor(v).to(device=t.device, dtype=t.dtype).to(_accumulation_dtype(t.device, t.is_complex()))
             for v, t in zip(cotangents, start)
         ]
 
@@ -295,8 +327,29 @@ class _Function:
                 torch.cuda.default_generators[index].manual_seed(self.seed)
             yield
 
+    def _first_outputs(self) -> list[torch.Tensor]:
+        """The outputs at the starting point; finds out whether the function calls autograd."""
+        try:
+            with self.evaluation():
+                # Clones: a function that works in place must not reach the caller's tensors.
+                return [t.detach() for t in self._outputs(self.start())]
+        except UserFunctionError as error:
+            if self.autograd or not _calls_autograd(error):
+                raise
+        self.autograd = True
+        with self.evaluation():
+            return [t.detach() for t in self._outputs(self.start())]
+
+    @contextmanager
+    def evaluation(self) -> Iterator[None]:
+        """How the loss is evaluated: without autograd's bookkeeping, unless the function needs it."""
+        with (torch.enable_grad() if self.autograd else torch.no_grad()), self.fixed_rng():
+            yield
+
     def start(self) -> dict[str, torch.Tensor]:
-        return {name: self._lay_out(name, t.detach().clone()) for name, t in self.like.items()}
+        return {
+            name: self._lay_out(name, t.detach().clone()).requires_grad_(self.autograd) for name, t in self.like.items()
+        }
 
     def _lay_out(self, name: str, tensor: torch.Tensor) -> torch.Tensor:
         """`tensor` (the values of input `name`), laid out in memory like the user's input."""
@@ -316,7 +369,7 @@ class _Function:
         # Held elements are 0 there: the core sees finite numbers, the loss never sees them.
         return {
             name: (torch.where(self.held[name], 0.0, t.detach()) if name in self.held else t.detach())
-            .cpu().double().numpy().astype(_numpy_dtype(t.dtype, self.argument))
+            .cpu().to(torch.complex128 if t.is_complex() else torch.float64).numpy().astype(_numpy_dtype(t.dtype, self.argument))
             for name, t in self.like.items()
         }
 
@@ -338,7 +391,7 @@ class _Function:
 
     def _outputs(self, tensors: dict[str, torch.Tensor]) -> list[torch.Tensor]:
         if not _widened(tensors, self.like):
-            outputs = _float_outputs(_user_call(self.call, self.argument, tensors))
+            outputs = _checked_outputs(_user_call(self.call, self.argument, tensors))
         elif self.everything_in_float64 is None:
             # The first float64 call: as it is, else with every operation's tensors in float64 (the
             # function closes over float32 tensors: a batch, a module, a loss's weights; or it casts
@@ -346,17 +399,17 @@ class _Function:
             try:
                 casts = _CastsDown()
                 with casts:
-                    outputs = _float_outputs(_user_call(self.call, self.argument, tensors))
+                    outputs = _checked_outputs(_user_call(self.call, self.argument, tensors))
                 self.everything_in_float64 = casts.seen
             except UserFunctionError:
                 self.everything_in_float64 = True
             if self.everything_in_float64:
                 # Re-seeded: the first try drew dropout masks from the seeded generator already.
                 with self.fixed_rng(), _InFloat64():
-                    outputs = _float_outputs(_user_call(self.call, self.argument, tensors))
+                    outputs = _checked_outputs(_user_call(self.call, self.argument, tensors))
         else:
             with _InFloat64() if self.everything_in_float64 else contextlib.nullcontext():
-                outputs = _float_outputs(_user_call(self.call, self.argument, tensors))
+                outputs = _checked_outputs(_user_call(self.call, self.argument, tensors))
         if hasattr(self, "shapes") and [tuple(t.shape) for t in outputs] != self.shapes:
             raise InvalidArgument(
                 f"`{self.argument}` returned outputs of shapes {[tuple(t.shape) for t in outputs]} here but "
@@ -369,15 +422,16 @@ class _Function:
         """<v, output> as a 0-d tensor on the output's device."""
         total = None
         for y, v in zip(self._outputs(tensors), self.cotangents):
-            term = torch.sum(y.to(v.dtype) * v)
+            # Re <v, y>: for a complex output, Re sum(conj(v) y), whose gradient autograd gives (`_vjp`)
+            term = torch.sum(torch.real(torch.conj(v) * y.to(v.dtype))) if v.is_complex() else torch.sum(y.to(v.dtype) * v)
             total = term if total is None else total + term.to(total.device)
         return total
 
     # -- what the core calls -----------------------------------------------------------------------
 
     def loss(self, values: dict[str, np.ndarray]) -> float:
-        with torch.no_grad(), self.fixed_rng():
-            return float(self.contract(self.tensors(values)).item())
+        with self.evaluation():
+            return float(self.contract(self.tensors(values, requires_grad=self.autograd)).item())
 
     def grad(self, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         tensors = self.tensors(values, requires_grad=True)
@@ -413,6 +467,8 @@ class _Function:
         identical points always give identical values (anything else reads as non-determinism).
         `extra` is the size of the largest other tensor the function touches (the batch).
         """
+        if self.autograd:  # autograd.grad does not run under torch.func.vmap
+            return False
         start = self.start()
         try:
             with torch.no_grad(), self.fixed_rng():
@@ -459,39 +515,138 @@ class _Function:
             return None
         return _numpy_dtype(max(self.dtypes_seen, key=lambda d: torch.finfo(d).eps), self.argument)
 
+    # -- order > 1 ---------------------------------------------------------------------------------
+
+    def differentiated(self, seed: int) -> _Function:
+        """The function one order up, ``<w, gradient of this one's contraction>`` for a fixed random
+        `w`: its gradient is the derivative of this function's VJP (the double backward)."""
+        self.require_differentiable_backward()
+        like = list(self.like.values())
+        weights = [
+            torch.as_tensor(w).to(device=t.device, dtype=t.dtype).to(_accumulation_dtype(t.device))
+            for w, t in zip(random_cotangents([tuple(t.shape) for t in like], seed), like)
+        ]
+
+        def call(tensors: dict[str, torch.Tensor]) -> torch.Tensor:
+            gradients = self.gradient(tensors, create_graph=True)
+            total = sum((g.to(w.dtype) * w).sum() for g, w in zip(gradients, weights) if g is not None)
+            # A backward that builds no graph (detached) gives a constant here: its derivative is 0.
+            return total if isinstance(total, torch.Tensor) else torch.zeros((), dtype=weights[0].dtype)
+
+        return _Function(call, self.like, self.argument, self.seed, self.inputs_argument, autograd=True)
+
+    def gradient(self, tensors: dict[str, torch.Tensor], *, create_graph: bool = False) -> list[torch.Tensor | None]:
+        """Autograd's gradient of the contraction at `tensors` (which require grad), per input."""
+        total = self.contract(tensors)
+        if not total.requires_grad:
+            return [None] * len(tensors)
+        # An error in a custom backward is the user's function's, not a `grad` they never passed.
+        return list(_user_call(
+            lambda: torch.autograd.grad(total, list(tensors.values()), allow_unused=True, create_graph=create_graph),
+            self.argument, where="in its backward",
+        ))  # fmt: skip
+
+    def require_differentiable_backward(self) -> None:
+        """Fail before any work when a backward cannot be differentiated at all
+        (``@once_differentiable``). Its refusal shows only when the cotangent it receives requires
+        grad, as it does here, not with the fixed cotangent of the check."""
+        with torch.enable_grad(), self.fixed_rng():
+            tensors = [t.requires_grad_() for t in self.start().values()]
+            outputs = self._outputs(dict(zip(self.like, tensors)))
+            seeds = [v.to(y.dtype).clone().requires_grad_() for y, v in zip(outputs, self.cotangents)]
+            wanted = [(y, v) for y, v in zip(outputs, seeds) if y.requires_grad]
+            if not wanted:
+                return
+            grads = _user_call(
+                lambda: torch.autograd.grad([y for y, _ in wanted], tensors, [v for _, v in wanted], allow_unused=True,
+                                            create_graph=True),
+                self.argument, where="in its backward",
+            )  # fmt: skip
+            if not any(_refuses_differentiation(g.grad_fn) for g in grads if g is not None):
+                return
+        raise InvalidArgument(
+            f"`order` above 1 needs the derivative of `{self.argument}`'s backward, but a backward in it is marked "
+            "@once_differentiable, which autograd cannot differentiate. Write that backward with differentiable torch "
+            "operations (without the decorator) to check its second order, or use order=1.",
+            argument="order",
+        )
+
     # -- oracle="forward" --------------------------------------------------------------------------
 
     def oracle(self) -> Oracle:
-        names = list(self.like)
         primals = self.start()
-        sizes = [t.numel() for t in primals.values()]
-        offsets = np.cumsum([0, *sizes])
+        return Oracle(lambda indices: self.directional(primals, indices), size=sum(t.numel() for t in primals.values()))
 
-        def one_hot(indices: np.ndarray) -> list[torch.Tensor]:
-            tangents = []
-            for name, start, size in zip(names, offsets[:-1], sizes):
-                t = primals[name]
-                batch = torch.zeros((len(indices), size), dtype=t.dtype, device=t.device)
-                rows = np.flatnonzero((indices >= start) & (indices < start + size))
-                if len(rows):
-                    batch[torch.as_tensor(rows, device=t.device), torch.as_tensor(indices[rows] - start, device=t.device)] = 1
-                tangents.append(batch.reshape(len(indices), *t.shape))
-            return tangents
+    def directional(self, primals: dict[str, torch.Tensor], indices: np.ndarray) -> np.ndarray:
+        """Forward-mode derivatives of the contraction at `primals` along the unit vectors of the
+        flat `indices`: ``torch.func.jvp`` batched with vmap where it works, else one at a time."""
+        tangents = self._one_hot(primals, indices)
+        if self.batched_jvp is not False:
+            try:
+                values = self._batched(primals, tangents)
+                self.batched_jvp = True
+                return values
+            except Exception:
+                if self.batched_jvp:
+                    raise
+                self.batched_jvp = False  # not vmap-able: loop from now on
+        return np.array([self._one(primals, [t[k] for t in tangents]) for k in range(len(indices))])
 
-        def derivatives(indices: np.ndarray) -> np.ndarray:
-            tangents = one_hot(indices)
-            if self.batched_jvp is not False:
-                try:
-                    values = self._batched(primals, tangents)
-                    self.batched_jvp = True
-                    return values
-                except Exception:
-                    if self.batched_jvp:
-                        raise
-                    self.batched_jvp = False  # not vmap-able: loop from now on
-            return np.array([self._one(primals, [t[k] for t in tangents]) for k in range(len(indices))])
+    @staticmethod
+    def _one_hot(primals: dict[str, torch.Tensor], indices: np.ndarray) -> list[torch.Tensor]:
+        tangents, start = [], 0
+        for t in primals.values():
+            size = t.numel()
+            batch = torch.zeros((len(indices), size), dtype=t.dtype, device=t.device)
+            rows = np.flatnonzero((indices >= start) & (indices < start + size))
+            if len(rows):
+                batch[torch.as_tensor(rows, device=t.device), torch.as_tensor(indices[rows] - start, device=t.device)] = 1
+            tangents.append(batch.reshape(len(indices), *t.shape))
+            start += size
+        return tangents
 
-        return Oracle(derivatives, size=int(offsets[-1]))
+    # -- mode="forward" ----------------------------------------------------------------------------
+
+    def forward_grad(self, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The gradient under test assembled from forward mode: element i is the JVP along the i-th
+        unit vector, contracted like the loss (the user's ``jvp`` rules run, not their backward)."""
+        primals = self.tensors(values)
+        size = sum(t.numel() for t in primals.values())
+        per_call = max(1, _VMAP_NUMBERS // max(size, *(int(np.prod(s)) for s in self.shapes), 1))
+        recorder = _DtypesSeen()
+        with recorder:
+            flat = np.concatenate([
+                _user_call(self.directional, self.argument, primals, np.arange(start, min(start + per_call, size)),
+                           where="in its forward-mode derivative (jvp)")
+                for start in range(0, size, per_call)
+            ])  # fmt: skip
+        (self.reference_dtypes if _widened(primals, self.like) else self.dtypes_seen).update(recorder.dtypes)
+        gradient, start = {}, 0
+        for name, t in primals.items():
+            gradient[name] = flat[start : start + t.numel()].reshape(t.shape).astype(_numpy_dtype(t.dtype, self.argument))
+            start += t.numel()
+        for name, mask in self.held.items():  # not checked: the loss never moves them
+            gradient[name] = np.where(mask.cpu().numpy(), 0, gradient[name]).astype(gradient[name].dtype)
+        require_finite_gradient(gradient, self.argument, "forward-mode AD")
+        return gradient
+
+    def custom_jvp_rules(self) -> list[str]:
+        """The custom autograd Functions in the computation that define their own ``jvp`` (found
+        in autograd's graph of one evaluation): their forward derivative is user code."""
+        with torch.enable_grad(), self.fixed_rng():
+            total = self.contract({name: t.requires_grad_() for name, t in self.start().items()})
+        found, seen, stack = set(), set(), [total.grad_fn]
+        while stack:
+            node = stack.pop()
+            if node is None or node in seen:
+                continue
+            seen.add(node)
+            cls = getattr(type(node), "_forward_cls", None)
+            user_rule = cls is not None and getattr(cls, "jvp", None) is not getattr(torch.autograd.Function, "jvp", None)
+            if user_rule and not cls.__module__.startswith("torch."):  # torch's own Functions are not under test
+                found.add(cls.__name__)
+            stack.extend(following for following, _ in node.next_functions)
+        return sorted(found)
 
     def _batched(self, primals: dict[str, torch.Tensor], tangents: list[torch.Tensor]) -> np.ndarray:
         names = list(primals)
@@ -512,19 +667,45 @@ class _Function:
             out_tangent = forward_ad.unpack_dual(self.contract(duals)).tangent
         return 0.0 if out_tangent is None else float(out_tangent.item())
 
-    def require_forward_mode(self) -> None:
-        """Fail early, with the fix, when the function has no forward-mode derivative."""
+    def require_forward_mode(self, argument: str = "oracle") -> None:
+        """Fail early, with the fix, when the function has no forward-mode derivative (which
+        `argument`, oracle='forward' or mode='forward', needs)."""
         primals = self.start()
         tangent = [torch.zeros_like(t) for t in primals.values()]
         try:
             self._one(primals, tangent)
         except UserFunctionError as error:
+            fallback = "the default oracle='differences'" if argument == "oracle" else "mode='reverse'"
             raise InvalidArgument(
-                f"oracle='forward' needs forward-mode AD, but `{self.argument}` does not support it "
+                f"`{argument}`='forward' needs forward-mode AD, but `{self.argument}` does not support it "
                 f"({error.__cause__ or error}). Give custom autograd.Functions a `jvp` staticmethod "
-                "(and `setup_context` for vmap batching), or use the default oracle='differences'.",
-                argument="oracle",
+                f"(and `setup_context` for vmap batching), or use {fallback}.",
+                argument=argument,
             ) from error
+
+
+def _refuses_differentiation(node: Any) -> bool:
+    """Whether autograd's graph from `node` holds the node `@once_differentiable` puts after a
+    backward: it raises only when run, and runs only for a backward without `inputs=`."""
+    seen, stack = set(), [node]
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        if node.name() == "torch::autograd::Error":
+            return True
+        stack.extend(following for following, _ in node.next_functions)
+    return False
+
+
+def _calls_autograd(error: UserFunctionError) -> bool:
+    """Whether the user's function failed for calling autograd on tensors that carry no graph (it
+    was evaluated under no_grad, on inputs that do not require grad): it needs autograd itself."""
+    cause = error.__cause__
+    return isinstance(cause, RuntimeError) and any(
+        words in str(cause) for words in ("does not require grad", "does not have a grad_fn", "One of the differentiated")
+    )
 
 
 def _require_checked_dtype(tensor: torch.Tensor, name: str, argument: str) -> None:
@@ -535,10 +716,17 @@ def _require_checked_dtype(tensor: torch.Tensor, name: str, argument: str) -> No
             "with requires_grad=False.",
             argument=argument,
         )
+    if tensor.dtype == torch.complex32:
+        raise InvalidArgument(
+            f"`{argument}` tensor `{name}` has dtype torch.complex32 (chalf), which gradprobe does not check (numpy "
+            "has no complex32 to hold it). Convert it with `.to(torch.complex64)`, or pass it with requires_grad=False.",
+            argument=argument,
+        )
     if tensor.dtype not in _CHECKED_DTYPES:
         raise InvalidArgument(
             f"`{argument}` tensor `{name}` has dtype {tensor.dtype}; gradprobe checks bfloat16 tensors and "
-            "float16, float32 and float64 ones. Convert it (e.g. `.float()`) or pass it with requires_grad=False.",
+            "float16, float32, float64, complex64 and complex128 ones. Convert it (e.g. `.float()`) or pass it with "
+            "requires_grad=False.",
             argument=argument,
         )
     _numpy_dtype(tensor.dtype, argument)  # ml_dtypes for bfloat16: its absence is an argument error, now
@@ -560,17 +748,41 @@ def _input_names(fn: Callable[..., Any], count: int) -> list[str]:
 def _run(
     function: _Function, options: dict[str, Any], oracle: OracleName, notes: list[str], head: str, extra: int = 0
 ) -> Report:
+    """The check of `function`'s backward, with ``order=k`` of its derivatives up to order k, and
+    with ``mode="forward"`` (or "both") of its forward-mode rules (`_derivatives`)."""
+    options = dict(options)
+    order, modes = require_derivative(options.pop("order", 1), mode := options.pop("mode", "reverse"), oracle)
+    complex_inputs = [name for name, t in function.like.items() if t.is_complex()]
+    refuse_complex_derivatives(complex_inputs, function.inputs_argument, oracle=oracle, mode=mode, order=order)
+    reproduce = call_line(head, {**({"oracle": oracle} if oracle != "differences" else {}), **options,
+                                 **({"order": order} if order > 1 else {}), **({"mode": mode} if mode != "reverse" else {})})  # fmt: skip
+    own_rules = function.custom_jvp_rules() if oracle == "forward" else []
+    if "forward" in modes:
+        function.require_forward_mode("mode")
+    functions = [function]
+    for k in range(2, order + 1):  # built first: a backward that cannot be differentiated fails before any work
+        functions.append(functions[-1].differentiated(seed=cotangent_seed(options) + ORDER_STREAM * k))
+    parts = [(k, "reverse", against_own_jvp(_run_one(f, options, oracle, notes, reproduce, extra), own_rules))
+             for k, f in enumerate(functions, 1) if "reverse" in modes]  # fmt: skip
+    if "forward" in modes:
+        parts.append((1, "forward", _run_one(function, options, oracle, notes, reproduce, extra, forward=True)))
+    return shown(parts)
+
+
+def _run_one(
+    function: _Function, options: dict[str, Any], oracle: OracleName, notes: list[str], reproduce: str, extra: int,
+    *, forward: bool = False,
+) -> Report:
     options = dict(options)
     # Batched evaluation is the adapter's business: vmap where it is exact, a loop elsewhere.
     vectorized = options.pop("vectorized", None) is not False and function.vmap_consistent(extra)
-    reproduce = call_line(head, {**({"oracle": oracle} if oracle != "differences" else {}), **options})
     if oracle == "forward":
         function.require_forward_mode()
         options = {**options, "oracle": function.oracle()}
-    note = describe_outputs(function.shapes, function.seed)
-    notes = [*notes, *([note] if note else [])]
+    note = describe_outputs(function.shapes, function.seed, function.complex_outputs)
+    notes = [*notes, *([note] if note else []), *([FORWARD_NOTE] if forward else [])]
     loss = function.batched_loss if vectorized else function.loss
-    report = check_contracted(loss, _Gradient(function), function.params(), notes, {**options, "vectorized": vectorized}, reproduce)
+    report = check_contracted(loss, _Gradient(function, forward=forward), function.params(), notes, {**options, "vectorized": vectorized}, reproduce)
     report = without_held(report, {name: (int(mask.sum()), mask.numel()) for name, mask in function.held.items()})
     if report.reference != "float64":
         return report
@@ -643,6 +855,7 @@ def check(fn: Callable[..., Any], *inputs: Any, oracle: OracleName = "difference
     if not callable(fn):
         raise InvalidArgument(f"`fn` must be callable, got {type(fn).__name__}.", argument="fn")
     _require_oracle_name(oracle)
+    require_derivative(options.get("order", 1), options.get("mode", "reverse"), oracle)
     refuse_process_pools(options, "gp.torch.check")
     names = _input_names(fn, len(inputs))
     checked: dict[str, torch.Tensor] = {}
@@ -652,7 +865,7 @@ def check(fn: Callable[..., Any], *inputs: Any, oracle: OracleName = "difference
             _require_checked_dtype(value, name, "inputs")
             checked[name] = value
         elif isinstance(value, torch.Tensor):
-            why = "requires_grad=False" if value.is_floating_point() else f"dtype {value.dtype}"
+            why = "requires_grad=False" if value.is_floating_point() or value.is_complex() else f"dtype {value.dtype}"
             skipped.append(f"`{name}` ({why})")
     if not checked:
         # Say what was passed: a numpy array or a dict of tensors has no `.requires_grad_()` to call.
@@ -707,7 +920,10 @@ def _restored(module: torch.nn.Module) -> Iterator[None]:
     finally:
         for owner, kind, key, tensor, copy, requires_grad in saved:
             getattr(owner, kind)[key] = tensor
-            same = torch.equal(tensor.detach(), copy) and torch.equal(torch.signbit(tensor.detach()), torch.signbit(copy))
+            now, before = tensor.detach(), copy
+            if copy.is_complex():  # signbit has no complex form: compare the parts
+                now, before = torch.view_as_real(now), torch.view_as_real(before)
+            same = torch.equal(now, before) and torch.equal(torch.signbit(now), torch.signbit(before))
             if not same:
                 with torch.no_grad():
                     tensor.copy_(copy)  # only on change: a copy bumps the version counter autograd watches
@@ -775,6 +991,7 @@ def check_module(
     if not callable(loss_fn):
         raise InvalidArgument(f"`loss_fn` must be callable, got {type(loss_fn).__name__}.", argument="loss_fn")
     _require_oracle_name(oracle)
+    require_derivative(options.get("order", 1), options.get("mode", "reverse"), oracle)
     refuse_process_pools(options, "gp.torch.check_module")
     trainable = {name: p for name, p in module.named_parameters() if p.requires_grad}
     frozen = [name for name, p in module.named_parameters() if not p.requires_grad]
@@ -817,3 +1034,44 @@ def check_module(
         function = _Function(call, {name: p.detach() for name, p in trainable.items()}, "loss_fn", cotangent_seed(options), "module")
         widest = max([t.numel() for t in batch if isinstance(t, torch.Tensor)], default=0)
         return _run(function, options, oracle, notes, "gp.torch.check_module(module, loss_fn, *batch", widest)
+
+
+# -- assertion -------------------------------------------------------------------------------------
+
+
+def assert_gradients(fn: Callable[..., Any], *inputs: Any, allow_inconclusive: bool = False, **options: Any) -> Report:
+    """Check ``fn``'s autograd gradient like `check` does, and raise `GradientMismatch` unless it passes.
+
+    The exception's message is the whole readable report (diagnosis, worst elements, hint and a
+    line that reproduces the check); its `report` attribute is the `Report`. In pytest the
+    traceback stops at the test's own line.
+
+    Parameters
+    ----------
+    fn, *inputs
+        As for `check`.
+    allow_inconclusive : bool
+        Return instead of raising when the check could not decide (a point on a kink, a noisy
+        function). By default an undecided check fails the assertion, as it proves nothing.
+    **options
+        Any keyword option of `check` (``oracle``, ``seed``, ``rtol``...).
+
+    Returns
+    -------
+    Report
+        The report of a check that passed (or was inconclusive, if allowed).
+
+    Raises
+    ------
+    GradientMismatch
+        When the check fails (or is inconclusive and `allow_inconclusive` is False).
+
+    Examples
+    --------
+    >>> import torch, gradprobe as gp
+    >>> x = torch.tensor([0.5, -1.0, 2.0], requires_grad=True)
+    >>> gp.torch.assert_gradients(torch.sin, x).status
+    'pass'
+    """
+    __tracebackhide__ = True
+    return assert_passes(lambda: check(fn, *inputs, **options), allow_inconclusive)

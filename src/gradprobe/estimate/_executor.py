@@ -345,7 +345,7 @@ def build_batch(params: Params, flat: np.ndarray, dtype: Any = None) -> Any:
     leaves = {}
     for leaf in params.leaves:
         target = np.dtype(dtype) if dtype is not None else leaf.dtype
-        leaves[leaf.path] = flat[:, leaf.slice].astype(target).reshape((count, *leaf.shape))
+        leaves[leaf.path] = leaf.as_tensor(flat[:, leaf.slice].astype(target).reshape((count, *leaf.shape)))
     return params.with_leaves(leaves)
 
 

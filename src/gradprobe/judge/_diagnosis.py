@@ -1,6 +1,7 @@
 """How is a tensor wrong? Patterns read off the analytic and numerical values already measured.
 
 `diagnose` looks, in this order, for: NaN/inf in the loss near the point, an all-zero gradient,
+the conjugate of a complex tensor's gradient (the other framework's convention),
 one constant factor across the tensor (2.00x, 0.25x, 1/m, sign flipped), another tensor's gradient,
 a transpose or another rearrangement (`_hypotheses`), failures only at non-differentiable points,
 and failures confined to some rows, columns or elements (named, with their own factor when they
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from ..params._complex import element_positions
 from ..report._sentences import EXACT, minority
 from ..report._types import NAMED_INDICES, Finding
 from ._hypotheses import Evidence, fits, layouts
@@ -30,8 +32,8 @@ LINES = 3
 
 #: The kinds of diagnosis: how a tensor is wrong, or why it is undecided (`Finding.kind`).
 KINDS = (
-    "zeros", "should_be_zero", "rounded", "factor", "sign", "swapped", "transposed", "permuted", "reversed",
-    "shifted", "elements", "formula", "not_localized", "reference", "loss_nonfinite", "nondeterministic",
+    "zeros", "should_be_zero", "rounded", "conjugated", "factor", "sign", "swapped", "transposed", "permuted",
+    "reversed", "shifted", "elements", "formula", "not_localized", "reference", "loss_nonfinite", "nondeterministic",
     "no_derivative", "kinks", "noise",
 )  # fmt: skip
 
@@ -82,6 +84,7 @@ def diagnose(
     ragged: bool = False,
     repeat_spread: float = 0.0,
     evidence: Evidence | None = None,
+    pairs: bool = False,
 ) -> Diagnosis:
     """Name the shape of a failure from a tensor's flat values and per-element outcome codes.
 
@@ -100,6 +103,8 @@ def diagnose(
     repeat_spread : how much identical calls of the loss differ (0: deterministic).
     evidence : for layout hypotheses (transposed, permuted or reversed axes, a shift, another
         tensor's gradient): the whole tensor's analytic gradient and where the given values lie in it.
+    pairs : the tensor is complex, held as (real, imaginary) parts along the last axis of `shape`
+        (`params._complex`): the values are its parts, what is said is about its elements.
 
     Examples
     --------
@@ -115,12 +120,13 @@ def diagnose(
     analytic, numeric = np.asarray(analytic, dtype=float), np.asarray(numeric, dtype=float)
     error, floor = np.asarray(error, dtype=float), np.asarray(floor, dtype=float)
     positions = np.arange(codes.size) if positions is None else np.asarray(positions)
+    grid = _Grid(shape, pairs)
     tolerance = 2 * error + floor
     wrong = codes == FAIL
     # (A NaN or inf in the gradient never gets here: it is an error before any work, naming the elements.)
     if not wrong.any():
-        return Diagnosis(name, _undecided(shape, positions, codes, reason, tensor_resolution, ragged, repeat_spread))
-    count, judged = int(wrong.sum()), wrong.size
+        return Diagnosis(name, _undecided(grid, positions, codes, reason, tensor_resolution, ragged, repeat_spread))
+    count, judged = grid.count(positions[wrong]), grid.count(positions)
 
     def found(kind: str, implied: Callable | None = None, **facts) -> Diagnosis:
         return Diagnosis(name, Finding(kind, count=count, judged=judged, **facts), implied)
@@ -132,6 +138,9 @@ def diagnose(
         return found("should_be_zero", None if evidence is None else (lambda positions: np.zeros(len(positions))))
     if _rounded_to_float32(analytic[wrong], numeric[wrong], error[wrong]):
         return found("rounded")
+    if pairs and _conjugated(analytic[usable], numeric[usable], tolerance[usable], positions[usable]):
+        implied = None if evidence is None else (lambda positions: evidence.analytic[positions] * _conjugation(positions))
+        return found("conjugated", implied)
     ratio = _constant_ratio(analytic[usable], numeric[usable], error[usable], floor[usable])
     # Elements where both sides are ~0 (dead units) fit any ratio; count only the others.
     significant = np.abs(numeric) > tolerance
@@ -143,16 +152,18 @@ def diagnose(
         for other, (other_numeric, other_tolerance) in evidence.others.items():
             if fits(other_numeric, analytic_there, tolerance + other_tolerance, wrong):
                 return found("swapped", other=other)
-        for layout in layouts(evidence.shape):
+        for layout in layouts(evidence.shape, pairs=pairs):
             # The implied value comes from another element's analytic side: its rounding counts twice.
             if fits(layout.implied(evidence.analytic, evidence.positions), numeric, 2 * tolerance, wrong):
                 implied = lambda positions, layout=layout: layout.implied(evidence.analytic, positions, wrap=True)  # noqa: E731
-                return found(layout.kind, implied, axes=layout.order, axis=layout.axis, shift=layout.shift or None)
+                axes = layout.order[: len(grid.shape)] if layout.order is not None else None
+                return found(layout.kind, implied, axes=axes, axis=layout.axis, shift=layout.shift or None)
     flat_wrong = np.flatnonzero(wrong)
     # The wrong elements' own factor, if they share one (a slice scaled, zeroed or flipped).
     subset = _constant_ratio(analytic[flat_wrong], numeric[flat_wrong], error[flat_wrong], floor[flat_wrong])
     has_factor = subset is not None and abs(subset - 1) > EXACT
-    facts = elements(shape, positions[flat_wrong], judged, factor=subset if has_factor else None, batch_size=batch_size)
+    facts = elements(grid.shape, grid.elements(positions[flat_wrong]), judged, factor=subset if has_factor else None,
+                     batch_size=batch_size)  # fmt: skip
     if not minority(facts) and not has_factor:
         facts = replace(facts, kind="formula", where="", indices=(), factor=None)
     return Diagnosis(name, facts)
@@ -168,8 +179,28 @@ def _index(shape: tuple[int, ...], position: int) -> tuple[int, ...]:
     return tuple(int(i) for i in np.unravel_index(int(position), shape)) if shape else ()
 
 
+@dataclass(frozen=True)
+class _Grid:
+    """What a finding's counts and places are about: a tensor's elements (of `shape`), also when
+    its values are a complex tensor's parts (`pairs`: the last axis of `layout` holds them)."""
+
+    layout: tuple[int, ...]
+    pairs: bool = False
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.layout[:-1] if self.pairs else self.layout
+
+    def elements(self, positions: np.ndarray) -> np.ndarray:
+        """The flat positions (in `shape`) of the elements the values at `positions` belong to."""
+        return element_positions(positions) if self.pairs else positions
+
+    def count(self, positions: np.ndarray) -> int:
+        return len(self.elements(positions))
+
+
 def _undecided(
-    shape: tuple[int, ...],
+    grid: _Grid,
     positions: np.ndarray,
     codes: np.ndarray,
     reason: str | None = None,
@@ -181,7 +212,7 @@ def _undecided(
 
     def those(code: int, kind: str) -> Finding:
         at = np.flatnonzero(codes == code)
-        return replace(elements(shape, positions[at], codes.size), kind=kind)
+        return replace(elements(grid.shape, grid.elements(positions[at]), grid.count(positions)), kind=kind)
 
     if np.any(codes == NONFINITE):
         return those(NONFINITE, "loss_nonfinite")
@@ -193,7 +224,7 @@ def _undecided(
         return those(KINK, "kinks")
     if np.any(codes == NOISE):
         return those(NOISE, "noise")
-    return Finding("noise", count=0, judged=codes.size, resolution=tensor_resolution)
+    return Finding("noise", count=0, judged=grid.count(positions), resolution=tensor_resolution)
 
 
 def _rounded_to_float32(analytic: np.ndarray, numeric: np.ndarray, error: np.ndarray) -> bool:
@@ -205,6 +236,18 @@ def _rounded_to_float32(analytic: np.ndarray, numeric: np.ndarray, error: np.nda
         exact = np.all(analytic.astype(np.float32).astype(np.float64) == analytic)
     rounding = float(np.finfo(np.float32).eps) * np.abs(numeric) + 2 * error
     return bool(exact and np.all(np.abs(analytic - numeric) <= rounding))
+
+
+def _conjugation(positions: np.ndarray) -> np.ndarray:
+    """Per value of a complex tensor's parts, what conjugating the element does to it: 1 for a real
+    part, -1 for an imaginary part."""
+    return np.where(np.asarray(positions) % 2, -1.0, 1.0)
+
+
+def _conjugated(analytic: np.ndarray, numeric: np.ndarray, tolerance: np.ndarray, positions: np.ndarray) -> bool:
+    """Whether a complex tensor's gradient (its parts at `positions`) is the numerical one
+    conjugated: the imaginary parts negated, the real parts right, within the tolerance."""
+    return bool(np.all(np.abs(analytic * _conjugation(positions) - numeric) <= tolerance))
 
 
 def _constant_ratio(a: np.ndarray, n: np.ndarray, error: np.ndarray, floor: np.ndarray) -> float | None:

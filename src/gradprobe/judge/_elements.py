@@ -181,6 +181,19 @@ class ElementJudge:
         unresolved = self.ragged[indices] & (judgement.codes != NONFINITE)
         return np.where(unresolved, NOISE, judgement.codes).astype(np.int8), floor
 
+    def as_flat(self, results: ElementResults, overall: float) -> ElementResults:
+        """`results` of one tensor whose numerical gradient is zero within its error bars, judged
+        as `codes` judges such a tensor when every element was probed: resolved, and its analytic
+        rounding excused, on the scale `overall` of the whole gradient (a bias before a
+        normalisation: its gradient is rounding residue of the others')."""
+        indices = results.indices
+        own = fd.rms(self.analytic[indices])
+        size = np.full(len(indices), max(own, overall))
+        floor = analytic_floor(self.analytic[indices], size, self.eps[indices], self.rtol)
+        codes = judge(results.estimates, size, floor).codes
+        codes = np.where(self.ragged[indices] & (codes != NONFINITE), NOISE, codes).astype(np.int8)
+        return ElementResults(indices, results.estimates, codes, floor)
+
     def undetectable(
         self, estimates: fd.Estimates, codes: np.ndarray, floor: np.ndarray, indices: np.ndarray
     ) -> np.ndarray:

@@ -53,8 +53,16 @@ class Layout:
         return np.where(valid, values, np.nan)
 
 
-def layouts(shape: tuple[int, ...]) -> Iterator[Layout]:
-    """Every rearrangement of a tensor of `shape` worth trying, most common first."""
+def layouts(shape: tuple[int, ...], *, pairs: bool = False) -> Iterator[Layout]:
+    """Every rearrangement of a tensor of `shape` worth trying, most common first. With `pairs`,
+    the last axis holds a complex tensor's (real, imaginary) parts: the rearrangements are the
+    complex tensor's, moving both parts of an element together (axes are the complex tensor's)."""
+    if pairs:
+        n = len(shape) - 1
+        for layout in layouts(shape[:-1]):
+            order = None if layout.order is None else (*layout.order, n)
+            yield Layout(layout.kind, shape, order=order, axis=layout.axis, shift=layout.shift)
+        return
     if 2 <= len(shape) <= MAX_PERMUTED_AXES:
         for order in permutations(range(len(shape))):
             if order != tuple(range(len(shape))) and tuple(shape[i] for i in order) == shape:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from .._errors import InvalidArgument, InvalidValue
+from ._complex import gradient_parts
 from ._params import Leaf, Params, _framework_hint
 
 
@@ -96,31 +97,35 @@ def _leaf_gradient(value: Any, leaf: Leaf, argument: str) -> np.ndarray:
             f"`{argument}` entry for `{leaf.name}` cannot be read as an array ({error}).",
             argument=argument,
         ) from None
-    if np.iscomplexobj(array):
+    if np.iscomplexobj(array) and not leaf.complex:
         raise InvalidArgument(
-            f"`{argument}` entry for `{leaf.name}` is complex; complex gradients are not yet supported.",
+            f"`{argument}` entry for `{leaf.name}` is complex ({array.dtype}) but the parameter is real; the gradient "
+            "of a real loss with respect to a real parameter is real: return a real array.",
             argument=argument,
         )
     if array.dtype == bool or not np.issubdtype(array.dtype, np.number):
         raise InvalidArgument(
-            f"`{argument}` entry for `{leaf.name}` has dtype {array.dtype}; return a float array.",
+            f"`{argument}` entry for `{leaf.name}` has dtype {array.dtype}; return a "
+            f"{'complex' if leaf.complex else 'float'} array.",
             argument=argument,
         )
-    if array.shape != leaf.shape and not (leaf.shape == () and array.size == 1):
-        hint = _permuted(array.shape, leaf.shape)
+    shape = leaf.tensor_shape
+    if array.shape != shape and not (shape == () and array.size == 1):
+        hint = _permuted(array.shape, shape)
         raise InvalidArgument(
             f"`{argument}` entry for `{leaf.name}` has shape {array.shape} but the parameter has shape "
-            f"{leaf.shape}{hint}; return a gradient of the parameter's shape.",
+            f"{shape}{hint}; return a gradient of the parameter's shape.",
             argument=argument,
         )
-    flat = np.asarray(array, dtype=np.float64).ravel()
-    if not np.all(np.isfinite(flat)):
+    values = np.asarray(array, dtype=np.complex128 if leaf.complex else np.float64).ravel()
+    if not np.all(np.isfinite(values)):
         raise InvalidValue(
-            f"`{argument}` returned NaN or inf for `{leaf.name}` {nonfinite_elements(flat, leaf.shape)}; fix the "
+            f"`{argument}` returned NaN or inf for `{leaf.name}` {nonfinite_elements(values, shape)}; fix the "
             "gradient's formula (or its overflow) first.",
             argument=argument,
         )
-    return flat
+    # A complex parameter's gradient (PyTorch's convention) as the parts the numerical side measures.
+    return gradient_parts(values).ravel() if leaf.complex else values
 
 
 def _permuted(shape: tuple[int, ...], wanted: tuple[int, ...]) -> str:

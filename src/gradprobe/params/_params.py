@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from .._errors import InvalidArgument, InvalidValue
+from ._complex import PART_DTYPES, complex_dtype, element_positions, joined, parts, require_checked_complex
 
 _SUPPORTED_FLOATS = (np.float16, np.float32, np.float64)
 #: The numpy dtype of bfloat16 arrays (torch's and JAX's bfloat16 tensors, as the adapters pass them)
@@ -31,7 +32,12 @@ _FRAMEWORK_HINTS = {
 
 @dataclass(frozen=True)
 class Leaf:
-    """One tensor of the structure: where it lives and how to rebuild it."""
+    """One tensor of the structure: where it lives and how to rebuild it.
+
+    `shape` and `dtype` are its layout in the flat vector: for a complex tensor (`complex`), its
+    real and imaginary parts along a last axis of 2, in the parts' dtype (`_complex`);
+    `tensor_shape` is the tensor's own shape.
+    """
 
     name: str
     path: tuple[Any, ...]
@@ -39,6 +45,7 @@ class Leaf:
     dtype: np.dtype
     offset: int
     kind: str  # "array", "float" (a Python number) or "scalar" (a numpy scalar)
+    complex: bool = False
 
     @property
     def size(self) -> int:
@@ -48,9 +55,28 @@ class Leaf:
     def slice(self) -> slice:
         return slice(self.offset, self.offset + self.size)
 
+    @property
+    def tensor_shape(self) -> tuple[int, ...]:
+        return self.shape[:-1] if self.complex else self.shape
+
+    @property
+    def tensor_dtype(self) -> np.dtype:
+        return complex_dtype(self.dtype) if self.complex else self.dtype
+
     def index(self, flat_position: int) -> tuple[int, ...]:
-        """The element's index inside this tensor, from its position in the flat vector."""
-        return tuple(int(i) for i in np.unravel_index(flat_position - self.offset, self.shape))
+        """The element's index inside this tensor (of `tensor_shape`), from its position in the flat vector."""
+        position = (flat_position - self.offset) // (2 if self.complex else 1)  # a complex element's two parts
+        return tuple(int(i) for i in np.unravel_index(position, self.tensor_shape))
+
+    def elements(self, positions: np.ndarray) -> np.ndarray:
+        """The flat positions in the tensor (of `tensor_shape`) of the elements that `positions` in
+        its layout belong to: themselves, or each complex element once for its two parts."""
+        return element_positions(positions) if self.complex else np.asarray(positions)
+
+    def as_tensor(self, values: np.ndarray) -> np.ndarray:
+        """`values` laid out like this leaf (after any leading axes) as the tensor the user's code
+        gets: complex from its parts, for a complex leaf."""
+        return joined(values) if self.complex else values
 
 
 def _name(path: tuple[Any, ...], root: str) -> str:
@@ -86,6 +112,8 @@ def _as_leaf_array(value: Any, name: str, argument: str) -> tuple[np.ndarray, st
         kind = "scalar"
     elif isinstance(value, (int, float)):
         return np.asarray(float(value), dtype=np.float64), "float"
+    elif isinstance(value, complex):
+        return np.asarray(value, dtype=np.complex128), "float"
     elif isinstance(value, np.ma.MaskedArray) and np.ma.is_masked(value):
         raise InvalidArgument(
             f"`{argument}` entry `{name}` is a masked array with masked entries; the loss would receive "
@@ -96,24 +124,20 @@ def _as_leaf_array(value: Any, name: str, argument: str) -> tuple[np.ndarray, st
         kind = "array"
     else:
         raise InvalidArgument(
-            f"`{argument}` entry `{name}` is {_describe(value)}; expected a float, a numpy array, "
+            f"`{argument}` entry `{name}` is {_describe(value)}; expected a float (or complex), a numpy array, "
             "or a dict/list/tuple of them.",
             argument=argument,
         )
     array = np.asarray(value)
     if np.iscomplexobj(array):
-        raise InvalidArgument(
-            f"`{argument}` entry `{name}` is complex ({array.dtype}); complex parameters are not yet "
-            "supported. Split it into real and imaginary parts, or check a real-valued loss of "
-            "the real parameters.",
-            argument=argument,
-        )
-    if array.dtype.name == _BFLOAT16:
+        require_checked_complex(array.dtype, name, argument)
+    elif array.dtype.name == _BFLOAT16:
         _require_finfo(array.dtype, name, argument)
     elif array.dtype.type not in _SUPPORTED_FLOATS:
         raise InvalidArgument(
             f"`{argument}` entry `{name}` has dtype {array.dtype}; gradients need floating-point "
-            f"parameters (float16, float32 or float64, or ml_dtypes' bfloat16). Convert it with `.astype(np.float64)`.",
+            f"parameters (float16, float32 or float64, ml_dtypes' bfloat16, or complex64 or complex128). Convert it "
+            "with `.astype(np.float64)`.",
             argument=argument,
         )
     if array.size == 0:
@@ -209,9 +233,13 @@ class Params:
                 )
             seen[name] = path
             array, kind = _as_leaf_array(value, name, argument)
-            leaves.append(Leaf(name, path, array.shape, array.dtype, offset, kind))
-            chunks.append(np.asarray(array, dtype=np.float64).ravel())
-            offset += array.size
+            if np.iscomplexobj(array):  # held as its real and imaginary parts (`_complex`)
+                leaves.append(Leaf(name, path, (*array.shape, 2), PART_DTYPES[array.dtype], offset, kind, complex=True))
+                chunks.append(parts(array).ravel())
+            else:
+                leaves.append(Leaf(name, path, array.shape, array.dtype, offset, kind))
+                chunks.append(np.asarray(array, dtype=np.float64).ravel())
+            offset += leaves[-1].size
         if not leaves:
             raise InvalidValue(
                 f"`{argument}` holds no arrays; pass a float, an array or a dict of arrays.",
@@ -246,9 +274,9 @@ class Params:
         for leaf in self.leaves:
             target = np.dtype(dtype) if dtype is not None else leaf.dtype
             piece = np.asarray(flat[leaf.slice])
-            values = (piece if share and piece.dtype == target else piece.astype(target)).reshape(leaf.shape)
+            values = leaf.as_tensor((piece if share and piece.dtype == target else piece.astype(target)).reshape(leaf.shape))
             if leaf.kind == "float" and dtype is None:
-                new_leaves[leaf.path] = float(values)
+                new_leaves[leaf.path] = complex(values) if leaf.complex else float(values)
             elif leaf.kind in ("float", "scalar"):
                 new_leaves[leaf.path] = values[()]
             else:

@@ -14,7 +14,7 @@ from html import escape
 from typing import TYPE_CHECKING, Any
 
 from .._errors import InvalidArgument
-from ._text import HEADER, coverage_lines, error_bar, facts, headline, pair, row, taylor_line, worst
+from ._text import HEADER, coverage_lines, error_bar, facts, headline, pair, row, taylor_line, where_line, worst
 
 if TYPE_CHECKING:
     from ._types import Report, TensorReport
@@ -98,10 +98,11 @@ def _plot(tensor: TensorReport) -> str:
     return f'<img alt="{escape(alt)}" src="data:image/png;base64,{data}">'
 
 
-def _tensor_section(tensor: TensorReport, plots: bool) -> str:
+def _tensor_section(tensor: TensorReport, plots: bool, where: str | None) -> str:
     label = tensor.diagnosis or tensor.reason or tensor.status
     parts = [
         f'<h3><code>{escape(tensor.name)}</code> <span class="{escape(tensor.status)}">{escape(label)}</span></h3>',
+        *([f'<p class="muted">{escape(where)}</p>'] if where else []),
         _worst_table(tensor),
     ]
     if tensor.hint:
@@ -123,7 +124,7 @@ def render_fragment(report: Report, *, plots: bool = True, reproduce: str | None
         f'<p class="facts">{escape(facts(report))}</p>',
         _table(report),
     ]
-    parts.extend(_tensor_section(t, plots) for t in report.tensors.values() if t.status != "pass")
+    parts.extend(_tensor_section(t, plots, where_line(report, t)) for t in report.tensors.values() if t.status != "pass")
     if report.ignored:
         ignored = escape(", ".join(report.ignored))
         parts.append(f'<p class="muted">Ignored gradient entries with no parameter: {ignored}</p>')

@@ -72,9 +72,22 @@ def _as_matrix(values: np.ndarray) -> np.ndarray:
 
 
 def _wrong(tensor: TensorReport) -> np.ndarray:
-    a, n, bar = (np.asarray(v, dtype=float) for v in (tensor.analytic, tensor.numeric, tensor.error_bar))
+    a, n, bar = (np.asarray(v) for v in (tensor.analytic, tensor.numeric, tensor.error_bar))
     with np.errstate(invalid="ignore"):
         return ~(np.abs(a - n) <= bar)
+
+
+def _parts(values: Any) -> np.ndarray:
+    """Values as points of a scatter: real ones as they are, a complex tensor's as its real and
+    imaginary parts (two points per element, in that order)."""
+    values = np.asarray(values)
+    return np.stack([values.real, values.imag], axis=-1).ravel() if np.iscomplexobj(values) else values.astype(float).ravel()
+
+
+def _label_parts(axes: Any, per: int) -> None:
+    if per == 2:
+        axes.set_xlabel("numerical (real and imaginary parts)")
+        axes.set_ylabel("analytic (real and imaginary parts)")
 
 
 def _reference_lines(axes: Any, tensor: TensorReport, numeric: np.ndarray) -> None:
@@ -135,17 +148,17 @@ def draw_elements(tensor: TensorReport, where_axes: Any, scatter_axes: Any) -> N
     rows, columns = _layout(tensor.shape)
     outcomes = np.array(element_outcomes(tensor))
     where = np.array([_position(e.index, tensor.shape) for e in tensor.worst], dtype=float).reshape(-1, 2)
-    x = np.array([e.numeric for e in tensor.worst], dtype=float)
-    y = np.array([e.analytic for e in tensor.worst], dtype=float)
+    x, y = _parts([e.numeric for e in tensor.worst]), _parts([e.analytic for e in tensor.worst])
+    per = len(x) // max(len(tensor.worst), 1)  # 2 for a complex tensor: a point per part
     bars = np.array([np.nan if e.error_bar is None else e.error_bar for e in tensor.worst], dtype=float)
-    bars = np.where(np.isfinite(bars), bars, 0.0)
+    bars = np.repeat(np.where(np.isfinite(bars), bars, 0.0), per)
     finite = np.isfinite(x) & np.isfinite(y)
     for outcome, (color, label) in _ELEMENT_STYLE.items():
         mine = outcomes == outcome
         if not mine.any():
             continue
         where_axes.scatter(where[mine, 1], where[mine, 0], s=28, color=color, label=label, zorder=3)
-        shown = mine & finite
+        shown = np.repeat(mine, per) & finite
         if shown.any():
             scatter_axes.errorbar(x[shown], y[shown], xerr=bars[shown], fmt="o", markersize=4, color=color,
                                   ecolor=color, elinewidth=1, capsize=3, label=label, zorder=3)  # fmt: skip
@@ -165,6 +178,7 @@ def draw_elements(tensor: TensorReport, where_axes: Any, scatter_axes: Any) -> N
         where_axes.set_yticks([])
     where_axes.legend(fontsize=8, loc="best")
     _reference_lines(scatter_axes, tensor, x)
+    _label_parts(scatter_axes, per)
 
 
 def draw_tensor(tensor: TensorReport, heat_axes: Any, scatter_axes: Any) -> None:
@@ -179,9 +193,10 @@ def draw_tensor(tensor: TensorReport, heat_axes: Any, scatter_axes: Any) -> None
                       ha="center", va="center", transform=axes.transAxes)  # fmt: skip
             axes.set_axis_off()
         return
-    a = np.asarray(tensor.analytic, dtype=float)
-    n = np.asarray(tensor.numeric, dtype=float)
-    difference = _as_matrix(a - n)
+    a, n = np.asarray(tensor.analytic), np.asarray(tensor.numeric)
+    per = 2 if np.iscomplexobj(a) or np.iscomplexobj(n) else 1
+    # A complex tensor's disagreement is drawn as its size (|analytic − numerical|).
+    difference = _as_matrix(np.abs(a - n) if per == 2 else a - n)
     finite = np.isfinite(difference)
     limit = float(np.max(np.abs(difference[finite]))) if finite.any() else 1.0
     image = heat_axes.imshow(
@@ -196,14 +211,14 @@ def draw_tensor(tensor: TensorReport, heat_axes: Any, scatter_axes: Any) -> None
             axis.set_ticks(range(length))
         else:
             axis.set_major_locator(MaxNLocator(integer=True, nbins=8))
-    heat_axes.set_title(f"{tensor.name} {tensor.shape}: analytic − numerical", fontsize=10)
+    heat_axes.set_title(f"{tensor.name} {tensor.shape}: {'|analytic − numerical|' if per == 2 else 'analytic − numerical'}", fontsize=10)
     heat_axes.set_xlabel("column" if a.ndim >= 2 else "element")
     heat_axes.set_ylabel("row" if a.ndim >= 2 else "")
     if a.ndim < 2:
         heat_axes.set_yticks([])
 
-    wrong = _wrong(tensor).ravel() if tensor.error_bar is not None else np.zeros(a.size, bool)
-    x, y = n.ravel(), a.ravel()
+    wrong = np.repeat(_wrong(tensor).ravel() if tensor.error_bar is not None else np.zeros(a.size, bool), per)
+    x, y = _parts(n), _parts(a)
     keep = np.flatnonzero(~wrong)
     if len(keep) > SCATTER_POINTS:
         keep = np.sort(np.random.default_rng(0).choice(keep, SCATTER_POINTS, replace=False))
@@ -211,6 +226,7 @@ def draw_tensor(tensor: TensorReport, heat_axes: Any, scatter_axes: Any) -> None
     if wrong.any():
         scatter_axes.scatter(x[wrong], y[wrong], s=16, color="tab:red", label="wrong", zorder=3)
     _reference_lines(scatter_axes, tensor, x)
+    _label_parts(scatter_axes, per)
 
 
 def plot_report(report: Report, tensors: str | Iterable[str] | None = None) -> Any:

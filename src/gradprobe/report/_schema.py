@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from ._types import Report, TensorReport
 
 #: The version `Report.to_dict` writes; ``report.schema.json`` pins it as a constant.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 SCHEMA_FILE = "report.schema.json"
 #: TensorReport fields holding whole arrays: in the dict only when asked for.
 VALUE_FIELDS = ("analytic", "numeric", "error_bar")
@@ -38,18 +38,19 @@ def load_schema() -> dict[str, Any]:
     --------
     >>> from gradprobe.report._schema import load_schema
     >>> load_schema()["properties"]["schema_version"]["const"]
-    4
+    5
     """
     return json.loads(_schema_text())
 
 
 def plain(value: Any) -> Any:
-    """`value` as JSON-ready Python: lists, dicts with str keys, finite floats or "nan"/"inf"/"-inf".
+    """`value` as JSON-ready Python: lists, dicts with str keys, finite floats or "nan"/"inf"/"-inf";
+    a complex number as the list [real part, imaginary part].
 
     Examples
     --------
-    >>> plain((np.float32(0.5), float("inf"), {"a": (1, 2)}))
-    [0.5, 'inf', {'a': [1, 2]}]
+    >>> plain((np.float32(0.5), float("inf"), {"a": (1, 2)}, 3 - 4j))
+    [0.5, 'inf', {'a': [1, 2]}, [3.0, -4.0]]
     """
     if value is None or isinstance(value, (bool, str)):
         return value
@@ -60,6 +61,8 @@ def plain(value: Any) -> Any:
         if math.isfinite(number):
             return number
         return "nan" if math.isnan(number) else ("inf" if number > 0 else "-inf")
+    if isinstance(value, (complex, np.complexfloating)):  # a complex tensor's value: [real, imaginary]
+        return [plain(value.real), plain(value.imag)]
     if isinstance(value, np.bool_):
         return bool(value)
     if isinstance(value, np.ndarray):
@@ -104,6 +107,8 @@ def report_to_dict(report: Report, *, values: bool = False) -> dict[str, Any]:
             data["options"] = {str(k): plain(_option_value(v)) for k, v in value.items()}
         elif f.name == "nearby":
             data["nearby"] = None if value is None else report_to_dict(value, values=values)
+        elif f.name == "points":
+            data["points"] = [report_to_dict(point, values=values) for point in value]
         elif f.name == "guarantee" and value is not None:
             # The sentence the text report prints, beside the numbers it is read off.
             data["guarantee"] = {**plain(value), "statement": str(value)}

@@ -18,6 +18,8 @@ EXACT = 1e-3
 #: A factor of at least this size that is an exact integer (or its reciprocal) is read as a batch
 #: size rather than a hand-typed constant such as 2 or 4.
 BATCH_LIKE = 10
+#: Fractions named as such have a numerator and denominator up to this (3/2, 1/8, 5/4).
+SMALL = 8
 #: What two fresh random directions agreeing with a finding over the whole tensor add to it.
 CONFIRMED = "2 random directions agree"
 
@@ -25,11 +27,19 @@ CONFIRMED = "2 random directions agree"
 def summary(f: Finding) -> str:
     """The short text of the table's diagnosis column ("2.00x", "3 of 20 wrong (elements 1, 4, 7)")."""
     text = _scoped_summary(f)
+    if f.against:
+        text += f", backward or {f.against} wrong"
     return f"{text}, in {f.dtype} only" if f.dtype else text
 
 
 def hint(f: Finding, name: str) -> str:
     """The one line that says where to look for the bug in tensor `name`."""
+    if f.against:
+        return (
+            f"{name}'s backward disagrees with your own {f.against} rules, which gave the reference: one of them is "
+            "wrong. Check the jvp against numerical derivatives with mode='forward', and the backward with the "
+            "default oracle='differences'."
+        )
     if f.dtype:
         return (
             f"{name}'s backward agrees with the numerical gradient when run in float64 but not in {f.dtype}: look "
@@ -75,8 +85,8 @@ def _scoped_summary(f: Finding) -> str:
         return f"{_summary(f)} throughout ({'; '.join(part for part in (tally, CONFIRMED) if part)})"
     if f.scope == "sampled":
         return tally if f.kind == "elements" else f"{_summary(f)} at the sampled elements ({tally})"
-    if f.scope == "region":
-        return f"wrong elements {f.where}{_factor_clause(f)} ({tally})"
+    if f.scope == "region":  # of every element probed one by one: bisection's and the sample's
+        return f"wrong elements {f.where}{_factor_clause(f)} ({f.count} of {f.judged} probed wrong)"
     if f.scope == "located":
         return _located_summary(f)
     if f.scope == "probed":  # some elements probed one by one, not all
@@ -121,6 +131,7 @@ _FIXED = {
     "zeros": "all zeros",
     "should_be_zero": "should be zero",
     "rounded": "rounded to float32",
+    "conjugated": "conjugated",
     "transposed": "transposed",
     "nondeterministic": "non-deterministic loss",
     "no_derivative": "no derivative at this precision",
@@ -137,9 +148,7 @@ def _located_summary(f: Finding) -> str:
         return f"{factor_summary(f.factor, f.batch_size)} at {f.count} wrong element{plural}{_paren(f.where)}"
     if f.kind == "formula":
         return f"{f.count} of {f.judged} elements wrong{_paren(f.where)}"
-    if f.count == 1:
-        return f"1 wrong element{_paren(', '.join(part for part in (f.where, _subset_factor(f)) if part))}"
-    return f"{f.count} wrong elements{_paren(f.where)}"
+    return f"{f.count} wrong element{plural}{_paren(', '.join(part for part in (f.where, _subset_factor(f)) if part))}"
 
 
 def _located_hint(f: Finding, name: str) -> str:
@@ -148,9 +157,11 @@ def _located_hint(f: Finding, name: str) -> str:
             f"{name} is wrong at most of its elements with no factor or layout that holds throughout: recheck its "
             "formula."
         )
+    said = {"sign flipped": "with the wrong sign", "zero": "zero"}.get(factor := _subset_factor(f), factor)
+    which = f", which {'is' if f.count == 1 else 'are'} {said}" if factor else ""
     if f.count == 1:
-        return f"{name} is right except at {f.where or 'one element'}: look for an indexing or boundary slip there."
-    return f"{name} is right except at {f.count} elements{_paren(f.where)}: look for an indexing or boundary slip."
+        return f"{name} is right except at {f.where or 'one element'}{which}: look for an indexing or boundary slip there."
+    return f"{name} is right except at {f.count} elements{_paren(f.where)}{which}: look for an indexing or boundary slip."
 
 
 def _hint(f: Finding, name: str) -> str:
@@ -213,6 +224,11 @@ _HINTS = {
         "within a float32 rounding of it): a float32 array or cast in the gradient of float64 parameters? "
         "Compute it in float64."
     ),
+    "conjugated": (
+        "{name}'s gradient is the conjugate of the expected one: PyTorch's convention (and gp.check's) is "
+        "dL/dRe + i dL/dIm, JAX's dL/dRe - i dL/dIm. Look for a conj() missing or extra, or a rule written for "
+        "the other framework's convention."
+    ),
     "swapped": (
         "{name}'s gradient is {f.other}'s numerical gradient: the two are swapped (or {f.other}'s is returned twice)."
     ),
@@ -241,7 +257,8 @@ _HINTS = {
 def _elements_hint(f: Finding, name: str) -> str:
     said = {"sign flipped": "with the wrong sign", "zero": "zero"}.get(factor := _subset_factor(f), factor)
     if minority(f):
-        which = f", which are {said}" if factor and factor != "sign flipped" else f", {said}" if factor else ""
+        verb = "is" if f.count == 1 else "are"
+        which = f", which {verb} {said}" if factor and factor != "sign flipped" else f", {said}" if factor else ""
         return (
             f"{name} is right except at {f.count} element(s){_paren(f.where)}{which}: look for an indexing, slicing "
             "or boundary slip."
@@ -283,7 +300,7 @@ def _subset_factor(f: Finding) -> str:
 
 
 def _factor_clause(f: Finding) -> str:
-    return f", {factor_summary(f.factor, f.batch_size)}" if f.factor is not None else ""
+    return f", {factor}" if (factor := _subset_factor(f)) else ""
 
 
 def _is_integer(value: float) -> int | None:
@@ -342,7 +359,7 @@ def _factor(ratio: float, m: int | None) -> tuple[str, str]:
     whole, inverse = _is_integer(size), _is_integer(1 / size) if size else None
     if whole and whole >= BATCH_LIKE:
         return (
-            f"{ratio:.4g}x (= {whole})",
+            number(ratio),
             f"{subject} is {whole} times too large: a missing 1/m with a batch of m={whole}? "
             "(pass batch_size= to name m)",
         )
@@ -358,13 +375,15 @@ def _factor(ratio: float, m: int | None) -> tuple[str, str]:
             f"{subject} is exactly {size:.2f}x the numerical gradient: look for a duplicated term, "
             f"a wrong constant (e.g. {whole}./m instead of 1./m) or a missing 1/{whole}.",
         )
-    fraction = Fraction(size).limit_denominator(8)
-    if abs(float(fraction) - size) <= EXACT * size and fraction not in (0, 1):
+    fraction = Fraction(size).limit_denominator(SMALL)
+    # A fraction someone types (3/2, 1/8): both parts small; 3223/7 is no constant to look for.
+    if abs(float(fraction) - size) <= EXACT * size and fraction not in (0, 1) and fraction.numerator <= SMALL:
         # 1/8 reads "0.125x (= 1/8)", not "0.13x", which is no fraction a reader would look for.
         rounded = float(f"{size:.2f}") != float(fraction)
+        missing = "a dropped term" if size < 1 else "an extra or duplicated term"
         return (
             f"{ratio:.4g}x (= {'-' if ratio < 0 else ''}{fraction})" if rounded else number(ratio),
-            f"{subject} is {fraction} of the numerical gradient: look for a dropped term or a wrong constant "
+            f"{subject} is {fraction} of the numerical gradient: look for {missing} or a wrong constant "
             f"(a stray {fraction}).",
         )
     return number(ratio), f"{subject} is a constant {number(size)} the numerical gradient: look for a wrong scale factor."

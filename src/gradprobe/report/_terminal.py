@@ -11,7 +11,7 @@ import sys
 from collections.abc import Iterator
 from typing import IO, TYPE_CHECKING, Any, Literal
 
-from ._text import HEADER, coverage_lines, element_line, facts, headline, render_text, row, taylor_line, worst
+from ._text import HEADER, coverage_lines, element_line, facts, headline, render_text, row, taylor_line, where_line, worst
 
 if TYPE_CHECKING:
     from ._types import Report
@@ -59,6 +59,8 @@ def renderables(report: Report, *, reproduce: str | None = None, with_reproduce:
             continue
         label = tensor.diagnosis or tensor.reason or tensor.status
         yield Text.assemble(("  " + tensor.name, "bold"), " ", (label, STYLES[tensor.status]))
+        if where := where_line(report, tensor):
+            yield Text(f"      {where}")
         for element in worst(tensor):
             yield Text(f"      {element_line(tensor, element)}")
         if tensor.hint:

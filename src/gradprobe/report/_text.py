@@ -35,6 +35,9 @@ def headline(report: Report) -> tuple[str, str]:
     elif report.resolution == float("inf") and (bound := _zero_bound(report)) is not None:
         # A gradient that is zero on both sides has no size to be relative to: say how close to zero.
         detail = f"the gradient is zero, and so is the numerical one to within {bound:.1e} (absolute)"
+    elif report.strategy == "sample" and report.guarantee is not None and report.guarantee.resolution > 0:
+        # A sample resolves a fraction of wrong elements, not an error size (see the guarantee line).
+        detail = f"no wrong element among those sampled (a fraction >= {report.guarantee.resolution:.1%} wrong is caught)"
     else:
         detail = f"gradient correct to within {report.resolution:.1e} (relative)"
     return report.status.upper(), detail
@@ -57,29 +60,63 @@ def facts(report: Report) -> str:
     n = sum(size(t) for t in report.tensors.values())
     strategy = f"strategy {report.strategy}, " if report.strategy != "full" else ""
     reference = f"reference {report.reference}, " if report.reference == "float64" else ""
+    points = f"{len(report.points)} points, " if report.points else ""
+    # Which derivative the verdicts are about, when it is not the backward's gradient.
+    derivative = f"order {report.order}, " if report.order > 1 else "mode forward (jvp), " if report.mode == "forward" else ""
     return (
-        f"{n} parameter{'' if n == 1 else 's'}, {report.nfev} loss evaluations, {strategy}method {report.method}, "
+        f"{n} parameter{'' if n == 1 else 's'}, {points}{report.nfev} loss evaluations, {derivative}{strategy}method {report.method}, "
         f"{reference}resolution {report.resolution:.1e}, difference {report.difference:.3e}"
     )
+
+
+def found(report: Report, inconclusive: str | None = None) -> str:
+    """A check's verdict in a few words: "PASS (resolution 1.0e-09)", "FAIL: W1 2.00x"."""
+    if report.status == "pass":
+        return f"PASS (resolution {report.resolution:.1e})"
+    tensors = report.tensors.values()
+    if report.status == "fail":
+        return "FAIL: " + ", ".join(f"{t.name} {t.diagnosis or 'wrong'}" for t in tensors if t.status == "fail")
+    unsure = ", ".join(f"{t.name} ({t.diagnosis or t.reason})" for t in tensors if t.status == "inconclusive")
+    return inconclusive or f"inconclusive: {unsure}"
 
 
 def nearby_line(report: Report) -> str | None:
     """What the check at a nearby point found, said as evidence about the code, not about the
     user's point."""
-    nearby = report.nearby
-    if nearby is None:
+    if report.nearby is None:
         return None
-    found = {
-        "pass": f"PASS (resolution {nearby.resolution:.1e})",
-        "fail": "FAIL: " + ", ".join(f"{t.name} {t.diagnosis or 'wrong'}" for t in nearby.tensors.values() if t.status == "fail"),
-        "inconclusive": "inconclusive there too",
-    }[nearby.status]
-    return f"at the nearby point (not yours): {found}"
+    return f"at the nearby point (not yours): {found(report.nearby, 'inconclusive there too')}"
+
+
+def whose(point: int) -> str:
+    """Point 1 of a ``points=k`` check is the user's; the others were drawn near it."""
+    return "yours" if point == 1 else "nearby, not yours"
+
+
+def point_lines(report: Report) -> list[str]:
+    """One line per point of a ``points=k`` check: what the check found there."""
+    k = len(report.points)
+    return [f"point {i} of {k} ({whose(i)}): {found(point)}" for i, point in enumerate(report.points, start=1)]
+
+
+def where_line(report: Report, tensor: TensorReport) -> str | None:
+    """Under a tensor of a ``points=k`` check that did not pass: at which points it has its status,
+    and which point its values come from (the first of them)."""
+    if not report.points or tensor.status == "pass":
+        return None
+    at = [i for i, point in enumerate(report.points, start=1) if point.tensors[tensor.name].status == tensor.status]
+    status = tensor.status.upper() if tensor.status == "fail" else tensor.status
+    line = f"{status} at point{'s' if len(at) > 1 else ''} {', '.join(map(str, at))} of {len(report.points)}"
+    if at[0] == 1:
+        return line + " (1 is yours)" if len(at) > 1 else line + " (yours)"
+    return line + f" (nearby, not yours; {report.points[0].tensors[tensor.name].status} at yours); shown: point {at[0]}"
 
 
 def coverage_lines(report: Report) -> list[str]:
-    """The guarantee of a randomized check, what a budget left out, and the nearby check."""
+    """The guarantee of a randomized check, what a budget left out, the nearby check and the
+    points of a ``points=k`` check."""
     lines = [line] if (line := nearby_line(report)) else []
+    lines.extend(point_lines(report))
     if report.guarantee is not None:
         lines.append(f"guarantee: {report.guarantee}")
     if not report.coverage.complete:
@@ -193,9 +230,16 @@ def describe_guarantee(guarantee: Guarantee) -> str:
     if guarantee.undecided:
         which = f"any tensor but {', '.join(guarantee.undecided)} (undecided: no claim for them)"
     if guarantee.kind == "sample":
+        whole = f"{', '.join(guarantee.exact)} checked element by element" if guarantee.exact else ""
+        sampled = [name for name in decided if name not in guarantee.exact]
+        if not sampled:
+            return f"every element checked ({whole}), no sampling"
+        counts = sorted({guarantee.probes[name] for name in sampled})
+        per = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+        which = ", ".join(sampled) if guarantee.exact else which
         return (
             f"if at least {guarantee.resolution:.1%} of the elements of {which} were wrong, the sample would have "
-            f"caught it with probability >= {miss} ({per} sampled elements per tensor)"
+            f"caught it with probability >= {miss} ({per} sampled elements per tensor{'; ' + whole if whole else ''})"
         )
     exact = f"; {', '.join(guarantee.exact)} checked element by element" if guarantee.exact else ""
     return (
@@ -216,6 +260,8 @@ def render_text(report: Report, *, reproduce: str | None = None) -> str:
     lines = [f"gradprobe {verdict}: {detail}", f"  {facts(report)}", line(list(HEADER))]
     for tensor, cells in zip(report.tensors.values(), rows):
         lines.append(line(cells))
+        if where := where_line(report, tensor):
+            lines.append(f"      {where}")
         lines.extend(f"      {element_line(tensor, element)}" for element in worst(tensor))
         if tensor.status != "pass" and tensor.hint:
             lines.append(f"      hint: {tensor.hint}")

@@ -24,7 +24,8 @@ class Element:
     Attributes
     ----------
     index : the element's index in its tensor (``()`` for a scalar).
-    analytic, numeric : the user's gradient and the numerical derivative at that element.
+    analytic, numeric : the user's gradient and the numerical derivative at that element (complex
+        numbers for a complex tensor, in the framework's convention; docs/report.md, "Complex tensors").
     error_bar : the bound on ``|analytic - numeric|`` the element was judged against (the
         numerical value's error bar plus the floor for the analytic value's rounding), the
         ``± ...`` of the text report; None when unknown (an element built without one).
@@ -161,6 +162,9 @@ class Finding:
     axis, shift : ("reversed", "shifted") the axis, and the shift along it (``np.roll``'s sense).
     other : ("swapped") the tensor whose numerical gradient this one's gradient is.
     dtype : the low precision the finding holds in only (the same backward in float64 agrees).
+    against : what the numerical side was, when it was the user's own code: "jvp" (the
+        ``oracle="forward"`` derivatives came from the user's jvp rules), so a disagreement is the
+        backward's fault or the jvp's; None for numerical derivatives.
     suspects : ("probed" with `dtype`) how many elements differ from the same backward run in
         float64 by more than rounding; the `judged` that differ most were probed one by one.
     scope : how far it was shown: "tensor" (every element judged), "throughout" (read off the
@@ -185,6 +189,7 @@ class Finding:
     shift: int | None = None
     other: str | None = None
     dtype: str | None = None
+    against: str | None = None
     suspects: int | None = None
     scope: str = "tensor"
     spread: float | None = None
@@ -229,7 +234,7 @@ class TensorReport:
     diagnosis : short description of how it is wrong ("2.00x", "sign flipped"...), or None.
     hint : one line saying where to look, or None.
     diagnosis_kind : what the diagnosis found, for code: "factor", "sign", "transposed",
-        "permuted", "reversed", "shifted", "swapped", "zeros", "should_be_zero", "rounded",
+        "permuted", "reversed", "shifted", "swapped", "zeros", "should_be_zero", "rounded", "conjugated",
         "elements", "formula", "not_localized", or for an undecided tensor "noise", "kinks",
         "loss_nonfinite", "no_derivative", "nondeterministic", "reference"; None without a diagnosis.
     worst : the elements with the largest disagreement, worst first.
@@ -316,6 +321,20 @@ class Report:
         (every parameter moved by up to 1e-4 of its scale), where the function is differentiable:
         evidence about the gradient code, not a verdict at the user's point, whose statuses stand.
         `nfev` counts both checks. None otherwise.
+    points : with ``points=k`` (k > 1), each point's own report: yours first, then the k - 1
+        nearby random ones (see `gradprobe.check`). The report itself is then their union: the worst
+        status (fail > inconclusive > pass), the summed `nfev`, the largest `difference` and
+        `resolution`, per tensor the report of the point where it did worst (the first such), and
+        a `coverage` over all points; `guarantee`, `nearby` and the other fields are your point's.
+        Empty with ``points=1``.
+    order : which derivative the tensors' verdicts are about: 1, the gradient; 2, the derivative of
+        the gradient (double backward). With ``order=k`` the adapters check orders 1 to k and show
+        the lowest that fails (else the lowest inconclusive one, else k); a note says how the
+        others went.
+    mode : where the gradient under test came from: "reverse" (the backward, a VJP) or
+        "forward" (forward-mode AD, assembled from JVPs along unit vectors); with
+        ``mode="both"``, the one that fails (a note says how the other went), or "both" when
+        both passed.
     """
 
     status: Status
@@ -334,6 +353,9 @@ class Report:
     coverage: Coverage = field(default_factory=Coverage)
     guarantee: Guarantee | None = None
     nearby: Report | None = None
+    points: tuple[Report, ...] = ()
+    order: int = 1
+    mode: str = "reverse"
 
     @property
     def ok(self) -> bool:

@@ -150,7 +150,7 @@ def _judged_at(user_params: Params) -> Params:
         return np.dtype(np.float32) if np.finfo(leaf.dtype).eps > np.finfo(np.float32).eps else leaf.dtype
 
     values = user_params.values
-    leaves = {leaf.path: values[leaf.slice].reshape(leaf.shape).astype(dtype(leaf)) for leaf in user_params.leaves}
+    leaves = {leaf.path: leaf.as_tensor(values[leaf.slice].reshape(leaf.shape).astype(dtype(leaf))) for leaf in user_params.leaves}
     return Params(user_params.with_leaves(leaves))
 
 

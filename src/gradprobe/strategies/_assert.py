@@ -1,4 +1,7 @@
-"""`assert_gradients`: `check`, raising `GradientMismatch` (an AssertionError) unless it passes."""
+"""`assert_gradients`: `check`, raising `GradientMismatch` (an AssertionError) unless it passes.
+
+`assert_passes` is the assertion itself, shared with the framework adapters' `assert_gradients`.
+"""
 
 from __future__ import annotations
 
@@ -57,11 +60,21 @@ def assert_gradients(
     ...
     """
     __tracebackhide__ = True
+    return assert_passes(lambda: check(loss, grad, params, **options), allow_inconclusive)
+
+
+def assert_passes(run: Callable[[], Report], allow_inconclusive: bool) -> Report:
+    """The assertion every `assert_gradients` shares (numpy, ``gradprobe.torch``, ``gradprobe.jax``).
+
+    `run` makes the report; it is called only once `allow_inconclusive` is known to be valid,
+    so a bad flag is refused before any work.
+    """
+    __tracebackhide__ = True
     if not isinstance(allow_inconclusive, bool):
         raise InvalidArgument(
             f"`allow_inconclusive` must be True or False, got {allow_inconclusive!r}.", argument="allow_inconclusive"
         )
-    report = check(loss, grad, params, **options)
+    report = run()
     if report.status == "fail" or (report.status == "inconclusive" and not allow_inconclusive):
         raise GradientMismatch(report)
     return report

@@ -52,6 +52,22 @@ class Budget:
         """Evaluations left (None when only time, or nothing, bounds the check)."""
         return None if self.evaluations is None else max(0, self.evaluations - nfev)
 
+    def share(self, parts: int) -> Budget:
+        """Each point's share under ``points=parts``, its clock starting now: an equal part of the
+        evaluations left after the one each nearby point spends first (is the loss defined there?),
+        and of the time.
+
+        Examples
+        --------
+        >>> parse_budget(300).share(3).evaluations, parse_budget("30s").share(3).seconds
+        (99, 10.0)
+        """
+        return Budget(
+            evaluations=None if self.evaluations is None else (self.evaluations - (parts - 1)) // parts,
+            seconds=None if self.seconds is None else self.seconds / parts,
+            given=self.given,
+        )
+
     def __str__(self) -> str:
         if self.evaluations is not None:
             return f"{self.evaluations} evaluations"

@@ -16,13 +16,14 @@ from typing import Any
 import numpy as np
 
 from ..estimate._coordinate_probes import CoordinateEstimator
-from ..estimate._nearby import NEARBY_MOVE, nearby_point
+from ..estimate._nearby import KINK_MOVE, nearby_point
 from ..estimate._noise_model import NoiseModel
 from ..estimate._objective import Objective, require_callable
 from ..estimate._oracle import Oracle, as_oracle
 from ..estimate._pages import without_huge_pages
 from ..judge._elements import ElementJudge
 from ..judge._verdict import overall_status
+from ..params._complex import refuse_complex_step
 from ..params._params import Params
 from ..report._types import Finding, Report
 from ._analytic import analytic_gradient, gradient_rounding, gradient_spread
@@ -31,6 +32,7 @@ from ._coordinates import run_coordinates, run_full
 from ._cost import choose_strategy, expected_evaluations, noise_plan, require_affordable, runs_unbounded
 from ._directional_strategy import run_directional
 from ._options import Options, validate_options
+from ._points import check_at_points
 from ._progress import Progress
 from ._report_builder import undecidable
 from ._shadow import shadowed_objective
@@ -54,6 +56,7 @@ def check(
     progress: bool | None = None,
     confidence: float = 0.999,
     probes: int | None = None,
+    points: int = 1,
 ) -> Report:
     """Check `grad` against numerical derivatives of `loss` at `params`.
 
@@ -66,7 +69,9 @@ def check(
         like the parameter (``"W1"``) or with a leading ``d`` (``"dW1"``); extra entries are
         ignored and listed in `Report.ignored`.
     params : float, array, or nested dict/list/tuple of arrays
-        The point to check at. Never modified.
+        The point to check at. Never modified. complex64 and complex128 arrays (and Python complex
+        numbers) are checked through their real and imaginary parts; `grad` returns their gradient
+        in PyTorch's convention, ``dL/dRe + i dL/dIm`` (docs/report.md, "Complex tensors").
     strategy : {"auto", "full", "directional", "sample"}
         "full" probes every coordinate (exact per-element answers, 4+ evaluations each).
         "directional" probes each tensor along random directions (a few evaluations per tensor,
@@ -76,7 +81,7 @@ def check(
         allows it) and "directional" above. `Report.strategy` says which ran.
     method : {"auto", "richardson", "central", "complex"}
         Finite-difference estimate. "auto" is "richardson"; "complex" needs a loss that accepts
-        complex parameters and is exact to rounding.
+        complex parameters and is exact to rounding (for real parameters only).
     rtol : float, optional
         Relative disagreement to accept on top of the error bars (e.g. for an approximate
         gradient). By default only the error bars decide.
@@ -113,6 +118,13 @@ def check(
         Random directions per tensor ("directional") or sampled elements per tensor ("sample");
         by default as many directions as reach a resolution of 1e-4 at `confidence` (1 to 4),
         and 32 sampled elements.
+    points : int
+        Check at your point and at ``points - 1`` random points near it, where a zero bias, tied
+        rows or a symmetric matrix no longer hide a wrong gradient. Every parameter ``x`` moves by
+        ``u * 0.1 * s``: ``u`` uniform in [-1, 1] (drawn from `seed`), ``s = max(|x|, RMS of its
+        tensor)`` (for a tensor of zeros the RMS of all parameters, at most 1), a nonzero ``x``
+        at most half-way to zero. The report is the worst over the points, each point's own is
+        in `Report.points`; each point gets an equal share of `budget`.
 
     Returns
     -------
@@ -130,26 +142,46 @@ def check(
     options = validate_options(
         strategy=strategy, method=method, rtol=rtol, seed=seed, shadow=shadow, batch_size=batch_size,
         budget=budget, executor=executor, vectorized=vectorized, progress=progress, confidence=confidence,
-        probes=probes,
+        probes=probes, points=points,
     )  # fmt: skip
     require_callable(loss, "loss")
     require_callable(grad, "grad")
     with without_huge_pages():  # see `estimate._pages`: a large model's check makes and drops many arrays
         user_params = Params(params)
+        refuse_complex_step(options.method, [leaf.name for leaf in user_params.leaves if leaf.complex])
         require_affordable(options, user_params)
         exact = as_oracle(oracle, user_params, method)
-        report = _check_at(loss, grad, user_params, options, exact)
-        if exact is None and not options.budget.bounded and _at_kinks(report):
-            # No derivative to compare at the user's point: check the same code where there is one.
-            nearby = _check_at(loss, grad, Params(nearby_point(user_params, options.seed)), options, None)
-            undecided = [t.name for t in report.tensors.values() if t.reason == "kink"]
-            note = (
-                f"kinks at your point leave {', '.join(undecided)} undecided there; the same check was run at a nearby "
-                f"point (every parameter moved by up to {NEARBY_MOVE:.0e} of its scale), where the function is "
-                "differentiable: `report.nearby`. It speaks about the gradient code, not about your point."
-            )
-            report = replace(report, nearby=nearby, nfev=report.nfev + nearby.nfev, notes=(*report.notes, note))
-        return report
+
+        def check_here(point: Params, point_options: Options) -> Report:
+            if point is user_params:
+                return _check_near_kinks(loss, grad, point, point_options, exact)
+            if not isinstance(oracle, Oracle):  # a plain ``oracle(params, tangent)`` works at any point
+                return _check_near_kinks(loss, grad, point, point_options, as_oracle(oracle, point, method))
+            # An adapter's forward mode knows the user's point only.
+            report = _check_near_kinks(loss, grad, point, point_options, None)
+            note = "the forward-mode oracle is bound to your point: this point was checked with finite differences."
+            return replace(report, notes=(*report.notes, note))
+
+        return check_at_points(check_here, loss, grad, user_params, options)
+
+
+def _check_near_kinks(
+    loss: Callable[[Any], Any], grad: Callable[[Any], Any], point: Params, options: Options, exact: Oracle | None
+) -> Report:
+    """The check at `point`, and where kinks there leave a tensor undecided, the same check at a
+    point clear of them (`Report.nearby`)."""
+    report = _check_at(loss, grad, point, options, exact)
+    if exact is None and not options.budget.bounded and _at_kinks(report):
+        # No derivative to compare at the point: check the same code where there is one.
+        nearby = _check_at(loss, grad, Params(nearby_point(point, options.seed, KINK_MOVE)), options, None)
+        undecided = [t.name for t in report.tensors.values() if t.reason == "kink"]
+        note = (
+            f"kinks at the point leave {', '.join(undecided)} undecided there; the same check was run at a nearby "
+            f"point (every parameter moved by up to {KINK_MOVE:.0e} of its scale), where the function is "
+            "differentiable: `report.nearby`. It speaks about the gradient code, not about your point."
+        )
+        report = replace(report, nearby=nearby, nfev=report.nfev + nearby.nfev, notes=(*report.notes, note))
+    return report
 
 
 def _at_kinks(report: Report) -> bool:

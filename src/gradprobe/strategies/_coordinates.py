@@ -41,6 +41,8 @@ class CoordinateProber:
         self._chunks: list[ElementResults] = []
         self._where: dict[int, int] = {}
         self._all: ElementResults | None = None
+        # A complex tensor's element is probed whole, both its parts (`_complex_elements`).
+        self._complex = [(leaf.offset, leaf.offset + leaf.size) for leaf in context.user_params.leaves if leaf.complex]
 
     @property
     def steps(self) -> np.ndarray:
@@ -51,7 +53,8 @@ class CoordinateProber:
 
     @property
     def most_per_element(self) -> int:
-        return int(per_element_cost(self.context.options.method, worst=True))
+        # An element asked for may bring its complex partner along: twice the cost, at most.
+        return int(per_element_cost(self.context.options.method, worst=True)) * (2 if self._complex else 1)
 
     @property
     def evaluations_per_element(self) -> int:
@@ -64,12 +67,15 @@ class CoordinateProber:
             return ElementResults.empty()
         return self._gather(np.array(sorted(self._where), dtype=np.int64))
 
-    def probe(self, indices: np.ndarray) -> ElementResults:
-        """Outcomes for `indices` (in that order); elements probed before are not probed again."""
+    def probe(self, indices: np.ndarray, *, whole: bool = False) -> ElementResults:
+        """Outcomes for `indices` (in that order; with `whole`, also for the other part of each
+        complex element among them); elements probed before are not probed again."""
         indices = np.asarray(indices, dtype=np.int64)
+        if whole and self._complex:
+            indices = np.unique(self._with_partners(indices))
         if not len(indices):
             return ElementResults.empty()
-        fresh = np.array(sorted({int(i) for i in indices} - self._where.keys()), dtype=np.int64)
+        fresh = np.array(sorted({int(i) for i in self._with_partners(indices)} - self._where.keys()), dtype=np.int64)
         if len(fresh):
             estimates = self.context.estimator.estimate(fresh, self.steps)
             codes, floor = self.context.judge.codes(estimates, indices=fresh, scale_from=self._scale_from)
@@ -84,6 +90,12 @@ class CoordinateProber:
             if np.array_equal(indices, fresh):
                 return self._chunks[-1]
         return self._gather(indices)
+
+    def _with_partners(self, indices: np.ndarray) -> np.ndarray:
+        """`indices`, and the other part of each complex element one of them is a part of."""
+        partners = [start + ((indices[inside] - start) ^ 1) for start, stop in self._complex
+                    if (inside := (indices >= start) & (indices < stop)).any()]  # fmt: skip
+        return np.concatenate([indices, *partners]) if partners else indices
 
     def _gather(self, indices: np.ndarray) -> ElementResults:
         if self._all is None:
@@ -173,18 +185,22 @@ def _coordinate_report(
     planned = {leaf.name: min(leaf.size, options.probes or DEFAULT_SAMPLE) if strategy == "sample" else leaf.size for leaf in leaves}
     tensors = element_tensor_reports(context, probed, planned, ledger.not_covered, sampled=strategy == "sample")
     guarantee = None
+    difference, resolution = elements_summary(context, probed)
     if strategy == "sample":
+        decided = [t for t in tensors.values() if t.status != "inconclusive"]
+        # A tensor small enough to be probed whole was checked element by element: no sampling bound.
+        exact = {t.name: t.resolution for t in decided if t.coverage >= 1.0}
+        sampled = [sample_resolution(t.probes, options.confidence) for t in decided if t.name not in exact]
         guarantee = Guarantee(
             kind="sample",
             confidence=options.confidence,
-            resolution=max(
-                (sample_resolution(t.probes, options.confidence) for t in tensors.values() if t.status != "inconclusive"),
-                default=math.inf,
-            ),
+            resolution=max(sampled, default=0.0 if decided else math.inf),
             probes={leaf.name: tensors[leaf.name].probes for leaf in leaves},
             undecided=tuple(name for name, t in tensors.items() if t.status == "inconclusive"),
+            exact=exact,
         )
-    difference, resolution = elements_summary(context, probed)
+        if sampled:  # what a sample resolves is a fraction of wrong elements, not an error size
+            resolution = guarantee.resolution
     ledger.end_phase("coordinates")
     return assemble_report(
         context, strategy=strategy, tensors=tensors, difference=difference, resolution=resolution, ignored=ignored,

@@ -97,12 +97,14 @@ def require_affordable(options: Options, params: Params) -> None:
         return
     strategies = ("full", "directional") if options.strategy == "auto" else (options.strategy,)
     minimum = min(setup_cost(options, s, params, worst=True) for s in strategies)
-    if budget < minimum:
+    share = options.budget.share(options.points).evaluations  # what each of `points` gets
+    if share < minimum:
         what = f"strategy={options.strategy!r}" if options.strategy != "auto" else "any strategy"
+        per = f" ({share} for each of the {options.points} points)" if options.points > 1 else ""
         raise InvalidValue(
-            f"`budget` of {budget} evaluations is too small for {what} on {params.size} parameter"
+            f"`budget` of {budget} evaluations{per} is too small for {what} on {params.size} parameter"
             f"{'s' if params.size != 1 else ''}: the starting point and the noise estimate alone can take up to "
-            f"{minimum}; give at least {minimum}.",
+            f"{minimum}{' per point' if per else ''}; give at least {minimum * options.points + options.points - 1}.",
             argument="budget",
         )
 

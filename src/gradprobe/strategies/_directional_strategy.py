@@ -177,6 +177,13 @@ def run_directional(context: CheckContext, ignored: tuple[str, ...]) -> Report:
             rounding[leaf.name] = _rounding_limit(context.low_precision, leaf)
             tensor_resolution = max(tensor_resolution, rounding[leaf.name])
         status, reason = _resolved(prober, i, status, reason, tensor_resolution)
+        judged, flat_scale = prober.judged_resolution(i, tensor_resolution), 1.0
+        if math.isfinite(tensor_resolution) and judged <= UNRESOLVED < tensor_resolution:
+            # Resolved only on the whole gradient's typical size (a bias before a normalisation, whose
+            # gradient is rounding residue): relative to its own norm its resolution says nothing, so
+            # it is stated on that size, as strategy="full" states it. Its thresholds in the same unit.
+            thresholds[leaf.name] = tuple(t * judged / tensor_resolution for t in conclusive)
+            flat_scale, tensor_resolution = judged / tensor_resolution, judged
         if i in cut:
             run.not_covered.append(
                 f"{leaf.name}: not checked" if not usable else f"{leaf.name}: fewer random directions than planned"
@@ -186,9 +193,9 @@ def run_directional(context: CheckContext, ignored: tuple[str, ...]) -> Report:
         own = [e for e in usable if not e.joint] or usable
         report = TensorReport(
             name=leaf.name,
-            shape=leaf.shape,
+            shape=leaf.tensor_shape,
             status=status,  # type: ignore[arg-type]
-            difference=_evidence_difference(own),
+            difference=_evidence_difference(own) * flat_scale,  # on the same scale as its resolution
             resolution=tensor_resolution,
             reason=reason,
             probes=len(usable),
@@ -200,6 +207,7 @@ def run_directional(context: CheckContext, ignored: tuple[str, ...]) -> Report:
             report = _beyond_rounding(run, leaf, report)
         tensors[leaf.name] = report
 
+    _swaps_seen_later(run, tensors)
     exact = _escalate(run, tensors) if options.probes is None else {}
     if joint and evidence[0] and evidence[0][-1].code == FAIL and all(t.status == "pass" for t in tensors.values()):
         context.notes.append(
@@ -220,7 +228,8 @@ def run_directional(context: CheckContext, ignored: tuple[str, ...]) -> Report:
     )
     # The check's resolution is its worst tensor's, the undecided ones included.
     worst = max((t.resolution for t in tensors.values()), default=math.inf)
-    everything = [e for i in range(len(leaves)) for e in evidence[i] if not e.joint] or evidence[0]
+    # Every direction once: those restricted to a tensor, and the joint ones (listed under every tensor).
+    everything = [e for e in evidence[0] if e.joint] + [e for i in range(len(leaves)) for e in evidence[i] if not e.joint]
     run.ledger.end_phase("localization")
     return assemble_report(
         context, strategy="directional", tensors=tensors, difference=_evidence_difference(everything), resolution=worst,
@@ -252,7 +261,7 @@ def _beyond_rounding(run: _Run, leaf: Leaf, report: TensorReport) -> TensorRepor
     if not run.affords(run.coordinates.most_per_element * len(suspects)):
         run.not_covered.append(f"{leaf.name}: elements that differ from its float64 run not probed within the budget")
         return replace(report, status="inconclusive", reason="budget")
-    probed = run.coordinates.probe(np.sort(suspects))
+    probed = run.coordinates.probe(np.sort(suspects), whole=True)
     wrong = probed.take(np.flatnonzero(probed.codes == FAIL))
     if not len(wrong):
         return report
@@ -262,7 +271,7 @@ def _beyond_rounding(run: _Run, leaf: Leaf, report: TensorReport) -> TensorRepor
             f"{leaf.name}: {many} elements differ from the same backward run in float64 by more than rounding; the "
             f"{len(suspects)} that differ most were probed one by one."
         )
-    common = dict(counts=element_counts(probed), kinks=kink_indices(leaf, probed))
+    common = dict(counts=element_counts(probed, leaf), kinks=kink_indices(leaf, probed))
     # Directions test the float64 run of the backward: they cannot confirm a hypothesis about this one.
     located = _located(run, None, leaf, replace(report, status="fail", reason=None), wrong, wrong, common)
     e = wrong.estimates
@@ -274,6 +283,19 @@ def _beyond_rounding(run: _Run, leaf: Leaf, report: TensorReport) -> TensorRepor
     if many > len(suspects):  # not every suspect was probed: the count is of the probed ones
         finding = replace(finding, scope="probed", judged=len(probed), suspects=many)
     return replace(located, finding=finding, difference=relative_difference(analytic, e.numeric))
+
+
+def _swaps_seen_later(run: _Run, tensors: dict[str, TensorReport]) -> None:
+    """A tensor probed whole before a sibling of its shape was has been judged without that
+    sibling's values: once they are known too, it may turn out to hold the sibling's gradient."""
+    probed = run.coordinates.results()
+    for leaf in run.context.user_params.leaves:
+        report = tensors[leaf.name]
+        if report.status != "fail" or report.diagnosis_kind != "formula" or report.analytic is None:
+            continue
+        again = leaf_report(run.context, leaf, probed.within(leaf), [], everything=probed)
+        if again.diagnosis_kind == "swapped":
+            tensors[leaf.name] = replace(again, probes=report.probes)
 
 
 def _escalate(run: _Run, tensors: dict[str, TensorReport]) -> dict[str, float]:
@@ -312,12 +334,12 @@ def _escalate(run: _Run, tensors: dict[str, TensorReport]) -> dict[str, float]:
         )
         if wrong and native_low_precision:
             run.context.notes.append(
-                f"{what}{tried} ({_tally(probed)}, {wrong} disagree). In {leaf.dtype} such disagreements can come "
+                f"{what}{tried} ({_tally(probed, leaf)}, {wrong} disagree). In {leaf.dtype} such disagreements can come "
                 "from kinks that its coarse steps cross, so they decide nothing here: evaluate the loss in float64 "
                 "(shadow=None) to decide."
             )
         elif whole:
-            decided = replace(leaf_report(run.context, leaf, probed, run.not_covered), probes=before.probes)
+            decided = replace(leaf_report(run.context, leaf, probed, run.not_covered, everything=run.coordinates.results()), probes=before.probes)
             run.context.notes.append(f"{what}{tried}: {decided.status}.")
             if decided.status != "inconclusive":
                 exact[leaf.name] = decided.resolution
@@ -326,7 +348,7 @@ def _escalate(run: _Run, tensors: dict[str, TensorReport]) -> dict[str, float]:
             tensors[leaf.name] = _sampled_failure(run, leaf, before, probed)
             run.context.notes.append(f"{what}{tried}: {wrong} are wrong.")
         else:
-            run.context.notes.append(f"{what}{tried} ({_tally(probed)}), which is no verdict on the rest.")
+            run.context.notes.append(f"{what}{tried} ({_tally(probed, leaf)}), which is no verdict on the rest.")
     run.ledger.end_phase("escalation")
     return exact
 
@@ -354,22 +376,29 @@ def _one_by_one(run: _Run, leaf: Leaf, fits: Callable[[int], bool]) -> ElementRe
 def _sampled_failure(run: _Run, leaf: Leaf, before: TensorReport, sampled: ElementResults) -> TensorReport:
     """An undecided tensor whose elements, sampled and probed one by one, include wrong ones."""
     wrong = sampled.take(np.flatnonzero(sampled.codes == FAIL))
-    finding = elements(leaf.shape, wrong.indices - leaf.offset, len(sampled))
+    finding = elements(leaf.tensor_shape, leaf.elements(wrong.indices - leaf.offset), _wrong_of(leaf, sampled)["judged"])
     if len(wrong) >= 2:
         found = _diagnosed(run, leaf, sampled).finding
         if found.scale is not None or found.kind == "rounded":
             finding = replace(found, scope="sampled")
     return replace(
         before, status="fail", reason=None, finding=replace(finding, scope="sampled"),
-        worst=worst_elements(run.context, leaf, sampled, WORST_KEPT), counts=element_counts(sampled),
+        worst=worst_elements(run.context, leaf, sampled, WORST_KEPT), counts=element_counts(sampled, leaf),
         kinks=kink_indices(leaf, sampled), taylor_slope=run.taylor_slope(sampled),
     )  # fmt: skip
 
 
-def _tally(results: ElementResults) -> str:
+def _tally(results: ElementResults, leaf: Leaf) -> str:
     """``"30 pass, 2 at kinks"``: the outcomes of probed elements."""
     words = {"pass": "pass", "kink": "at kinks", "noise": "too noisy", "nonfinite": "non-finite"}
-    return ", ".join(f"{count} {words[outcome]}" for outcome, count in element_counts(results).items() if count and outcome in words)
+    return ", ".join(f"{count} {words[outcome]}" for outcome, count in element_counts(results, leaf).items() if count and outcome in words)
+
+
+def _wrong_of(leaf: Leaf, results: ElementResults) -> dict[str, int]:
+    """How many of the elements `results` probed are wrong, of how many (a complex tensor's
+    elements, not its parts)."""
+    counts = element_counts(results, leaf)
+    return dict(count=counts["fail"], judged=sum(counts.values()))
 
 
 def _names(leaves: list[Leaf], indices: list[int], most: int = 3) -> str:
@@ -426,21 +455,23 @@ def _localized(run: _Run, prober: DirectionalProber, leaf: Leaf, report: TensorR
         # at its most.
         affords=lambda blocks, elements: run.affords(per_probe * blocks + run.coordinates.most_per_element * elements),
     )
-    located = run.coordinates.probe(np.array(found.located, dtype=np.int64))
+    located = run.coordinates.probe(np.array(found.located, dtype=np.int64), whole=True)
     probed = run.coordinates.results()
     inside = (probed.indices >= start) & (probed.indices < stop)
     probed = probed.take(np.flatnonzero(inside))
-    common = dict(counts=element_counts(probed), kinks=kink_indices(leaf, probed))
+    common = dict(counts=element_counts(probed, leaf), kinks=kink_indices(leaf, probed))
 
     if found.widespread:
-        sampled = run.coordinates.probe(np.array(found.sampled, dtype=np.int64))
+        sampled = run.coordinates.probe(np.array(found.sampled, dtype=np.int64), whole=True)
         probed = run.coordinates.results().within(leaf)
         return _throughout(run, prober, leaf, report, sampled, located, probed, common, found.frontier)
     if found.pending:
         a, b = found.pending[0][0], found.pending[-1][1] - 1
+        between = sum(y - x for x, y in found.pending) if not leaf.complex else len(leaf.elements(
+            np.concatenate([np.arange(x, y) for x, y in found.pending]) - leaf.offset))  # fmt: skip
         run.not_covered.append(
             f"{leaf.name}: wrong elements not all named within the budget; the rest lie between "
-            f"{leaf.index(a)} and {leaf.index(b)} ({sum(y - x for x, y in found.pending)} elements)"
+            f"{leaf.index(a)} and {leaf.index(b)} ({between} elements)"
         )
     if len(located):
         return _located(run, prober, leaf, report, located, probed, common)
@@ -449,7 +480,7 @@ def _localized(run: _Run, prober: DirectionalProber, leaf: Leaf, report: TensorR
     if len(probed) == stop - start:
         # Bisection probed every element on its own, which is the exact per-element check: it decides,
         # as "full" would, resolution included (elements too noisy to judge leave it inconclusive).
-        decided = leaf_report(run.context, leaf, probed, run.not_covered)
+        decided = leaf_report(run.context, leaf, probed, run.not_covered, everything=run.coordinates.results())
         run.context.notes.append(
             f"{leaf.name}: a random direction disagreed, and every element was then probed on its own: the "
             f"per-element verdict ({decided.status}) stands."
@@ -492,7 +523,7 @@ def _diagnosed(run: _Run, leaf: Leaf, probed: ElementResults, *, layouts: bool =
     return diagnose(
         leaf.name, leaf.shape, run.context.analytic[probed.indices], e.numeric, e.error, probed.floor, probed.codes,
         run.options.batch_size, positions=probed.indices - leaf.offset,
-        evidence=evidence(run.context, leaf, probed, None) if layouts else None,
+        evidence=evidence(run.context, leaf, probed, None) if layouts else None, pairs=leaf.complex,
     )  # fmt: skip
 
 
@@ -507,7 +538,7 @@ def _region(
     positions = np.unique(np.concatenate([wrong.indices, np.array(ends, dtype=np.int64)])) - leaf.offset
     if len(positions) < 2:
         return None
-    where = locate(leaf.shape, positions)
+    where = locate(leaf.tensor_shape, leaf.elements(positions))
     if not where.startswith("all in"):
         return None
     found = _hypothesis(run, leaf, wrong)
@@ -575,7 +606,7 @@ def _located(
     that two random directions (of `prober`) confirm over the whole tensor, one wrong throughout."""
     if prober is not None and len(probed) == leaf.size:
         # Every element probed on its own: the per-element verdict and diagnosis, as "full" gives them.
-        return replace(leaf_report(run.context, leaf, probed, run.not_covered), probes=report.probes)
+        return replace(leaf_report(run.context, leaf, probed, run.not_covered, everything=run.coordinates.results()), probes=report.probes)
     whole = _hypothesis(run, leaf, probed) if prober is not None else None
     if whole is not None and prober is not None and _confirmed(run, prober, leaf, whole):
         return replace(
@@ -583,15 +614,21 @@ def _located(
             worst=worst_elements(run.context, leaf, probed, WORST_KEPT), taylor_slope=run.taylor_slope(located),
             probes=report.probes + 2, **common,
         )  # fmt: skip
-    finding = replace(elements(leaf.shape, located.indices - leaf.offset, leaf.size), scope="located")
-    if _diagnosed(run, leaf, located).kind == "rounded":
+    wrong_elements = leaf.elements(located.indices - leaf.offset)
+    finding = replace(elements(leaf.tensor_shape, wrong_elements, math.prod(leaf.tensor_shape)), scope="located")
+    shared = _diagnosed(run, leaf, located).finding
+    if shared.kind == "rounded":
         finding = replace(finding, kind="rounded")
-    elif len(located) == 1:
+    elif len(wrong_elements) == 1:
         element = worst_elements(run.context, leaf, located, 1)[0]
         ratio = element.analytic / element.numeric if element.numeric else math.inf
+        if isinstance(ratio, complex):  # a complex element's factor only when it is real
+            ratio = ratio.real if abs(ratio.imag) <= 1e-9 * abs(ratio) else math.inf
         finding = replace(finding, factor=ratio if np.isfinite(ratio) and abs(ratio) < 1e6 else None)
     elif len(located) > leaf.size // 2:  # most elements wrong, and no factor or layout that holds over the tensor
         finding = replace(finding, kind="formula")
+    elif shared.kind in ("factor", "sign", "zeros"):  # the wrong elements share a factor (a scaled or zeroed row)
+        finding = replace(finding, factor=shared.factor, batch_size=shared.batch_size)
     return replace(
         report, finding=finding, worst=worst_elements(run.context, leaf, located, LOCATED_KEPT),
         taylor_slope=run.taylor_slope(located), **common,
@@ -602,7 +639,7 @@ def _throughout(
     run: _Run, prober: DirectionalProber, leaf: Leaf, report: TensorReport, sampled: ElementResults,
     located: ElementResults, probed: ElementResults, common: dict, frontier: tuple[tuple[int, int], ...] = (),
 ) -> TensorReport:  # fmt: skip
-    tally = dict(count=int(np.sum(sampled.codes == FAIL)), judged=len(sampled))
+    tally = _wrong_of(leaf, sampled)
     diagnosis = _hypothesis(run, leaf, probed)
     probes = report.probes
     if diagnosis is not None and _confirmed(run, prober, leaf, diagnosis):
@@ -619,7 +656,10 @@ def _throughout(
     elif (region := _region(run, leaf, probed, frontier)) is not None:
         # The wrong elements found, and the blocks bisection still saw fail, all lie in a few slices.
         where, factor = region
-        finding = Finding("elements", where=where, factor=factor, batch_size=run.options.batch_size, scope="region", **tally)
+        finding = Finding(
+            "elements", **_wrong_of(leaf, probed), where=where, factor=factor,
+            batch_size=run.options.batch_size, scope="region",
+        )
     elif tally["count"] >= 2:
         finding = Finding("formula", scope="throughout", **tally)
     else:

@@ -28,6 +28,7 @@ CHECK_DEFAULTS: dict[str, Any] = {
     "progress": None,
     "confidence": 0.999,
     "probes": None,
+    "points": 1,
 }
 #: How work is spread and shown, never what it finds: left out of `Report.options`.
 NOT_REPORTED = ("method", "strategy", "seed", "executor", "progress")
@@ -47,6 +48,7 @@ class Options:
     progress: bool | None
     confidence: float
     probes: int | None
+    points: int  # the user's point and points - 1 nearby ones (`_points`)
 
 
 def reported_options(options: Options) -> dict[str, Any]:
@@ -95,6 +97,7 @@ def validate_options(
     progress: Any = CHECK_DEFAULTS["progress"],
     confidence: Any = CHECK_DEFAULTS["confidence"],
     probes: Any = CHECK_DEFAULTS["probes"],
+    points: Any = CHECK_DEFAULTS["points"],
 ) -> Options:
     strategy = _choice(strategy, "strategy", STRATEGIES)
     method = _choice(method, "method", ("auto", *METHODS))
@@ -134,6 +137,18 @@ def validate_options(
             f"to choose from `confidence`, got {probes!r}.",
             argument="probes",
         )
+    if probes is not None and strategy == "full":
+        raise InvalidArgument(
+            f"`probes` counts random directions or sampled elements per tensor, which strategy='full' does not use "
+            f"(it probes every element); leave it out, or pick strategy='directional' or 'sample'. Got probes={probes!r}.",
+            argument="probes",
+        )
+    if isinstance(points, bool) or not isinstance(points, int) or points < 1:
+        raise InvalidArgument(
+            f"`points` must be a positive int: 1 checks at your point only, k also at k - 1 random points "
+            f"near it (e.g. points=3); got {points!r}.",
+            argument="points",
+        )
     from ..estimate._executor import require_executor
 
     require_executor(executor)
@@ -150,4 +165,5 @@ def validate_options(
         progress=progress,
         confidence=float(confidence),
         probes=probes,
+        points=points,
     )

@@ -29,6 +29,7 @@ from ..judge._verdict import (
 )
 from ..params._params import Leaf
 from ..report._types import Coverage, Element, Finding, Guarantee, Report, TensorReport
+from ._complex_elements import complex_arrays, complex_elements, element_codes
 from ._context import CheckContext
 from ._options import reported_options
 
@@ -82,6 +83,10 @@ def worst_elements(context: CheckContext, leaf: Leaf, results: ElementResults, k
     """The `keep` elements of `results` with the largest disagreement, worst first, each with the
     error bar it was judged against (the numerical error bar plus the analytic side's floor, as
     `TensorReport.error_bar` holds it for a tensor probed whole)."""
+    if leaf.complex:  # one element per complex number, not per part
+        ranked = complex_elements(context.analytic, leaf, results)
+        order = np.argsort([-gap for gap, _ in ranked], kind="stable")[:keep]
+        return tuple(ranked[i][1] for i in order)
     e = results.estimates
     gap = np.where(np.isfinite(e.numeric), np.abs(context.analytic[results.indices] - e.numeric), np.inf)
     order = np.argsort(-gap, kind="stable")[:keep]
@@ -95,12 +100,15 @@ def worst_elements(context: CheckContext, leaf: Leaf, results: ElementResults, k
     )
 
 
-def element_counts(results: ElementResults) -> dict[str, int]:
-    return {s: int(np.sum(results.codes == k)) for k, s in enumerate(ELEMENT_STATUSES)}
+def element_counts(results: ElementResults, leaf: Leaf | None = None) -> dict[str, int]:
+    """Elements per outcome (a complex `leaf`'s elements, not its parts: `_complex_elements`)."""
+    codes = element_codes(leaf, results)[1] if leaf is not None and leaf.complex else results.codes
+    return {s: int(np.sum(codes == k)) for k, s in enumerate(ELEMENT_STATUSES)}
 
 
 def kink_indices(leaf: Leaf, results: ElementResults) -> tuple[tuple[int, ...], ...]:
-    return tuple(leaf.index(int(i)) for i in results.indices[results.codes == KINK])
+    # dict.fromkeys: a complex element once, though both its parts sit at the kink
+    return tuple(dict.fromkeys(leaf.index(int(i)) for i in results.indices[results.codes == KINK]))
 
 
 def element_tensor_reports(
@@ -121,11 +129,21 @@ def element_tensor_reports(
     # A tensor whose gradient is tiny next to the others' is judged against the gradient's
     # typical size: missing 10% of almost nothing does not make it inconclusive.
     typical = fd.rms(e.numeric) if np.all(np.isfinite(e.numeric)) else fd.rms(analytic)
+    if not complete:  # a tensor is flat as far as its probed elements show
+        flat = {leaf.name for leaf in context.user_params.leaves if _flat(results.within(leaf), typical)}
     return {
         leaf.name: _tensor_report(context, leaf, results.within(leaf), planned[leaf.name], typical, leaf.name in flat,
                                   not_covered, sampled, results)  # fmt: skip
         for leaf in context.user_params.leaves
     }
+
+
+def _flat(mine: ElementResults, typical: float) -> bool:
+    """Whether a tensor's probed elements are zero within their error bars while the gradient as a
+    whole (its typical size `typical`) is not: the loss does not depend on the tensor."""
+    e = mine.estimates
+    with np.errstate(invalid="ignore"):
+        return len(mine) > 0 and bool(np.all(np.abs(e.numeric) <= e.error)) and fd.rms(e.numeric) < typical
 
 
 def evidence(context: CheckContext, leaf: Leaf, mine: ElementResults, everything: ElementResults | None) -> Evidence:
@@ -146,20 +164,21 @@ def evidence(context: CheckContext, leaf: Leaf, mine: ElementResults, everything
 
 
 def leaf_report(
-    context: CheckContext, leaf: Leaf, results: ElementResults, not_covered: list[str], *, sampled: bool = False
+    context: CheckContext, leaf: Leaf, results: ElementResults, not_covered: list[str], *, sampled: bool = False,
+    everything: ElementResults | None = None,
 ) -> TensorReport:
     """One tensor's report from its elements probed one by one: every element (a localization that
     reached them all), judged as `element_tensor_reports` judges a tensor, resolution included; or
-    (`sampled`) a random sample of them, judged as strategy="sample" judges one."""
-    e = results.estimates
+    (`sampled`) a random sample of them, judged as strategy="sample" judges one. `everything`
+    probed so far (other tensors' elements too) tells whether its gradient is another's."""
     # The whole gradient's typical size, as a full check judges every tensor against: the analytic
     # gradient stands in for the numerical one, known here for this tensor only. A tensor whose
     # gradient is zero (a gate at its kink) is then no "zero gradient" that passes at any resolution.
     typical = fd.rms(context.analytic)
-    with np.errstate(invalid="ignore"):
-        flat = bool(np.all(np.abs(e.numeric) <= e.error)) and fd.rms(e.numeric) < typical
     planned = len(results) if sampled else leaf.size
-    return _tensor_report(context, leaf, results, planned, typical, flat, not_covered, sampled)
+    return _tensor_report(
+        context, leaf, results, planned, typical, _flat(results, typical), not_covered, sampled, everything
+    )
 
 
 def _tensor_report(
@@ -168,15 +187,21 @@ def _tensor_report(
 ) -> TensorReport:  # fmt: skip
     probed = len(mine)
     if probed < planned:
-        not_covered.append(f"{leaf.name}: {probed} of {planned} elements checked" if probed else f"{leaf.name}: not checked")
+        # counted in elements: a complex one's two parts are one
+        done, of = (len(leaf.elements(mine.indices - leaf.offset)), planned // 2) if leaf.complex else (probed, planned)
+        not_covered.append(f"{leaf.name}: {done} of {of} elements checked" if probed else f"{leaf.name}: not checked")
     if not probed:
         return TensorReport(
-            name=leaf.name, shape=leaf.shape, status="inconclusive", difference=0.0, resolution=math.inf,
+            name=leaf.name, shape=leaf.tensor_shape, status="inconclusive", difference=0.0, resolution=math.inf,
             reason="budget", probes=0, coverage=0.0,
         )  # fmt: skip
+    judge = context.judge
+    if flat:
+        # Judged on the whole gradient's scale, as `ElementJudge.codes` judges it once every
+        # coordinate is probed (elements probed apart from the rest were judged on their own).
+        mine = judge.as_flat(mine, typical)
     e, codes, floor = mine.estimates, mine.codes, mine.floor
     a, n, err = context.analytic[mine.indices], e.numeric, e.error
-    judge = context.judge
     bound = judge.undetectable(e, codes, floor, mine.indices)
     tensor_resolution = resolution(bound, n, safe_norm(a))
     judged = tensor_resolution if typical == 0 else min(tensor_resolution, resolution(bound, np.full(probed, typical), 0.0))
@@ -195,7 +220,7 @@ def _tensor_report(
             leaf.name, leaf.shape, a, n, err, floor, codes, context.options.batch_size,
             positions=mine.indices - leaf.offset, reason=reason, tensor_resolution=tensor_resolution,
             ragged=leaf.name in judge.ragged_tensors, repeat_spread=context.noise.repeat_spread,
-            evidence=evidence(context, leaf, mine, everything),
+            evidence=evidence(context, leaf, mine, everything), pairs=leaf.complex,
         )  # fmt: skip
     if status == "fail":
         slope = context.taylor_slope(a - n, mine.indices)
@@ -208,24 +233,38 @@ def _tensor_report(
             computed_in = str(np.dtype(context.low_precision.computed_in)) if context.low_precision else str(leaf.dtype)
             diagnosis = only_at_low_precision(diagnosis, computed_in, agrees)
     worst = worst_elements(context, leaf, mine, WORST_KEPT)
+    arrays: tuple[np.ndarray | None, ...] = (None, None, None)  # every element's values, when every one was probed
+    if whole:
+        arrays = complex_arrays(leaf, a, n, err + floor) if leaf.complex else tuple(v.reshape(leaf.shape) for v in (a, n, err + floor))
     return TensorReport(
         name=leaf.name,
-        shape=leaf.shape,
+        shape=leaf.tensor_shape,
         status=status,  # type: ignore[arg-type]
-        difference=relative_difference(a, n),
+        # A flat tensor's two sides are rounding residue: their difference, like its resolution, is
+        # measured on the whole gradient's scale (relative to each other they differ by ~100%).
+        difference=relative_difference(a, n) if not flat else flat_difference(a, n, typical),
         resolution=tensor_resolution,
         finding=diagnosis.finding if diagnosis else None,
         worst=worst if status != "pass" else worst[:1],
         reason=reason,
         kinks=kink_indices(leaf, mine),
-        counts=element_counts(mine),
+        counts=element_counts(mine, leaf),
         taylor_slope=slope,
-        probes=probed if sampled else 0,
+        probes=len(leaf.elements(mine.indices - leaf.offset)) if sampled else 0,
         coverage=probed / leaf.size,
-        analytic=a.reshape(leaf.shape) if whole else None,
-        numeric=n.reshape(leaf.shape) if whole else None,
-        error_bar=(err + floor).reshape(leaf.shape) if whole else None,
+        analytic=arrays[0],
+        numeric=arrays[1],
+        error_bar=arrays[2],
     )
+
+
+def flat_difference(analytic: np.ndarray, numeric: np.ndarray, typical: float) -> float:
+    """The seed's measure with the whole gradient's typical size over as many elements as a floor
+    for its denominator: ``||a - n|| / max(||a|| + ||n||, typical sqrt(len))``."""
+    floor = typical * np.sqrt(len(analytic))
+    with np.errstate(over="ignore", invalid="ignore"):
+        denominator = max(safe_norm(analytic) + safe_norm(numeric), floor)
+        return float(safe_norm(analytic - numeric) / denominator) if denominator > 0 else 0.0
 
 
 def elements_summary(context: CheckContext, results: ElementResults) -> tuple[float, float]:

@@ -34,7 +34,7 @@ def needs_shadow(params: Params) -> bool:
 
 def _lower(params: Params) -> str:
     names = [f"`{leaf.name}`" for leaf in params.leaves if leaf.dtype != np.float64]
-    dtypes = sorted({str(leaf.dtype) for leaf in params.leaves if leaf.dtype != np.float64})
+    dtypes = sorted({str(leaf.tensor_dtype) for leaf in params.leaves if leaf.dtype != np.float64})
     shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
     return f"{shown} ({'/'.join(dtypes)})"
 

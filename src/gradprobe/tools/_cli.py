@@ -1,28 +1,39 @@
 """Command line: `gradprobe demo` and `gradprobe check FILE.py:NAME`.
 
 ``gradprobe check path/to/file.py:NAME`` runs the file (as a script would run, with its folder
-on ``sys.path``), calls ``NAME()`` with no arguments, which must return ``(loss, grad, params)``,
-and checks them. Exit codes: 0 pass, 1 fail, 2 inconclusive, 3 usage or input error. When the
-user's code raises (at import, in ``NAME()`` or in ``loss``/``grad``), the traceback printed is
-the user's, with gradprobe's own frames left out.
+on ``sys.path``), calls ``NAME()`` with no arguments, which must return a problem in one of the
+`FORMS` (numpy's ``(loss, grad, params)``, or a dict naming PyTorch or JAX), and checks it. Exit
+codes: 0 pass, 1 fail, 2 inconclusive, 3 usage or input error. When the user's code raises (at
+import, in ``NAME()`` or in ``loss``/``grad``), the traceback printed is the user's, with
+gradprobe's own frames left out.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import importlib.util
 import os
 import shlex
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
+from .. import __version__
 from ._demo import run_demo
 
 EXIT_CODES = {"pass": 0, "fail": 1, "inconclusive": 2}
 USAGE_ERROR = 3
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # gradprobe/
+
+#: What NAME() may return, and the check each form goes to: numpy's triple, or a dict whose key
+#: names the framework and holds the function, next to the tuple of its inputs.
+DICT_FORMS = "{'torch': fn, 'inputs': (x, ...)} or {'jax': fn, 'args': (x, ...)}"
+FORMS = f"(loss, grad, params), {DICT_FORMS}"
+#: For each framework's key: its name, and the key of the function's inputs (as `check` calls them).
+_FRAMEWORKS = {"torch": ("PyTorch", "inputs"), "jax": ("JAX", "args")}
 
 CHECK_DESCRIPTION = """\
 Check the gradient defined in your own file.
@@ -36,6 +47,14 @@ params (dict keys "W" or "dW"), params the point to check at, e.g.
         return (lambda p: np.sum(np.tanh(p["W"])),
                 lambda p: {"W": 1 - np.tanh(p["W"]) ** 2},
                 params)
+
+For PyTorch, NAME returns {"torch": fn, "inputs": (x, ...)}, checked as
+gp.torch.check(fn, *inputs) (the tensors with requires_grad=True are checked); for JAX,
+{"jax": fn, "args": (x, ...)}, checked as gp.jax.check(fn, *args), e.g.
+
+    def layer():
+        x = torch.randn(8, 3, dtype=torch.float64, requires_grad=True)
+        return {"torch": MyFunction.apply, "inputs": (x,)}
 
 exit status: 0 pass, 1 fail, 2 inconclusive, 3 usage or input error (errors raised by your
 code print your traceback).
@@ -63,6 +82,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="gradprobe",
         description="Check a hand-written gradient against numerical derivatives, and say where and how it is wrong.",
     )
+    parser.add_argument("--version", action="version", version=f"gradprobe {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     demo = commands.add_parser(
         "demo",
@@ -76,7 +96,7 @@ def _parser() -> argparse.ArgumentParser:
     _color_option(demo)
     check = commands.add_parser(
         "check",
-        help="check (loss, grad, params) returned by a function in your file",
+        help="check the (loss, grad, params), PyTorch or JAX problem returned by a function in your file",
         description=CHECK_DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -86,10 +106,50 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--seed", type=int, default=0, help="seed of the random directions (default: 0)")
     check.add_argument("--rtol", type=float, default=None, help="relative error to accept on top of the error bars")
     check.add_argument("--batch-size", type=int, default=None, help="batch size m, to name factors of 1/m")
+    check.add_argument(
+        "--budget",
+        type=_budget,
+        default=None,
+        help="cap on the work: loss evaluations (2000) or a duration (30s, 500ms, 5min, 1h); tensors it leaves "
+        "unchecked are inconclusive (default: no cap)",
+    )
+    check.add_argument(
+        "--confidence",
+        type=_confidence,
+        default=None,
+        help="random directions and samples catch the error size the report guarantees with this probability "
+        "(default: 0.999)",
+    )
     check.add_argument("--json", action="store_true", help="print the report as JSON (report.schema.json) instead")
     check.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report to FILE")
     _color_option(check)
     return parser
+
+
+def _budget(text: str) -> int | str:
+    """``--budget``: digits are a number of loss evaluations, anything else a duration."""
+    from ..strategies._budget import parse_budget
+    from .._errors import GradprobeError
+
+    budget: int | str = int(text) if text.strip().isdigit() else text
+    try:
+        parse_budget(budget)
+    except GradprobeError:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive number of loss evaluations (e.g. 2000) or a duration (e.g. 30s, 500ms, 5min, 1h), "
+            f"got {text!r}"
+        ) from None
+    return budget
+
+
+def _confidence(text: str) -> float:
+    try:
+        confidence = float(text)
+    except ValueError:
+        confidence = float("nan")
+    if not 0 < confidence < 1:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"expected a probability between 0 and 1 (e.g. 0.999), got {text!r}")
+    return confidence
 
 
 def _color_option(parser: argparse.ArgumentParser) -> None:
@@ -114,8 +174,8 @@ def user_traceback(error: BaseException) -> str:
     return "".join(traceback.format_exception(type(error), error, tb))
 
 
-def _load(target: str) -> tuple[Any, Any, Any]:
-    """Run the file and call NAME(); return its (loss, grad, params)."""
+def _load(target: str) -> Any:
+    """Run the file and call NAME(); return what it returned."""
     file, sep, name = target.rpartition(":")
     if not sep or not file or not name:
         raise _InputError(f"TARGET must look like path/to/file.py:NAME, got {target!r}.")
@@ -146,19 +206,52 @@ def _load(target: str) -> tuple[Any, Any, Any]:
         )
         raise _InputError(f"{file} defines no {name!r}; its functions: {', '.join(defined) or 'none'}.")
     if not callable(function):
-        raise _InputError(
-            f"{file}:{name} is a {type(function).__name__}, not a function returning (loss, grad, params)."
-        )
+        raise _InputError(f"{file}:{name} is a {type(function).__name__}, not a function returning {FORMS}.")
     try:
-        result = function()
+        return function()
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as error:
         raise _InputError(f"{file}:{name}() raised {type(error).__name__}.", user_traceback(error)) from None
-    if not isinstance(result, (tuple, list)) or len(result) != 3:
+
+
+def _problem(result: Any, where: str) -> Callable[..., Any]:
+    """What ``NAME()`` returned (`where` names it), as a function of the check's options."""
+    if isinstance(result, (tuple, list)) and len(result) == 3:
+        loss, grad, params = result
+        from ..strategies._check import check
+
+        return lambda **options: check(loss, grad, params, **options)
+    if not isinstance(result, dict):
         got = f"a {type(result).__name__}" + (f" of {len(result)}" if isinstance(result, (tuple, list)) else "")
-        raise _InputError(f"{file}:{name}() must return (loss, grad, params); it returned {got}.")
-    return tuple(result)  # type: ignore[return-value]
+        raise _InputError(f"{where} must return {FORMS}; it returned {got}.")
+    frameworks = [key for key in _FRAMEWORKS if key in result]
+    if len(frameworks) != 1:
+        raise _InputError(
+            f"{where} returned a dict with keys {sorted(map(str, result))}; a problem as a dict is {DICT_FORMS}: "
+            "exactly one of 'torch' and 'jax', holding the function to check."
+        )
+    framework = frameworks[0]
+    label, inputs_key = _FRAMEWORKS[framework]
+    form = f"{{{framework!r}: fn, {inputs_key!r}: (x, ...)}}"
+    unknown = sorted(map(str, set(result) - {framework, inputs_key}))
+    if unknown:
+        raise _InputError(f"{where} returned a dict with unknown keys {unknown}; a {label} problem is {form}.")
+    if inputs_key not in result:
+        raise _InputError(f"{where} returned no {inputs_key!r}; a {label} problem is {form}.")
+    fn, inputs = result[framework], result[inputs_key]
+    if not callable(fn):
+        raise _InputError(f"{where}[{framework!r}] must be the function to check, got a {type(fn).__name__}.")
+    if not isinstance(inputs, (tuple, list)):
+        raise _InputError(
+            f"{where}[{inputs_key!r}] must be a tuple of fn's {inputs_key}, got a {type(inputs).__name__}; "
+            "write (x,) for a single one."
+        )
+    try:
+        module = importlib.import_module(f"gradprobe.{framework}")
+    except ModuleNotFoundError as error:
+        raise _InputError(str(error)) from None
+    return lambda **options: module.check(fn, *inputs, **options)
 
 
 def _reproduce(args: argparse.Namespace, report: Any) -> str:
@@ -168,20 +261,31 @@ def _reproduce(args: argparse.Namespace, report: Any) -> str:
         words += ["--rtol", repr(args.rtol)]
     if args.batch_size is not None:
         words += ["--batch-size", str(args.batch_size)]
+    if args.budget is not None:
+        words += ["--budget", str(args.budget)]
+    if args.confidence is not None:
+        words += ["--confidence", repr(args.confidence)]
     return shlex.join(words)
 
 
 def _run_check(args: argparse.Namespace) -> int:
-    from ..strategies._check import check
     from .._errors import GradprobeError, UserFunctionError
     from ..report._terminal import show
 
+    # Only the options given are passed: each check keeps its own defaults, and a framework check's
+    # `reproduce` names only what was chosen.
+    chosen = {
+        "strategy": None if args.strategy == "auto" else args.strategy,
+        "method": None if args.method == "auto" else args.method,
+        "rtol": args.rtol,
+        "batch_size": args.batch_size,
+        "budget": args.budget,
+        "confidence": args.confidence,
+    }
+    options = {"seed": args.seed, **{name: value for name, value in chosen.items() if value is not None}}
     try:
-        loss, grad, params = _load(args.target)
-        report = check(
-            loss, grad, params, strategy=args.strategy, method=args.method, seed=args.seed,
-            rtol=args.rtol, batch_size=args.batch_size,
-        )  # fmt: skip
+        check = _problem(_load(args.target), f"{args.target}()")
+        report = check(**options)
     except _InputError as error:
         if error.user_traceback:
             sys.stderr.write(error.user_traceback)
