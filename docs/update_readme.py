@@ -1,4 +1,5 @@
-"""Refresh the README's example outputs (quick start, PyTorch, several points, complex parameters, pytest, CLI) with what the current code prints.
+"""Refresh the README's example outputs (quick start, PyTorch, second order, several points, complex parameters,
+pytest, CLI) with what the current code prints.
 
 Run from anywhere: ``python docs/update_readme.py``. Every block it rewrites is real output of
 the code shown next to it, so the README never shows a report gradprobe would not print.
@@ -41,7 +42,8 @@ def _run_example(text: str, heading: str) -> str:
 
 def main() -> int:
     text = README.read_text(encoding="utf-8")
-    for heading in ("## Check your own function", "## PyTorch and JAX", "## Several points", "## Complex parameters"):
+    for heading in ("## Check your own function", "## PyTorch and JAX", "**Second order, forward mode", "## Several points",
+                    "## Complex parameters"):
         text = _replace_block(text, heading, _run_example(text, heading))
 
     with tempfile.TemporaryDirectory() as tmp:

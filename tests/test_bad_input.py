@@ -800,7 +800,7 @@ def _():
 
 @case("loss-returns-complex")
 def _():
-    rejects_before_work(lambda p: square(p) + 1j, double, X, gp.InvalidArgument, "loss", "complex number for real parameters")
+    rejects_before_work(lambda p: square(p) + 1j, double, X, gp.InvalidArgument, "loss", "complex number; a loss must be real")
 
 
 @case("loss-generator-function")

@@ -76,6 +76,7 @@ CASES = {
     "transposed": lambda: judged(M.T, M, M.shape),
     "axes permuted (1, 0, 2)": lambda: judged(K.transpose(1, 0, 2), K, K.shape),
     "reversed along axis 2": lambda: judged(K[..., ::-1], K, K.shape),
+    "reversed along axes (1, 2)": lambda: judged(K[:, ::-1, ::-1], K, K.shape),
     "shifted by 1 along axis 0": lambda: judged(np.roll(K, 1, 0), K, K.shape),
     "6 of 48 wrong (all in row 2, 2.00x)": in_one_row,
     "2 of 20 wrong (elements 3, 7)": lambda: judged(N20 + (np.arange(20) == 3) - 3 * (np.arange(20) == 7), N20),

@@ -47,7 +47,7 @@ CASES = [
     ("loss string", X, good_grad, lambda p: "1.0", gp.InvalidArgument, "loss", "returned str"),
     ("loss NaN", X, good_grad, lambda p: float("nan"), gp.InvalidValue, "loss", "returned nan at the starting point"),
     ("loss inf", X, good_grad, lambda p: np.inf, gp.InvalidValue, "loss", "returned inf at the starting point"),
-    ("loss complex", X, good_grad, lambda p: 1 + 2j, gp.InvalidArgument, "loss", "complex number for real parameters"),
+    ("loss complex", X, good_grad, lambda p: 1 + 2j, gp.InvalidArgument, "loss", "complex number; a loss must be real"),
 ]
 
 

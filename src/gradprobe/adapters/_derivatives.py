@@ -28,6 +28,24 @@ FORWARD_NOTE = (
 )
 
 
+def grad_output_names(count: int, taken: set[str]) -> list[str]:
+    """Report names of the cotangents that a higher order takes as inputs: ``grad_output`` (or
+    ``grad_output0``, ``grad_output1``... for several outputs), clear of the inputs' names.
+
+    Examples
+    --------
+    >>> grad_output_names(1, {"x"}), grad_output_names(2, {"grad_output0"})
+    (['grad_output'], ['grad_output0_', 'grad_output1'])
+    """
+    names = ["grad_output"] if count == 1 else [f"grad_output{i}" for i in range(count)]
+    unique = []
+    for name in names:
+        while name in taken:
+            name += "_"
+        unique.append(name)
+    return unique
+
+
 def require_derivative(order: Any, mode: Any, oracle: str) -> tuple[int, tuple[str, ...]]:
     """`order` as an int in 1..MAX_ORDER and `mode` as the modes to check, or an error naming the
     argument, before any work."""
@@ -102,7 +120,9 @@ def shown(parts: list[tuple[int, str, Report]]) -> Report:
         order, mode, report = max(o for o, _, _ in parts), "both" if len(modes) > 1 else modes.pop(), parts[-1][2]
     else:
         order, mode, report = failing
-    report = replace(report, order=order, mode=mode)
+    # Each point's own report (points=k) is about the same derivative.
+    points = tuple(replace(point, order=order, mode=mode) for point in report.points)
+    report = replace(report, order=order, mode=mode, points=points)
     if len(parts) == 1:
         return report
     labels = ", ".join(_label(o, m) for o, m, _ in parts)
@@ -112,7 +132,10 @@ def shown(parts: list[tuple[int, str, Report]]) -> Report:
         for o, m, r in parts if failing is None or (o, m) != (order, mode)
     )  # fmt: skip
     note = f"checked {labels}; {about}. {others}."
-    return replace(report, nfev=sum(r.nfev for _, _, r in parts), notes=(note, *report.notes))
+    # What the first order's check said of the function (its vector output's cotangent) holds for all.
+    first = [n for n in parts[0][2].notes if n != FORWARD_NOTE] if parts[0][1] == "reverse" else []
+    notes = dict.fromkeys([note, *report.notes, *first])
+    return replace(report, nfev=sum(r.nfev for _, _, r in parts), notes=tuple(notes))
 
 
 def _label(order: int, mode: str) -> str:

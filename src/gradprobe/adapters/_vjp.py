@@ -21,6 +21,7 @@ PyTorch does: for a holomorphic ``f``, ``conj(f'(x)) * v``.
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
@@ -104,6 +105,18 @@ def call_line(head: str, options: dict[str, Any]) -> str:
     plain = {k: v for k, v in options.items() if v is None or isinstance(v, (bool, int, float, str, tuple))}
     plain.setdefault("seed", 0)
     return ", ".join([head, *(f"{k}={v!r}" for k, v in plain.items())]) + ")"
+
+
+def require_known_options(options: dict[str, Any], entry: str, extra: tuple[str, ...] = ()) -> None:
+    """Every keyword in `options` is one `entry` takes (`gradprobe.check`'s options, and `extra`),
+    or an error naming it, before any work (not a TypeError about an inner function)."""
+    known = [name for name in inspect.signature(check).parameters if name not in ("loss", "grad", "params")]
+    for name in options:
+        if name not in known and name not in extra:
+            raise InvalidArgument(
+                f"`{name}` is not an option of {entry}; it takes {', '.join(sorted([*known, *extra]))}.",
+                argument=name,
+            )
 
 
 def refuse_process_pools(options: dict[str, Any], entry: str) -> None:
@@ -197,7 +210,8 @@ def check_vjp(f: Callable[[Any], Any], vjp: Callable[[Any, Any], Any], x: Any, *
     ('x',)
     """
     require_callable(f, "f")
-    require_callable(vjp, "vjp")
+    require_callable(vjp, "vjp", "lambda x, v: ...")
+    require_known_options(options, "gp.check_vjp")
     return _check_vjp(f, vjp, x, options, call_line("gp.check_vjp(f, vjp, x", options))
 
 
@@ -230,7 +244,8 @@ def check_hvp(grad: Callable[[Any], Any], hvp: Callable[[Any, Any], Any], params
     ('x',)
     """
     require_callable(grad, "grad")
-    require_callable(hvp, "hvp")
+    require_callable(hvp, "hvp", "lambda params, v: ...")
+    require_known_options(options, "gp.check_hvp")
     return _check_vjp(grad, hvp, params, options, call_line("gp.check_hvp(grad, hvp, params", options),
                       ("grad", "hvp", "params"), _describe_hvp)  # fmt: skip
 
@@ -329,7 +344,8 @@ def check_jacobian(f: Callable[[Any], Any], jac: Callable[[Any], Any], x: Any, *
     'fail'
     """
     require_callable(f, "f")
-    require_callable(jac, "jac")
+    require_callable(jac, "jac", "lambda x: ...")
+    require_known_options(options, "gp.check_jacobian")
     start = Params(x, argument="x", root="x")
     if len(start.leaves) != 1 or start.leaves[0].path:
         raise InvalidArgument(

@@ -16,7 +16,6 @@ time; otherwise they run one at a time.
 from __future__ import annotations
 
 import contextlib
-import functools
 import inspect
 from dataclasses import replace
 from pathlib import Path
@@ -27,15 +26,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._errors import InvalidArgument, InvalidValue
+from .._errors import InvalidArgument, InvalidValue, UserFunctionError
 from ..estimate._calling import call_user as _call
 from ..estimate._oracle import Oracle
 from ..report._types import Report
 from ..strategies._assert import assert_passes
-from ._derivatives import FORWARD_NOTE, ORDER_STREAM, refuse_own_reference, require_derivative, shown
+from ._derivatives import FORWARD_NOTE, grad_output_names, ORDER_STREAM, refuse_own_reference, require_derivative, shown
 from ..params._complex import conjugate_values
 from ._complex import refuse_complex_derivatives
-from ._vjp import call_line, check_contracted, cotangent_seed, describe_outputs, random_cotangents, refuse_process_pools, require_finite_gradient, without_held
+from ._vjp import call_line, check_contracted, cotangent_seed, describe_outputs, random_cotangents, refuse_process_pools, require_finite_gradient, require_known_options, without_held
 
 __all__ = ["assert_gradients", "check"]
 
@@ -120,6 +119,7 @@ class _Function:
     def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...], argnums: Sequence[int], seed: int) -> None:
         self.fn = fn
         self.args = args
+        self.slot_numbers = list(argnums)
         names = _arg_names(fn, len(args))
         self.treedefs = {}
         self.slots: list[tuple[int, int]] = []  # (argument number, leaf position) of each checked leaf
@@ -219,22 +219,32 @@ class _Function:
 
         return _call(pullback, "fn", where="in its VJP")
 
-    def differentiated(self, seed: int) -> Callable[..., Any]:
-        """``fn`` one order up, ``args -> <w, gradient of <v, fn(args)>>`` over the checked leaves
-        for a fixed random `w`: its gradient is the derivative of fn's VJP. Same signature as fn."""
+    def differentiated(self, seed: int) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+        """``fn`` one order up, ``(args, v) -> <w, gradient of <v, fn(args)>>`` over the checked
+        leaves for a fixed random `w`, and its arguments: fn's, then the cotangents `v` (named
+        ``grad_output``). Its gradient is the derivative of fn's VJP with respect to the checked
+        leaves and to `v`, as gradgradcheck takes it: a VJP that stops the gradient of its
+        incoming cotangent is wrong there."""
         weights = [np.asarray(w) for w in random_cotangents([tuple(leaf.shape) for leaf in self.leaves], seed)]
+        count = len(self.args)
+        names = _arg_names(self.fn, count)
+        outputs = grad_output_names(len(self.cotangents), set(names))
 
-        def contracted(leaves: list[Any]) -> Any:
+        def contracted(leaves: list[Any], cotangents: tuple[Any, ...]) -> Any:
             # The unchecked arguments are fn's own; the checked leaves are the ones `higher` gets.
-            return sum(jnp.vdot(v.astype(y.dtype), y) for v, y in zip(self.cotangents, self._outputs(leaves)))
+            return sum(jnp.vdot(v.astype(y.dtype), y) for v, y in zip(cotangents, self._outputs(leaves)))
 
-        @functools.wraps(self.fn)
-        def higher(*args: Any) -> Any:
+        def higher(*arguments: Any) -> Any:
+            args, cotangents = arguments[:count], arguments[count:]
             leaves = [jax.tree_util.tree_leaves(args[number])[position] for number, position in self.slots]
-            grads = jax.grad(contracted)(leaves)
+            grads = jax.grad(contracted)(leaves, cotangents)
             return sum(jnp.vdot(jnp.asarray(w, dtype=g.dtype), g) for w, g in zip(weights, grads))
 
-        return higher
+        # Named like fn's arguments, then the cotangents (the report's tensor names come from here).
+        higher.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            [inspect.Parameter(name, inspect.Parameter.POSITIONAL_ONLY) for name in [*names, *outputs]]
+        )
+        return higher, (*self.args, *self.cotangents)
 
     def _device_leaves(self, values: dict[str, np.ndarray]) -> list[jax.Array]:
         return [
@@ -466,7 +476,7 @@ class _Function:
         count = host[0].shape[0]
         return [float(sum(np.real(np.vdot(v, y[k])) for v, y in zip(self.cotangents64, host))) for k in range(count)]
 
-    def require_forward_mode(self, argument: str = "oracle") -> None:
+    def require_forward_mode(self, argument: str = "oracle", value: str = "forward") -> None:
         """Fail early, with the fix, when the function has no forward-mode derivative (which
         `argument`, oracle='forward' or mode='forward', needs)."""
         try:
@@ -474,7 +484,7 @@ class _Function:
         except Exception as error:
             fallback = "the default oracle='differences'" if argument == "oracle" else "mode='reverse'"
             raise InvalidArgument(
-                f"`{argument}`='forward' needs forward-mode AD, but `fn` does not support it ({type(error).__name__}: "
+                f"`{argument}`={value!r} needs forward-mode AD, but `fn` does not support it ({type(error).__name__}: "
                 f"{str(error).splitlines()[0] if str(error) else ''}). A jax.custom_vjp function has no JVP: use "
                 f"jax.custom_jvp, or {fallback}.",
                 argument=argument,
@@ -555,6 +565,7 @@ def check(
         raise InvalidArgument(f"`fn` must be callable, got {type(fn).__name__}.", argument="fn")
     if oracle not in ("differences", "forward"):
         raise InvalidArgument(f"`oracle` must be 'differences' or 'forward', got {oracle!r}.", argument="oracle")
+    require_known_options(options, "gp.jax.check", ("order", "mode"))
     refuse_process_pools(options, "gp.jax.check")
     for number, arg in enumerate(args):
         if any(type(leaf).__module__.split(".")[0] == "torch" for leaf in jax.tree_util.tree_leaves(arg)):
@@ -582,18 +593,35 @@ def check(
     if oracle == "forward":
         refuse_own_reference(functions[0].custom_jvp_rules())
     if "forward" in modes:
-        functions[0].require_forward_mode("mode")
+        functions[0].require_forward_mode("mode", mode)
     for k in range(2, order + 1):  # each built first, at the starting point: errors before any check
-        higher = functions[-1].differentiated(cotangent_seed(options) + ORDER_STREAM * k)
-        functions.append(_Function(higher, args, numbers, cotangent_seed(options)))
-    parts = [(k, "reverse", _check_one(f, args, numbers, oracle, options, reproduce)) for k, f in enumerate(functions, 1)
-             if "reverse" in modes]  # fmt: skip
+        higher, arguments = functions[-1].differentiated(cotangent_seed(options) + ORDER_STREAM * k)
+        checked = [*functions[-1].slot_numbers, *range(len(functions[-1].args), len(arguments))]
+        functions.append(_higher_function(higher, arguments, checked, cotangent_seed(options), k))
+    parts = [(k, "reverse", _check_one(f, f.args, f.slot_numbers, oracle, options, reproduce))
+             for k, f in enumerate(functions, 1) if "reverse" in modes]  # fmt: skip
     if "forward" in modes:
         forward = (1, "forward", _check_one(functions[0], args, numbers, oracle, options, reproduce, forward=True))
         # A custom_jvp's VJP is JAX's transpose of the user's jvp rule: where both fail, the rule is
         # what the user wrote, so its own check is the one to show.
         parts = [forward, *parts] if functions[0].custom_jvp_rules() else [*parts, forward]
     return shown(parts)
+
+
+def _higher_function(higher: Callable[..., Any], arguments: tuple[Any, ...], checked: list[int], seed: int, order: int) -> _Function:
+    """The function of order `order` (`_Function.differentiated`), whose own VJP, the derivative of
+    the one below, is tried once here: where JAX cannot differentiate it, say so before any work."""
+    function = _Function(higher, arguments, checked, seed)
+    try:
+        function.vjp(function.leaves)
+    except UserFunctionError as error:
+        raise InvalidArgument(
+            f"`order`={order} needs the derivative of `fn`'s VJP of order {order - 1}, which JAX could not take "
+            f"({error.__cause__ or error}). Check order {order - 1} (`order`={order - 1}), or write that VJP with "
+            "differentiable JAX operations (no pure_callback without a JVP rule).",
+            argument="order",
+        ) from error
+    return function
 
 
 def _check_one(

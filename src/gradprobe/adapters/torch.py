@@ -38,9 +38,9 @@ from ..estimate._calling import call_user as _user_call
 from ..estimate._oracle import Oracle
 from ..report._types import Report
 from ..strategies._assert import assert_passes
-from ._derivatives import FORWARD_NOTE, ORDER_STREAM, against_own_jvp, require_derivative, shown
+from ._derivatives import FORWARD_NOTE, grad_output_names, ORDER_STREAM, against_own_jvp, require_derivative, shown
 from ._complex import refuse_complex_derivatives
-from ._vjp import call_line, check_contracted, cotangent_seed, describe_outputs, random_cotangents, refuse_process_pools, require_finite_gradient, without_held
+from ._vjp import call_line, check_contracted, cotangent_seed, describe_outputs, random_cotangents, refuse_process_pools, require_finite_gradient, require_known_options, without_held
 
 __all__ = ["assert_gradients", "check", "check_module"]
 
@@ -309,6 +309,7 @@ class _Function:
                 argument=argument,
             )
         self.shapes = [tuple(t.shape) for t in start]
+        self.output_dtypes = [t.dtype for t in start]
         self.complex_outputs = [t.is_complex() for t in start]
         cotangents = random_cotangents(self.shapes, seed, self.complex_outputs)
         # Rounded to each output's dtype first, so the contraction and the backward use the same v.
@@ -316,6 +317,11 @@ class _Function:
             torch.as_tensor(v).to(device=t.device, dtype=t.dtype).to(_accumulation_dtype(t.device, t.is_complex()))
             for v, t in zip(cotangents, start)
         ]
+
+    @property
+    def what(self) -> str:
+        """The user's code being evaluated, as the errors name it: `fn`, or a module with its loss."""
+        return "the module or `loss_fn`" if self.argument == "loss_fn" else f"`{self.argument}`"
 
     @contextmanager
     def fixed_rng(self) -> Iterator[None]:
@@ -418,10 +424,10 @@ class _Function:
             )
         return outputs
 
-    def contract(self, tensors: dict[str, torch.Tensor]) -> torch.Tensor:
-        """<v, output> as a 0-d tensor on the output's device."""
+    def contract(self, tensors: dict[str, torch.Tensor], cotangents: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """<v, output> as a 0-d tensor on the output's device (v: the fixed `cotangents`, or those given)."""
         total = None
-        for y, v in zip(self._outputs(tensors), self.cotangents):
+        for y, v in zip(self._outputs(tensors), self.cotangents if cotangents is None else cotangents):
             # Re <v, y>: for a complex output, Re sum(conj(v) y), whose gradient autograd gives (`_vjp`)
             term = torch.sum(torch.real(torch.conj(v) * y.to(v.dtype))) if v.is_complex() else torch.sum(y.to(v.dtype) * v)
             total = term if total is None else total + term.to(total.device)
@@ -518,26 +524,34 @@ class _Function:
     # -- order > 1 ---------------------------------------------------------------------------------
 
     def differentiated(self, seed: int) -> _Function:
-        """The function one order up, ``<w, gradient of this one's contraction>`` for a fixed random
-        `w`: its gradient is the derivative of this function's VJP (the double backward)."""
+        """The function one order up, ``(inputs, v) -> <w, VJP(inputs, v)>`` for a fixed random `w`:
+        its gradient is the derivative of this function's VJP (the double backward) with respect
+        to the inputs and to the cotangent `v` it receives (named ``grad_output``), as
+        gradgradcheck takes it: a backward that detaches its incoming gradient is wrong there."""
         self.require_differentiable_backward()
         like = list(self.like.values())
         weights = [
             torch.as_tensor(w).to(device=t.device, dtype=t.dtype).to(_accumulation_dtype(t.device))
             for w, t in zip(random_cotangents([tuple(t.shape) for t in like], seed), like)
         ]
+        outputs = grad_output_names(len(self.cotangents), set(self.like))
+        seeds = {name: v.detach().to(dtype) for name, v, dtype in zip(outputs, self.cotangents, self.output_dtypes)}
 
         def call(tensors: dict[str, torch.Tensor]) -> torch.Tensor:
-            gradients = self.gradient(tensors, create_graph=True)
+            inputs = {name: tensors[name] for name in self.like}
+            cotangents = [tensors[name].to(v.dtype) for name, v in zip(outputs, self.cotangents)]
+            gradients = self.gradient(inputs, create_graph=True, cotangents=cotangents)
             total = sum((g.to(w.dtype) * w).sum() for g, w in zip(gradients, weights) if g is not None)
             # A backward that builds no graph (detached) gives a constant here: its derivative is 0.
             return total if isinstance(total, torch.Tensor) else torch.zeros((), dtype=weights[0].dtype)
 
-        return _Function(call, self.like, self.argument, self.seed, self.inputs_argument, autograd=True)
+        return _Function(call, {**self.like, **seeds}, self.argument, self.seed, self.inputs_argument, autograd=True)
 
-    def gradient(self, tensors: dict[str, torch.Tensor], *, create_graph: bool = False) -> list[torch.Tensor | None]:
+    def gradient(
+        self, tensors: dict[str, torch.Tensor], *, create_graph: bool = False, cotangents: list[torch.Tensor] | None = None
+    ) -> list[torch.Tensor | None]:
         """Autograd's gradient of the contraction at `tensors` (which require grad), per input."""
-        total = self.contract(tensors)
+        total = self.contract(tensors, cotangents)
         if not total.requires_grad:
             return [None] * len(tensors)
         # An error in a custom backward is the user's function's, not a `grad` they never passed.
@@ -565,7 +579,7 @@ class _Function:
             if not any(_refuses_differentiation(g.grad_fn) for g in grads if g is not None):
                 return
         raise InvalidArgument(
-            f"`order` above 1 needs the derivative of `{self.argument}`'s backward, but a backward in it is marked "
+            f"`order` above 1 needs the derivative of {self.what}'s backward, but a backward in it is marked "
             "@once_differentiable, which autograd cannot differentiate. Write that backward with differentiable torch "
             "operations (without the decorator) to check its second order, or use order=1.",
             argument="order",
@@ -667,7 +681,7 @@ class _Function:
             out_tangent = forward_ad.unpack_dual(self.contract(duals)).tangent
         return 0.0 if out_tangent is None else float(out_tangent.item())
 
-    def require_forward_mode(self, argument: str = "oracle") -> None:
+    def require_forward_mode(self, argument: str = "oracle", value: str = "forward") -> None:
         """Fail early, with the fix, when the function has no forward-mode derivative (which
         `argument`, oracle='forward' or mode='forward', needs)."""
         primals = self.start()
@@ -677,7 +691,7 @@ class _Function:
         except UserFunctionError as error:
             fallback = "the default oracle='differences'" if argument == "oracle" else "mode='reverse'"
             raise InvalidArgument(
-                f"`{argument}`='forward' needs forward-mode AD, but `{self.argument}` does not support it "
+                f"`{argument}`={value!r} needs forward-mode AD, but {self.what} does not support it "
                 f"({error.__cause__ or error}). Give custom autograd.Functions a `jvp` staticmethod "
                 f"(and `setup_context` for vmap batching), or use {fallback}.",
                 argument=argument,
@@ -758,7 +772,7 @@ def _run(
                                  **({"order": order} if order > 1 else {}), **({"mode": mode} if mode != "reverse" else {})})  # fmt: skip
     own_rules = function.custom_jvp_rules() if oracle == "forward" else []
     if "forward" in modes:
-        function.require_forward_mode("mode")
+        function.require_forward_mode("mode", mode)
     functions = [function]
     for k in range(2, order + 1):  # built first: a backward that cannot be differentiated fails before any work
         functions.append(functions[-1].differentiated(seed=cotangent_seed(options) + ORDER_STREAM * k))
@@ -855,6 +869,7 @@ def check(fn: Callable[..., Any], *inputs: Any, oracle: OracleName = "difference
     if not callable(fn):
         raise InvalidArgument(f"`fn` must be callable, got {type(fn).__name__}.", argument="fn")
     _require_oracle_name(oracle)
+    require_known_options(options, "gp.torch.check", ("order", "mode"))
     require_derivative(options.get("order", 1), options.get("mode", "reverse"), oracle)
     refuse_process_pools(options, "gp.torch.check")
     names = _input_names(fn, len(inputs))
@@ -991,6 +1006,7 @@ def check_module(
     if not callable(loss_fn):
         raise InvalidArgument(f"`loss_fn` must be callable, got {type(loss_fn).__name__}.", argument="loss_fn")
     _require_oracle_name(oracle)
+    require_known_options(options, "gp.torch.check_module", ("order", "mode"))
     require_derivative(options.get("order", 1), options.get("mode", "reverse"), oracle)
     refuse_process_pools(options, "gp.torch.check_module")
     trainable = {name: p for name, p in module.named_parameters() if p.requires_grad}

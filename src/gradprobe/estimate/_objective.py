@@ -91,11 +91,10 @@ class LinePoints(Sequence[Point]):
         return block, self.values(k, out=self._buffer[: block.stop - block.start])
 
 
-def require_callable(function: Any, argument: str) -> None:
+def require_callable(function: Any, argument: str, example: str = "lambda params: ...") -> None:
     if not callable(function):
         raise InvalidArgument(
-            f"`{argument}` must be callable, got {type(function).__name__}; pass a function "
-            f"such as `lambda params: ...`.",
+            f"`{argument}` must be callable, got {type(function).__name__}; pass a function such as `{example}`.",
             argument=argument,
         )
 
@@ -144,7 +143,8 @@ def to_scalar(value: Any, argument: str, *, allow_complex: bool = False) -> comp
         if allow_complex:
             return complex(number)
         raise InvalidArgument(
-            f"`{argument}` returned a complex number for real parameters; return a real loss.",
+            f"`{argument}` returned a complex number; a loss must be real (for complex values, return e.g. "
+            "`np.abs(z)**2` or the real part).",
             argument=argument,
         )
     return float(number)

@@ -85,6 +85,7 @@ def diagnose(
     repeat_spread: float = 0.0,
     evidence: Evidence | None = None,
     pairs: bool = False,
+    dtype: np.dtype | None = None,
 ) -> Diagnosis:
     """Name the shape of a failure from a tensor's flat values and per-element outcome codes.
 
@@ -105,6 +106,8 @@ def diagnose(
         tensor's gradient): the whole tensor's analytic gradient and where the given values lie in it.
     pairs : the tensor is complex, held as (real, imaginary) parts along the last axis of `shape`
         (`params._complex`): the values are its parts, what is said is about its elements.
+    dtype : the tensor's own dtype (its parts' for a complex one); "rounded to float32" is said only
+        of a tensor finer than float32 (float64 when not given).
 
     Examples
     --------
@@ -136,7 +139,10 @@ def diagnose(
         return found("zeros", factor=0.0)
     if np.any(analytic) and np.any(usable) and not np.any(np.abs(numeric[usable]) > tolerance[usable]):
         return found("should_be_zero", None if evidence is None else (lambda positions: np.zeros(len(positions))))
-    if _rounded_to_float32(analytic[wrong], numeric[wrong], error[wrong]):
+    # "Rounded to float32" speaks of a tensor finer than float32 (float64 by default); a float32
+    # tensor's gradient is float32 by right.
+    finer = dtype is None or np.finfo(dtype).eps < np.finfo(np.float32).eps
+    if finer and _rounded_to_float32(analytic[wrong], numeric[wrong], error[wrong]):
         return found("rounded")
     if pairs and _conjugated(analytic[usable], numeric[usable], tolerance[usable], positions[usable]):
         implied = None if evidence is None else (lambda positions: evidence.analytic[positions] * _conjugation(positions))
@@ -156,11 +162,13 @@ def diagnose(
             # The implied value comes from another element's analytic side: its rounding counts twice.
             if fits(layout.implied(evidence.analytic, evidence.positions), numeric, 2 * tolerance, wrong):
                 implied = lambda positions, layout=layout: layout.implied(evidence.analytic, positions, wrap=True)  # noqa: E731
-                axes = layout.order[: len(grid.shape)] if layout.order is not None else None
+                axes = layout.order[: len(grid.shape)] if layout.order is not None else layout.flips or None
                 return found(layout.kind, implied, axes=axes, axis=layout.axis, shift=layout.shift or None)
     flat_wrong = np.flatnonzero(wrong)
-    # The wrong elements' own factor, if they share one (a slice scaled, zeroed or flipped).
-    subset = _constant_ratio(analytic[flat_wrong], numeric[flat_wrong], error[flat_wrong], floor[flat_wrong])
+    # The wrong elements' own factor, if they share one (a slice scaled, zeroed or flipped); of a
+    # complex element, both its parts (its real part may be right, its imaginary part not).
+    whole = np.flatnonzero(np.isin(grid.elements(positions), grid.elements(positions[flat_wrong]))) if pairs else flat_wrong
+    subset = _constant_ratio(analytic[whole], numeric[whole], error[whole], floor[whole])
     has_factor = subset is not None and abs(subset - 1) > EXACT
     facts = elements(grid.shape, grid.elements(positions[flat_wrong]), judged, factor=subset if has_factor else None,
                      batch_size=batch_size)  # fmt: skip
@@ -269,6 +277,21 @@ def _element(index: tuple[int, ...]) -> str:
     return str(index[0]) if len(index) == 1 else str(tuple(int(i) for i in index))
 
 
+def lines_holding(shape: tuple[int, ...], flat: np.ndarray) -> tuple[int, np.ndarray] | None:
+    """(axis, indices along it): the few lines of one axis (rows, columns, N-D slices) that hold
+    every given element, or a run of them (rows 0-3 of 8: a slice bound off); None if none."""
+    if len(shape) < 2 or not len(flat):
+        return None
+    indices = np.stack(np.unravel_index(flat, shape), axis=1)
+    best = None
+    for axis, length in enumerate(shape):
+        lines = np.unique(indices[:, axis])
+        run = len(lines) > LINES and int(lines[-1] - lines[0]) + 1 == len(lines)
+        if len(lines) < length and (len(lines) <= LINES or run) and (best is None or len(lines) < len(best[1])):
+            best = (axis, lines)
+    return best
+
+
 def locate(shape: tuple[int, ...], flat: np.ndarray) -> str:
     """Where the given elements (flat positions) are: "all in row 2", "all in columns 0, 3", "elements 1, 4", ""."""
     if not len(shape) or not len(flat):
@@ -279,26 +302,23 @@ def locate(shape: tuple[int, ...], flat: np.ndarray) -> str:
         if len(flat) <= NAMED:
             return ("element " if len(flat) == 1 else "elements ") + ", ".join(named)
         return ""
-    best = None
-    for axis, length in enumerate(shape):
-        lines = np.unique(indices[:, axis])
-        # A few lines, or a run of them (rows 0-3 of 8: a slice bound off).
-        run = len(lines) > LINES and int(lines[-1] - lines[0]) + 1 == len(lines)
-        if len(lines) < length and (len(lines) <= LINES or run) and (best is None or len(lines) < len(best[1])):
-            best = (axis, lines)
+    best = lines_holding(shape, flat)
     if best is not None:
-        axis, lines = best
-        run = len(lines) > LINES
-        numbers = f"{int(lines[0])}-{int(lines[-1])}" if run else ", ".join(str(int(i)) for i in lines)
-        plural = "s" if len(lines) > 1 else ""
-        if len(shape) == 2:
-            return f"all in {('row', 'column')[axis]}{plural} {numbers}"
-        slots = [":"] * len(shape)
-        slots[axis] = f"{int(lines[0])}:{int(lines[-1]) + 1}" if run else numbers if len(lines) == 1 else "{" + numbers + "}"
-        return f"all in [{', '.join(slots)}]"
+        return lines_text(shape, *best)
     if len(flat) <= NAMED:
         return "elements " + ", ".join(named)
     return ""
+
+
+def lines_text(shape: tuple[int, ...], axis: int, lines: np.ndarray) -> str:
+    """"all in row 2", "all in columns 0-3", "all in [:, {1, 4}, :]": the `lines` of `axis`."""
+    run = len(lines) > LINES
+    numbers = f"{int(lines[0])}-{int(lines[-1])}" if run else ", ".join(str(int(i)) for i in lines)
+    if len(shape) == 2:
+        return f"all in {('row', 'column')[axis]}{'s' if len(lines) > 1 else ''} {numbers}"
+    slots = [":"] * len(shape)
+    slots[axis] = f"{int(lines[0])}:{int(lines[-1]) + 1}" if run else numbers if len(lines) == 1 else "{" + numbers + "}"
+    return f"all in [{', '.join(slots)}]"
 
 
 def only_at_low_precision(diagnosis: Diagnosis, dtype: str, precise_agrees: bool) -> Diagnosis:

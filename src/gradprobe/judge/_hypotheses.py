@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from itertools import permutations
+from itertools import combinations, permutations
 
 import numpy as np
 
@@ -24,14 +24,15 @@ MAX_PERMUTED_AXES = 4
 
 @dataclass(frozen=True)
 class Layout:
-    """One rearrangement of a tensor of `shape`: `order`, `axis` and `shift` say which (`implied`
-    applies it)."""
+    """One rearrangement of a tensor of `shape`: `order`, `axis` (or `flips`, several axes
+    reversed at once) and `shift` say which (`implied` applies it)."""
 
     kind: str  # "transposed", "permuted", "reversed" or "shifted"
     shape: tuple[int, ...]
     order: tuple[int, ...] | None = None
     axis: int | None = None
     shift: int = 0
+    flips: tuple[int, ...] = ()
 
     def implied(self, analytic: np.ndarray, positions: np.ndarray, *, wrap: bool = False) -> np.ndarray:
         """The true gradient this layout implies at the flat `positions`, from the tensor's flat
@@ -48,7 +49,8 @@ class Layout:
             valid = wrap | ((moved >= 0) & (moved < self.shape[self.axis]))
             index[self.axis] = moved % self.shape[self.axis]
         else:
-            index[self.axis] = self.shape[self.axis] - 1 - index[self.axis]
+            for axis in self.flips or (self.axis,):
+                index[axis] = self.shape[axis] - 1 - index[axis]
         values = np.asarray(analytic, dtype=float)[np.ravel_multi_index(index, self.shape)]
         return np.where(valid, values, np.nan)
 
@@ -61,7 +63,7 @@ def layouts(shape: tuple[int, ...], *, pairs: bool = False) -> Iterator[Layout]:
         n = len(shape) - 1
         for layout in layouts(shape[:-1]):
             order = None if layout.order is None else (*layout.order, n)
-            yield Layout(layout.kind, shape, order=order, axis=layout.axis, shift=layout.shift)
+            yield Layout(layout.kind, shape, order=order, axis=layout.axis, shift=layout.shift, flips=layout.flips)
         return
     if 2 <= len(shape) <= MAX_PERMUTED_AXES:
         for order in permutations(range(len(shape))):
@@ -70,6 +72,9 @@ def layouts(shape: tuple[int, ...], *, pairs: bool = False) -> Iterator[Layout]:
     for axis, length in enumerate(shape):
         if length >= 2:
             yield Layout("reversed", shape, axis=axis)
+    # Two axes at once: a conv kernel rotated by 180 degrees (flipped along both spatial axes).
+    for flips in combinations([axis for axis, length in enumerate(shape) if length >= 2], 2):
+        yield Layout("reversed", shape, flips=flips)
     for axis, length in enumerate(shape):
         if length >= 3:  # along two elements a shift is a reversal
             yield Layout("shifted", shape, axis=axis, shift=1)

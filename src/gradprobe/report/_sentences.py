@@ -47,9 +47,11 @@ def hint(f: Finding, name: str) -> str:
         )
     if f.scope == "sampled":
         if f.kind == "elements":
+            said = {"sign flipped": "with the wrong sign", "zero": "zero"}.get(factor := _subset_factor(f), factor)
+            which = f", all {said}" if factor else ""
             return (
-                f"{name} is wrong at {f.count} of {f.judged} elements drawn at random (the others were not probed one "
-                "by one): compare its formula with the numerical values at the elements listed."
+                f"{name} is wrong at {f.count} of {f.judged} elements drawn at random{which} (the others were not "
+                "probed one by one): compare its formula with the numerical values at the elements listed."
             )
         return f"at the elements sampled, {_hint(f, name)}"
     if f.scope == "region":
@@ -81,10 +83,10 @@ def _scoped_summary(f: Finding) -> str:
         if f.kind == "formula":
             return f"wrong throughout ({tally})"
         if f.kind == "elements":  # bisection found wrong blocks in too many places to follow
-            return f"wrong in many places ({tally})"
+            return f"wrong in more places than bisection follows ({tally})"
         return f"{_summary(f)} throughout ({'; '.join(part for part in (tally, CONFIRMED) if part)})"
     if f.scope == "sampled":
-        return tally if f.kind == "elements" else f"{_summary(f)} at the sampled elements ({tally})"
+        return tally + _paren(_subset_factor(f)) if f.kind == "elements" else f"{_summary(f)} at the sampled elements ({tally})"
     if f.scope == "region":  # of every element probed one by one: bisection's and the sample's
         return f"wrong elements {f.where}{_factor_clause(f)} ({f.count} of {f.judged} probed wrong)"
     if f.scope == "located":
@@ -111,7 +113,7 @@ def _summary(f: Finding) -> str:
     if f.kind == "permuted":
         return f"axes permuted {f.axes}"
     if f.kind == "reversed":
-        return f"reversed along axis {f.axis}"
+        return f"reversed along axis {f.axis}" if f.axes is None else f"reversed along axes {f.axes}"
     if f.kind == "shifted":
         return f"shifted by {f.shift} along axis {f.axis}"
     if f.kind == "loss_nonfinite":
@@ -188,6 +190,11 @@ def _hint(f: Finding, name: str) -> str:
             "between the one-sided slopes is valid, so an error there up to half their jump could hide: check at a "
             "random point instead."
         )
+    if f.kind == "not_localized" and f.scope == "budget":
+        return (
+            f"{name}'s gradient disagrees along random directions, and the budget ran out before bisection reached "
+            "single elements: raise `budget` (or leave it out) to have the wrong elements named."
+        )
     if f.kind == "noise" and not f.count:
         return (
             f"every element of {name} agrees within its error bar, but together the error bars could hide more "
@@ -195,7 +202,8 @@ def _hint(f: Finding, name: str) -> str:
         )
     layout = _LAYOUT_HINTS.get(f.kind)
     if layout is not None:
-        return f"{name} is the numerical gradient {layout.format(f=f)}"
+        along = f"axis {f.axis}" if f.axes is None else f"axes {f.axes}"
+        return f"{name} is the numerical gradient {layout.format(f=f, along=along)}"
     return _HINTS[f.kind].format(name=name, f=f)
 
 
@@ -203,7 +211,7 @@ _LAYOUT_HINTS = {
     "transposed": "transposed: swap the operands (e.g. X.T @ dZ for dZ @ X.T).",
     "permuted": "with its axes in the order {f.axes}: look for a transpose, permute or reshape of the wrong axes.",
     "reversed": (
-        "reversed along axis {f.axis}: a correlation where a convolution is meant (or the reverse), or a kernel "
+        "reversed along {along}: a correlation where a convolution is meant (or the reverse), or a kernel "
         "that is not flipped back."
     ),
     "shifted": (

@@ -158,7 +158,8 @@ class Finding:
     factor : analytic / numerical: constant across the tensor ("factor", "sign"; 0.0 for "zeros"),
         or shared by the wrong elements ("elements"), or the one wrong element's; else None.
     batch_size : the m of "1/m" (the check's ``batch_size``).
-    axes : ("permuted", "transposed") the order with ``analytic == numeric.transpose(axes)``.
+    axes : ("permuted", "transposed") the order with ``analytic == numeric.transpose(axes)``;
+        ("reversed") the two axes reversed at once, when it is not one `axis`.
     axis, shift : ("reversed", "shifted") the axis, and the shift along it (``np.roll``'s sense).
     other : ("swapped") the tensor whose numerical gradient this one's gradient is.
     dtype : the low precision the finding holds in only (the same backward in float64 agrees).

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..estimate import _differences as fd
-from ..judge._diagnosis import Diagnosis, diagnose, elements, locate
+from ..judge._diagnosis import Diagnosis, diagnose, elements, lines_holding, lines_text
 from ..judge._elements import ElementResults
 from ..judge._guarantee import resolution_at
 from ..judge._verdict import FAIL, PASS, UNRESOLVED, relative_difference
@@ -184,6 +184,11 @@ def run_directional(context: CheckContext, ignored: tuple[str, ...]) -> Report:
             # it is stated on that size, as strategy="full" states it. Its thresholds in the same unit.
             thresholds[leaf.name] = tuple(t * judged / tensor_resolution for t in conclusive)
             flat_scale, tensor_resolution = judged / tensor_resolution, judged
+            context.notes.append(
+                f"{leaf.name}: its gradient is far below the whole gradient's typical size (the loss hardly depends on "
+                "it), so its resolution and the guarantee for it are relative to that typical size over as many "
+                "elements, not to its own norm."
+            )
         if i in cut:
             run.not_covered.append(
                 f"{leaf.name}: not checked" if not usable else f"{leaf.name}: fewer random directions than planned"
@@ -523,7 +528,7 @@ def _diagnosed(run: _Run, leaf: Leaf, probed: ElementResults, *, layouts: bool =
     return diagnose(
         leaf.name, leaf.shape, run.context.analytic[probed.indices], e.numeric, e.error, probed.floor, probed.codes,
         run.options.batch_size, positions=probed.indices - leaf.offset,
-        evidence=evidence(run.context, leaf, probed, None) if layouts else None, pairs=leaf.complex,
+        evidence=evidence(run.context, leaf, probed, None) if layouts else None, pairs=leaf.complex, dtype=leaf.dtype,
     )  # fmt: skip
 
 
@@ -531,18 +536,22 @@ def _region(
     run: _Run, leaf: Leaf, probed: ElementResults, frontier: tuple[tuple[int, int], ...]
 ) -> tuple[str, float | None] | None:
     """("all in row 2", 2.0): the few slices of the tensor that hold the wrong elements probed one
-    by one and the blocks bisection still saw fail (the first and last element of each), and the
-    wrong elements' common factor if they share one; None when they are not a few slices."""
+    by one, where every block bisection still saw fail reaches too (it holds a wrong element
+    somewhere), and the wrong elements' common factor if they share one; None otherwise."""
     wrong = probed.take(np.flatnonzero(probed.codes == FAIL))
-    ends = [position for a, b in frontier for position in (a, b - 1)]
-    positions = np.unique(np.concatenate([wrong.indices, np.array(ends, dtype=np.int64)])) - leaf.offset
-    if len(positions) < 2:
+    positions = np.unique(leaf.elements(wrong.indices - leaf.offset))
+    found = lines_holding(leaf.tensor_shape, positions) if len(positions) >= 2 else None
+    if found is None:
         return None
-    where = locate(leaf.tensor_shape, leaf.elements(positions))
-    if not where.startswith("all in"):
+    axis, lines = found
+    if len(lines) > leaf.tensor_shape[axis] // 2:  # most of an axis is no region (a few samples in 4 of 5 columns)
         return None
+    for a, b in frontier:  # a failing block that misses every line may hold wrong elements elsewhere
+        block = np.unique(leaf.elements(np.arange(a, b) - leaf.offset))
+        if not np.isin(np.unravel_index(block, leaf.tensor_shape)[axis], lines).any():
+            return None
     found = _hypothesis(run, leaf, wrong)
-    return where, found.scale if found is not None else None
+    return lines_text(leaf.tensor_shape, axis, lines), found.scale if found is not None else None
 
 
 def _hypothesis(run: _Run, leaf: Leaf, probed: ElementResults) -> Diagnosis | None:
@@ -660,6 +669,11 @@ def _throughout(
             "elements", **_wrong_of(leaf, probed), where=where, factor=factor,
             batch_size=run.options.batch_size, scope="region",
         )
+    elif tally["count"] >= 2 and tally["count"] < tally["judged"]:
+        # Some sampled elements right, some wrong: said of the sample, with the wrong ones' factor.
+        shared = _diagnosed(run, leaf, sampled.take(np.flatnonzero(sampled.codes == FAIL))).finding
+        factor = shared.factor if shared.kind in ("factor", "sign", "zeros") else None
+        finding = Finding("elements", scope="sampled", factor=factor, batch_size=run.options.batch_size, **tally)
     elif tally["count"] >= 2:
         finding = Finding("formula", scope="throughout", **tally)
     else:

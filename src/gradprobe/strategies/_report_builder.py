@@ -80,16 +80,17 @@ class Ledger:
 
 
 def worst_elements(context: CheckContext, leaf: Leaf, results: ElementResults, keep: int) -> tuple[Element, ...]:
-    """The `keep` elements of `results` with the largest disagreement, worst first, each with the
-    error bar it was judged against (the numerical error bar plus the analytic side's floor, as
-    `TensorReport.error_bar` holds it for a tensor probed whole)."""
+    """The `keep` elements of `results` with the largest disagreement, worst first, the wrong ones
+    (code FAIL) before the rest (an element at a kink can disagree more and still be right), each
+    with the error bar it was judged against (the numerical error bar plus the analytic side's
+    floor, as `TensorReport.error_bar` holds it for a tensor probed whole)."""
     if leaf.complex:  # one element per complex number, not per part
         ranked = complex_elements(context.analytic, leaf, results)
         order = np.argsort([-gap for gap, _ in ranked], kind="stable")[:keep]
         return tuple(ranked[i][1] for i in order)
     e = results.estimates
     gap = np.where(np.isfinite(e.numeric), np.abs(context.analytic[results.indices] - e.numeric), np.inf)
-    order = np.argsort(-gap, kind="stable")[:keep]
+    order = np.lexsort((-gap, results.codes != FAIL))[:keep]
     bars = e.error + results.floor
     return tuple(
         Element(
@@ -220,7 +221,7 @@ def _tensor_report(
             leaf.name, leaf.shape, a, n, err, floor, codes, context.options.batch_size,
             positions=mine.indices - leaf.offset, reason=reason, tensor_resolution=tensor_resolution,
             ragged=leaf.name in judge.ragged_tensors, repeat_spread=context.noise.repeat_spread,
-            evidence=evidence(context, leaf, mine, everything), pairs=leaf.complex,
+            evidence=evidence(context, leaf, mine, everything), pairs=leaf.complex, dtype=leaf.dtype,
         )  # fmt: skip
     if status == "fail":
         slope = context.taylor_slope(a - n, mine.indices)

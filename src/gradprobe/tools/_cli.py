@@ -223,7 +223,8 @@ def _problem(result: Any, where: str) -> Callable[..., Any]:
 
         return lambda **options: check(loss, grad, params, **options)
     if not isinstance(result, dict):
-        got = f"a {type(result).__name__}" + (f" of {len(result)}" if isinstance(result, (tuple, list)) else "")
+        kind = type(result).__name__
+        got = f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}" + (f" of {len(result)}" if isinstance(result, (tuple, list)) else "")
         raise _InputError(f"{where} must return {FORMS}; it returned {got}.")
     frameworks = [key for key in _FRAMEWORKS if key in result]
     if len(frameworks) != 1:

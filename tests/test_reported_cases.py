@@ -1,0 +1,205 @@
+"""Cases that users' checks of the diagnosis and of the beyond-first-order features found false or
+untrue, each pinned with what it once said."""
+
+import numpy as np
+import pytest
+
+import gradprobe as gp
+from gradprobe.report._sentences import factor_summary
+
+RNG = np.random.default_rng(0)
+X, T = RNG.standard_normal((32, 3)), RNG.standard_normal((32, 40))
+CENTERED = {"W": RNG.standard_normal((40, 3)), "b": 0.1 * RNG.standard_normal(40)}
+
+
+def centered_loss(p):  # a bias before centering over the batch: its true gradient is exactly zero
+    z = X @ p["W"].T + p["b"]
+    return 0.5 * np.sum((np.tanh(z - z.mean(0)) - T) ** 2) / 32
+
+
+def centered_grad(p, row_factor=1.0):
+    z = X @ p["W"].T + p["b"]
+    t = np.tanh(z - z.mean(0))
+    dv = (t - T) * (1 - t * t) / 32
+    dz = dv - dv.mean(0)
+    W = dz.T @ X
+    W[3] *= row_factor
+    return {"W": W, "b": dz.sum(0)}
+
+
+@pytest.mark.parametrize("strategy", ["full", "sample", "directional"])
+def test_a_bias_the_loss_does_not_depend_on_passes_with_a_meaningful_resolution(strategy):
+    # Once: sample FAILed it "should be zero (1 of 32 probed wrong)"; directional PASSed "to within 3.8e+08".
+    report = gp.check(centered_loss, centered_grad, CENTERED, strategy=strategy)
+    b = report.tensors["b"]
+    assert report.status == "pass" and b.resolution < 1e-3 and b.difference < 1e-6, report
+    # With a real bug elsewhere (escalation probes b one by one), b still passes.
+    buggy = gp.check(centered_loss, lambda p: centered_grad(p, 2.0), CENTERED, strategy=strategy)
+    assert buggy.failing == ("W",), buggy
+
+
+def test_a_factor_is_a_fraction_only_with_small_parts():
+    # Once "460.5x (= 3223/7)" and "a stray 3223/7".
+    assert factor_summary(460.4605, None) == "460.46x" and factor_summary(37.3, None) == "37.30x"
+    assert factor_summary(0.125, None) == "0.125x (= 1/8)" and factor_summary(16.0, None) == "16.00x"
+
+
+def test_half_the_rows_doubled_is_said_of_the_sample_not_throughout():
+    # Once "wrong throughout (7 of 16 sampled elements wrong)", "no constant factor".
+    rng = np.random.default_rng(0)
+    A, B = rng.standard_normal((16, 5)), rng.standard_normal((16, 201))
+
+    def loss(p):
+        return 0.5 * np.sum((np.tanh(A @ p["W"].T) - B) ** 2)
+
+    def grad(p):
+        t = np.tanh(A @ p["W"].T)
+        g = ((t - B) * (1 - t * t)).T @ A
+        return {"W": np.concatenate([2 * g[:100], g[100:]])}
+
+    W = gp.check(loss, grad, {"W": rng.standard_normal((201, 5))}, strategy="directional").tensors["W"]
+    assert W.status == "fail" and "throughout" not in W.diagnosis and "(2.00x)" in W.diagnosis, W.diagnosis
+    assert W.finding.scope == "sampled" and W.finding.count < W.finding.judged and "all 2.00x" in W.hint
+
+
+def test_a_budget_cut_says_the_budget_ran_out():
+    # Once "no single element stands out: the errors are small and spread" about 20 doubled elements.
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal(2000)
+    wrong = rng.choice(2000, 20, replace=False)
+
+    def grad(p):
+        g = np.cos(p) * a
+        g[wrong] *= 2
+        return g
+
+    report = gp.check(lambda p: float(np.sum(np.sin(p) * a)), grad, rng.standard_normal(2000), budget=150)
+    tensor = report.tensors["params"]
+    assert tensor.status == "fail" and tensor.diagnosis == "wrong; not localized within the budget", report
+    assert "budget ran out" in tensor.hint and "small and spread" not in tensor.hint, tensor.hint
+
+
+def test_swapped_gradients_of_small_tensors_are_named_under_directional():
+    # Once "4 of 4 wrong ... recheck its formula": the sibling was probed after the tensor was judged.
+    rng = np.random.default_rng(0)
+    A, B = rng.standard_normal((16, 4)), rng.standard_normal((16, 4))
+    params = {"gamma": 1 + 0.1 * rng.standard_normal(4), "beta": 0.1 * rng.standard_normal(4)}
+
+    def loss(p):
+        return 0.5 * np.sum((np.tanh(A * p["gamma"] + p["beta"]) - B) ** 2)
+
+    def grad(p):
+        t = np.tanh(A * p["gamma"] + p["beta"])
+        d = (t - B) * (1 - t * t)
+        return {"gamma": d.sum(0), "beta": (d * A).sum(0)}
+
+    report = gp.check(loss, grad, params, strategy="directional")
+    assert [t.diagnosis for t in report.tensors.values()] == ["the gradient of beta", "the gradient of gamma"]
+
+
+def test_a_float32_tensor_is_never_rounded_to_float32():
+    # Once "rounded to float32 ... Compute it in float64" about float32 parameters.
+    from gradprobe.judge._diagnosis import diagnose
+
+    n = np.array([1.0, 2.0, 3.0]) + 1e-7
+    a = n.astype(np.float32).astype(np.float64)
+    bars, fail = np.full(3, 1e-12), np.ones(3, dtype=np.int8)
+    assert diagnose("w", (3,), a, n, bars, bars, fail).kind == "rounded"  # a float64 tensor's
+    assert diagnose("w", (3,), a, n, bars, bars, fail, dtype=np.float32).kind != "rounded"
+
+
+def test_the_worst_elements_of_a_failing_tensor_are_wrong_ones_first():
+    # Once an element at a kink (8x its numerical value) was listed first under "exactly 2.00x".
+    x = np.array([0.0, 0.5, -1.0, 2.0, -0.3])
+    report = gp.check(lambda p: float(np.sum(np.abs(p) * 3 + p**2)), lambda p: 2 * (3 * np.sign(p) + 2 * p), x)
+    tensor = report.tensors["params"]
+    assert tensor.status == "fail" and tensor.worst[0].index != (0,), tensor
+
+
+def test_unknown_options_name_themselves_and_the_entry_point():
+    # Once "TypeError: check() got an unexpected keyword argument 'order'".
+    with pytest.raises(gp.InvalidArgument, match="`order` is not an option of gp.check_vjp") as error:
+        gp.check_vjp(lambda x: x**2, lambda x, v: 2 * x * v, np.ones(3), order=2)
+    assert error.value.argument == "order"
+
+
+def test_a_real_gradient_of_a_complex_parameter_is_not_called_zero():
+    # Once "2 of 2 wrong (elements 0, 1, zero)": only the imaginary parts were zero.
+    report = gp.check(lambda z: float(np.sum(np.abs(z) ** 2)), lambda z: 2 * z.real, np.array([1 + 2j, 2 - 1j]))
+    tensor = report.tensors["params"]
+    assert tensor.status == "fail" and "zero" not in tensor.diagnosis and tensor.finding.factor is None
+
+
+torch = pytest.importorskip("torch")
+
+
+def test_order_2_checks_the_derivative_with_respect_to_the_incoming_gradient():
+    # Once a PASS at order 2 for a backward that detaches its grad_output (gradgradcheck: False).
+    class Linear(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, W):
+            ctx.save_for_backward(x, W)
+            return x @ W.T
+
+        @staticmethod
+        def backward(ctx, g):
+            x, W = ctx.saved_tensors
+            g = g.detach()  # the bug
+            return g @ W, g.T @ x
+
+    x = torch.randn(4, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0)).requires_grad_()
+    W = torch.randn(2, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1)).requires_grad_()
+    assert gp.torch.check(Linear.apply, x, W).status == "pass"
+    report = gp.torch.check(Linear.apply, x, W, order=2)
+    assert report.order == 2 and report.failing == ("grad_output",), report
+    assert report.tensors["grad_output"].diagnosis == "all zeros"
+
+
+def test_mode_both_and_module_errors_name_what_was_passed():
+    class NoJvp(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return 3 * x
+
+        @staticmethod
+        def backward(ctx, g):
+            return 3 * g
+
+    x = torch.randn(3, dtype=torch.float64).requires_grad_()
+    with pytest.raises(gp.InvalidArgument, match="`mode`='both' needs forward-mode AD"):
+        gp.torch.check(NoJvp.apply, x, mode="both")
+
+    class Scaled(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.ones(3, dtype=torch.float64))
+
+        def forward(self, t):
+            return NoJvp.apply(self.w * t)
+
+    with pytest.raises(gp.InvalidArgument, match="the module or `loss_fn` does not support it"):
+        gp.torch.check_module(Scaled(), lambda o: o.sum(), torch.ones(3, dtype=torch.float64), mode="forward")
+
+
+def test_each_points_report_is_about_the_same_derivative():
+    x = torch.randn(4, dtype=torch.float64).requires_grad_()
+    report = gp.torch.check(torch.tanh, x, order=2, points=2)
+    assert report.order == 2 and all(point.order == 2 for point in report.points)
+    assert any("vector output" in note for note in report.notes)  # order 1's note about its cotangent
+
+
+def test_jax_order_2_through_a_callback_is_refused_naming_order():
+    jax = pytest.importorskip("jax")
+    jnp = jax.numpy
+
+    @jax.custom_vjp
+    def f(x):
+        return jnp.sin(x)
+
+    shape = jax.ShapeDtypeStruct((3,), jnp.float32)
+    f.defvjp(lambda x: (jnp.sin(x), x), lambda x, g: (g * jax.pure_callback(np.cos, shape, x),))
+    x = jnp.array([0.1, 0.2, 0.3], dtype=jnp.float32)
+    assert gp.jax.check(f, x).status == "pass"
+    with pytest.raises(gp.InvalidArgument, match="`order`=2 needs the derivative") as error:
+        gp.jax.check(f, x, order=2)
+    assert error.value.argument == "order"
