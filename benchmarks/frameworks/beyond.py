@@ -169,8 +169,13 @@ def _said(report, inputs: tuple[str, ...]) -> Said:
     else:
         derivative = {1: "backward", 2: "double backward"}.get(report.order, f"order {report.order}")
     positions = list(report.tensors)
-    blamed = tuple(positions.index(n) for n in report.failing)
-    detail = ", ".join(f"{inputs[i]}: {report.tensors[positions[i]].diagnosis}" for i in blamed)
+    # Order 2 also checks the cotangent the backward receives (a tensor `grad_output`, after the
+    # inputs): a failure there is said in the detail; the blame is of the case's inputs.
+    blamed = tuple(i for i in (positions.index(n) for n in report.failing) if i < len(inputs))
+    detail = ", ".join(
+        f"{inputs[i] if i < len(inputs) else positions[i]}: {report.tensors[positions[i]].diagnosis}"
+        for i in (positions.index(n) for n in report.failing)
+    )
     status = {"fail": "FAIL"}.get(report.status, report.status)
     return Said(status, blamed, detail, derivative=derivative if status == "FAIL" else "")
 
