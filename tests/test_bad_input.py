@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from _counting import Counting
+
 import gradprobe as gp
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "bad_input.md"
@@ -44,15 +46,6 @@ def case(id: str, entry: str = "check"):
 # -- helpers ------------------------------------------------------------------------------------
 
 
-class Counting:
-    """A loss or gradient that counts its calls (so that rejection 'before any work' is tested)."""
-
-    def __init__(self, function):
-        self.function, self.calls = function, 0
-
-    def __call__(self, *args):
-        self.calls += 1
-        return self.function(*args)
 
 
 def square(p):

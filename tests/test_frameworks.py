@@ -7,6 +7,8 @@ import sys
 import numpy as np
 import pytest
 
+from _counting import Counting
+
 import gradprobe as gp
 
 
@@ -76,13 +78,6 @@ def test_importing_the_module_without_its_framework_says_how_to_install_it(frame
 # -- assert_gradients -------------------------------------------------------------------------------
 
 
-class Counting:
-    def __init__(self, function):
-        self.function, self.calls = function, 0
-
-    def __call__(self, *args):
-        self.calls += 1
-        return self.function(*args)
 
 
 def torch_problem():

@@ -649,17 +649,12 @@ class _Function:
         in autograd's graph of one evaluation): their forward derivative is user code."""
         with torch.enable_grad(), self.fixed_rng():
             total = self.contract({name: t.requires_grad_() for name, t in self.start().items()})
-        found, seen, stack = set(), set(), [total.grad_fn]
-        while stack:
-            node = stack.pop()
-            if node is None or node in seen:
-                continue
-            seen.add(node)
+        found = set()
+        for node in _graph(total.grad_fn):
             cls = getattr(type(node), "_forward_cls", None)
             user_rule = cls is not None and getattr(cls, "jvp", None) is not getattr(torch.autograd.Function, "jvp", None)
             if user_rule and not cls.__module__.startswith("torch."):  # torch's own Functions are not under test
                 found.add(cls.__name__)
-            stack.extend(following for following, _ in node.next_functions)
         return sorted(found)
 
     def _batched(self, primals: dict[str, torch.Tensor], tangents: list[torch.Tensor]) -> np.ndarray:
@@ -698,19 +693,22 @@ class _Function:
             ) from error
 
 
-def _refuses_differentiation(node: Any) -> bool:
-    """Whether autograd's graph from `node` holds the node `@once_differentiable` puts after a
-    backward: it raises only when run, and runs only for a backward without `inputs=`."""
+def _graph(node: Any) -> Iterator[Any]:
+    """Every node of autograd's graph reachable from `node`, once each."""
     seen, stack = set(), [node]
     while stack:
         node = stack.pop()
         if node is None or node in seen:
             continue
         seen.add(node)
-        if node.name() == "torch::autograd::Error":
-            return True
+        yield node
         stack.extend(following for following, _ in node.next_functions)
-    return False
+
+
+def _refuses_differentiation(node: Any) -> bool:
+    """Whether autograd's graph from `node` holds the node `@once_differentiable` puts after a
+    backward: it raises only when run, and runs only for a backward without `inputs=`."""
+    return any(found.name() == "torch::autograd::Error" for found in _graph(node))
 
 
 def _calls_autograd(error: UserFunctionError) -> bool:
