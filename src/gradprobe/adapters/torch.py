@@ -88,6 +88,20 @@ def _dtype_for(values: np.ndarray, like: torch.Tensor) -> torch.dtype:
     return torch.float64 if dtype == np.float64 else torch.complex128 if dtype == np.complex128 else like.dtype
 
 
+def _as_tensor(values: np.ndarray, like: torch.Tensor) -> torch.Tensor:
+    """`values` as a tensor of `_dtype_for`'s dtype on `like`'s device. The core hands every
+    evaluation fresh arrays (`Objective`): on the CPU in that dtype the tensor shares their memory,
+    no copy of the parameters per evaluation. A tensor the loss keeps keeps that array alive, and
+    the core then makes its next point elsewhere (`Objective._handoff_vector`)."""
+    values = np.asarray(values)
+    dtype = _dtype_for(values, like)
+    if not values.flags.writeable:  # torch.from_numpy warns on a read-only array
+        return torch.tensor(_readable(values), dtype=dtype, device=like.device)
+    if values.dtype.name == "bfloat16":  # ml_dtypes' bfloat16 has torch's bits: read as they are
+        return torch.from_numpy(values.view(np.int16)).view(torch.bfloat16).to(device=like.device, dtype=dtype)
+    return torch.from_numpy(values).to(device=like.device, dtype=dtype)
+
+
 def _needs_layout(tensor: torch.Tensor) -> bool:
     """Whether `tensor` is a view into a larger storage without overlapping itself (an expanded
     tensor's elements share memory: those are checked as independent elements instead)."""
@@ -389,9 +403,7 @@ class _Function:
 
     def tensors(self, values: dict[str, np.ndarray], *, requires_grad: bool = False) -> dict[str, torch.Tensor]:
         return {
-            name: self._lay_out(
-                name, self._hold(name, torch.tensor(_readable(values[name]), dtype=_dtype_for(values[name], t), device=t.device))
-            ).requires_grad_(requires_grad)
+            name: self._lay_out(name, self._hold(name, _as_tensor(values[name], t))).requires_grad_(requires_grad)
             for name, t in self.like.items()
         }
 
@@ -503,7 +515,7 @@ class _Function:
             count = len(next(iter(values.values())))
             return np.array([self.loss({name: np.asarray(v)[k] for name, v in values.items()}) for k in range(count)])
         tensors = [
-            self._hold(name, torch.tensor(_readable(values[name]), dtype=_dtype_for(values[name], t), device=t.device))
+            self._hold(name, _as_tensor(values[name], t))
             for name, t in self.like.items()
         ]
         count = len(tensors[0])
@@ -892,13 +904,11 @@ def check(fn: Callable[..., Any], *inputs: Any, oracle: OracleName = "difference
             "`gp.torch.check(lambda *t: fn(dict(zip(d, t))), *d.values())`.",
             argument="inputs",
         )
-    positions = {name: i for i, name in enumerate(names)}
 
     def call(tensors: dict[str, torch.Tensor]) -> Any:
-        args = [_upcast(a) for a in inputs] if _widened(tensors, checked) else list(inputs)
-        for name, tensor in tensors.items():
-            args[positions[name]] = tensor
-        return fn(*args)
+        # The float64 reference casts the other inputs; the checked ones are replaced, not cast.
+        wide = _widened(tensors, checked)
+        return fn(*(tensors[name] if name in tensors else _upcast(a) if wide else a for name, a in zip(names, inputs)))
 
     notes = [f"inputs not checked: {', '.join(skipped)}."] if skipped else []
     function = _Function(call, checked, "fn", cotangent_seed(options), "inputs")
@@ -1038,7 +1048,8 @@ def check_module(
             )
             return loss_fn(output, *targets)
         # The float64 reference: a float64 copy of everything the module and the loss meet.
-        state = {**_upcast(buffers), **_upcast(dict(module.named_parameters())), **tensors}
+        others = {name: p for name, p in module.named_parameters() if name not in tensors}  # the checked ones are replaced
+        state = {**_upcast(buffers), **_upcast(others), **tensors}
         output = _user_call(
             torch.func.functional_call, "module", module, state, tuple(_upcast(list(inputs))), where="on batch[0]"
         )
