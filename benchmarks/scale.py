@@ -15,9 +15,18 @@ Both tools evaluate the same loss: the torch model, which gradprobe calls on zer
 numpy parameters. Memory: gradprobe's peak traced allocation per parameter (tracemalloc, separate
 run), which stays flat if nothing n x n or n x k is ever allocated.
 
+gradprobe's own overhead: the user's loss and grad calls are timed inside the verdict, and
+(verdict wall time - evaluations x median loss call - grad calls x median grad call) / evaluations
+is what gradprobe itself spends per evaluation (making points, measuring them, judging).
+
+With --threads, the quick checks (gradprobe auto and torch fast, interleaved) run once per torch
+thread count (torch.set_num_threads); the full check, torch's slow mode and the memory run once
+per size, at the first thread count.
+
     python benchmarks/scale.py                 # all sizes, writes nothing
     python benchmarks/scale.py --sizes 18 80   # hidden widths to run
     python benchmarks/scale.py --markdown      # the table for benchmarks/RESULTS.md
+    python benchmarks/scale.py --threads 1 2 0 # torch on 1, 2 and all (os.cpu_count()) threads
 """
 
 from __future__ import annotations
@@ -142,14 +151,16 @@ NAMES = ("W1", "b1", "W2", "b2", "W3", "b3")
 
 
 class Timed:
-    """Wraps the loss to count calls and time-stamp each one."""
+    """Wraps the loss (or grad) to count calls, time each one and time-stamp its end."""
 
-    def __init__(self, loss) -> None:
-        self.inner, self.stamps = loss, []
+    def __init__(self, fn) -> None:
+        self.inner, self.stamps, self.durations = fn, [], []
 
     def __call__(self, p):
+        start = time.perf_counter()
         value = self.inner(p)
         self.stamps.append(time.perf_counter())
+        self.durations.append(self.stamps[-1] - start)
         return value
 
 
@@ -162,17 +173,22 @@ def named(report) -> bool:
 
 
 def run_gradprobe(model, params, planted: bool) -> dict:
-    loss = Timed(model.loss)
+    loss, grad = Timed(model.loss), Timed(model.grad(planted))
     start = time.perf_counter()
-    report = gp.check(loss, model.grad(planted), params, progress=False)
+    report = gp.check(loss, grad, params, progress=False)
     wall = time.perf_counter() - start
     phases = report.coverage.evaluations
     verdict_calls = phases.get("setup", 0) + phases.get("verdict", phases.get("coordinates", 0))
-    verdict_wall = loss.stamps[verdict_calls - 1] - start if verdict_calls else wall
+    verdict_end = loss.stamps[verdict_calls - 1] if verdict_calls else start + wall
+    verdict_grads = [d for d, end in zip(grad.durations, grad.stamps) if end <= verdict_end]
     return {
         "evals": report.nfev,
         "wall": wall,
-        "verdict_wall": verdict_wall,
+        "verdict_wall": verdict_end - start,
+        "verdict_evals": verdict_calls,
+        "verdict_grads": len(verdict_grads),
+        "loss_times": loss.durations[:verdict_calls],  # the user's calls during the verdict
+        "grad_times": verdict_grads,
         "verdict": report.status,
         "named": named(report),
         "strategy": report.strategy,
@@ -287,8 +303,26 @@ def median_run(results: list[dict]) -> dict:
     for key in ("wall", "verdict_wall"):
         if key in merged:
             merged[key] = float(np.median([r[key] for r in results]))
+    for key in ("loss_times", "grad_times"):  # pooled over the runs
+        if key in merged:
+            merged[key] = [t for r in results for t in r[key]]
     assert all(r["verdict"] == merged["verdict"] and r["evals"] == merged["evals"] for r in results)
     return merged
+
+
+def user_times(row: dict) -> None:
+    """Median loss and grad call inside gradprobe's verdicts (both gradients, all runs), and
+    gradprobe's own time per verdict evaluation beside them, in ms."""
+    g, w = row["gp_correct"], row["gp_wrong"]
+    loss_ms = 1e3 * float(np.median(g["loss_times"] + w["loss_times"]))
+    grads = g["grad_times"] + w["grad_times"]
+    grad_ms = 1e3 * float(np.median(grads)) if grads else 0.0
+    row["verdict_loss_ms"], row["verdict_grad_ms"] = loss_ms, grad_ms
+    row["overhead_ms"] = [
+        (1e3 * r["verdict_wall"] - r["verdict_evals"] * loss_ms - r["verdict_grads"] * grad_ms) / r["verdict_evals"]
+        if r["verdict_evals"] else math.nan
+        for r in (g, w)
+    ]
 
 
 def median_loss_time(model, params, repeats: int = 9) -> float:
@@ -323,6 +357,10 @@ def main() -> None:
     parser.add_argument("--markdown", action="store_true", help="print the RESULTS.md section")
     parser.add_argument("--no-torch", action="store_true", help="skip torch even when installed")
     parser.add_argument("--repeats", type=int, default=5, help="runs of the quick checks (medians reported)")
+    parser.add_argument(
+        "--threads", type=int, nargs="+", metavar="K",
+        help="torch thread counts to run the quick checks at, 0 for all (os.cpu_count()); default: torch's own",
+    )  # fmt: skip
     args = parser.parse_args()
     REPEATS[0] = args.repeats
     try:
@@ -334,41 +372,54 @@ def main() -> None:
         model = TorchModel(torch)
     except ImportError:
         torch, model = None, NumpyModel()
+    if torch is None:
+        threads = [None]
+    else:
+        threads = [k or os.cpu_count() for k in args.threads] if args.threads else [torch.get_num_threads()]
+        threads = list(dict.fromkeys(threads))  # "2 0" on two cores: once
     rows = []
     for hidden in args.sizes:
         params = make_params(hidden)
         n = sum(v.size for v in params.values())
-        # Warm-up (imports, BLAS threads) outside the timings.
-        model.loss(params)
-        model.grad(True)(params)
-        row = {"hidden": hidden, "n": n}
-        # The quick checks run `repeats` times, interleaved, and report medians: on a shared
-        # machine one run of either tool can be several times slower than the next.
-        runs: dict[str, list[dict]] = {}
-        for _ in range(args.repeats):
-            for planted in (False, True):
-                key = "wrong" if planted else "correct"
-                runs.setdefault(f"gp_{key}", []).append(run_gradprobe(model, params, planted=planted))
+        for i, k in enumerate(threads):
+            if k is not None:
+                torch.set_num_threads(k)
+            # Warm-up (imports, BLAS and torch threads) outside the timings.
+            model.loss(params)
+            model.grad(True)(params)
+            row = {"hidden": hidden, "n": n, "threads": k, "first": i == 0}
+            # The quick checks run `repeats` times, interleaved, and report medians: on a shared
+            # machine one run of either tool can be several times slower than the next.
+            runs: dict[str, list[dict]] = {}
+            for _ in range(args.repeats):
+                for planted in (False, True):
+                    key = "wrong" if planted else "correct"
+                    runs.setdefault(f"gp_{key}", []).append(run_gradprobe(model, params, planted=planted))
+                    if torch is not None:
+                        runs.setdefault(f"fast_{key}", []).append(run_torch(torch, model, params, planted, True, n))
+            for key, results in runs.items():
+                row[key] = median_run(results)
+            row["loss_ms"] = 1e3 * median_loss_time(model, params)
+            user_times(row)
+            if i == 0:  # the long checks and the memory: once per size, at the first thread count
+                once = {"full": run_full(model, params, planted=True, n=n)}
                 if torch is not None:
-                    runs.setdefault(f"fast_{key}", []).append(run_torch(torch, model, params, planted, True, n))
-        for key, results in runs.items():
-            row[key] = median_run(results)
-        row["loss_ms"] = 1e3 * median_loss_time(model, params)
-        row["full"] = run_full(model, params, planted=True, n=n)
-        if torch is not None:
-            row["slow_wrong"] = run_torch(torch, model, params, planted=True, fast=False, n=n)
-        row["bytes_per_param"] = peak_bytes_per_parameter(model, params, n)
-        rows.append(row)
-        print(summary_line(row), file=sys.stderr, flush=True)
-    print(markdown(rows, torch) if args.markdown else "\n".join(summary_line(r) for r in rows))
+                    once["slow_wrong"] = run_torch(torch, model, params, planted=True, fast=False, n=n)
+                once["bytes_per_param"] = peak_bytes_per_parameter(model, params, n)
+            row.update(once)
+            rows.append(row)
+            print(summary_line(row), file=sys.stderr, flush=True)
+    print(markdown(rows, torch, threads) if args.markdown else "\n".join(summary_line(r) for r in rows))
 
 
 def summary_line(row: dict) -> str:
     g, w, f = row["gp_correct"], row["gp_wrong"], row["full"]
     parts = [
-        f"n={row['n']:>9,}",
+        f"n={row['n']:>9,}" + (f" threads={row['threads']}" if row["threads"] is not None else ""),
         f"gradprobe correct: {g['verdict']} {g['evals']} evals {fmt_time(g['wall'])} (verdict {fmt_time(g['verdict_wall'])})",
         f"wrong: {w['verdict']} named={w['named']} {w['evals']} evals {fmt_time(w['wall'])} (verdict {fmt_time(w['verdict_wall'])})",
+        f"loss {row['verdict_loss_ms']:.3f} ms/call, grad {row['verdict_grad_ms']:.3f} ms/call, "
+        f"overhead {row['overhead_ms'][0]:.3f}, {row['overhead_ms'][1]:.3f} ms/eval",
         f"full: {fmt_evals(f['evals'])} evals {fmt_time(f['wall'])}{' (extrap.)' if f['extrapolated'] else ''}",
     ]
     if "fast_wrong" in row:
@@ -381,7 +432,7 @@ def summary_line(row: dict) -> str:
     return " | ".join(parts)
 
 
-def markdown(rows: list[dict], torch) -> str:
+def markdown(rows: list[dict], torch, threads: list) -> str:
     cpu = platform.processor() or platform.machine()
     lines = [
         "## Scale",
@@ -389,7 +440,7 @@ def markdown(rows: list[dict], torch) -> str:
         f"Command: `{' '.join(sys.argv[:1] and ['python', 'benchmarks/scale.py', *sys.argv[1:]])}` ({datetime.now(timezone.utc).date()}, "
         f"{platform.system()} {cpu}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end, "
         f"Python {platform.python_version()}, numpy {np.__version__}"
-        + (f", torch {torch.__version__}, {torch.get_num_threads()} threads" if torch is not None else ", torch not installed")
+        + (f", torch {torch.__version__} on {', '.join(map(str, threads))} threads" if torch is not None else ", torch not installed")
         + f", OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}).",
         "",
         "MLP 32 → h → h → 8 (tanh, batch 64, float64); the wrong gradient doubles the single element "
@@ -399,23 +450,35 @@ def markdown(rows: list[dict], torch) -> str:
         f"Wall times of the quick checks (gradprobe auto, torch fast) are medians of {REPEATS[0]} interleaved runs; "
         "\"verdict\" is gradprobe's time until its pass/fail verdict, before localization names the element.",
         "",
-        "| params | check | gradient | evaluations | wall time | verdict | wrong index named |",
-        "|---:|---|---|---:|---:|---|---|",
+        "| params | torch threads | check | gradient | evaluations | wall time | verdict | wrong index named |",
+        "|---:|---:|---|---|---:|---:|---|---|",
     ]
     for row in rows:
-        n = f"{row['n']:,}"
+        n = f"{row['n']:,} | {row['threads'] or '–'}"
         g, w, f = row["gp_correct"], row["gp_wrong"], row["full"]
         lines.append(f"| {n} | gradprobe auto ({g['strategy']}) | correct | {g['evals']} | {fmt_time(g['wall'])} (verdict {fmt_time(g['verdict_wall'])}) | {g['verdict']} | – |")
         lines.append(f"| {n} | gradprobe auto ({w['strategy']}) | 1 wrong | {w['evals']} | {fmt_time(w['wall'])} (verdict {fmt_time(w['verdict_wall'])}) | {w['verdict']} | {'yes' if w['named'] else 'no'} |")
         extra = f" (extrap. from {f['subset']:,} coordinates)" if f["extrapolated"] else ""
-        lines.append(f"| {n} | full coordinates (gradprobe) | 1 wrong | {fmt_evals(f['evals'])}{extra} | {fmt_time(f['wall'])}{' (extrap.)' if f['extrapolated'] else ''} | {f['verdict']} | {'yes' if f['named'] else 'no'} |")
+        if row["first"]:
+            lines.append(f"| {n} | full coordinates (gradprobe) | 1 wrong | {fmt_evals(f['evals'])}{extra} | {fmt_time(f['wall'])}{' (extrap.)' if f['extrapolated'] else ''} | {f['verdict']} | {'yes' if f['named'] else 'no'} |")
         if "fast_wrong" in row:
             fc, fw, sw = row["fast_correct"], row["fast_wrong"], row["slow_wrong"]
             lines.append(f"| {n} | torch gradcheck fast | correct | {fc['evals']} | {fmt_time(fc['wall'])} | {fc['verdict']} | – |")
             lines.append(f"| {n} | torch gradcheck fast | 1 wrong | {fw['evals']} | {fmt_time(fw['wall'])} | {fw['verdict']} | no |")
             extra = f" (extrap. from {sw['subset']} elements)" if sw["extrapolated"] else ""
-            lines.append(f"| {n} | torch gradcheck slow | 1 wrong | {fmt_evals(sw['evals'])}{extra} | {fmt_time(sw['wall'])}{' (extrap.)' if sw['extrapolated'] else ''} | {sw['verdict']} | no (prints both Jacobians) |")
-    lines += ["", "Ratios and memory:", "", "| params | one loss call | gradprobe evals / full evals | gradprobe verdict time / torch fast (correct, wrong) | gradprobe peak bytes per parameter |", "|---:|---:|---:|---:|---:|"]
+            if row["first"]:
+                lines.append(f"| {n} | torch gradcheck slow | 1 wrong | {fmt_evals(sw['evals'])}{extra} | {fmt_time(sw['wall'])}{' (extrap.)' if sw['extrapolated'] else ''} | {sw['verdict']} | no (prints both Jacobians) |")
+    lines += [
+        "",
+        "Ratios, overhead and memory. \"one loss call\": median of 9 plain calls outside gradprobe; \"loss ms/call\", "
+        "\"grad ms/call\": medians of the user's calls made during gradprobe's verdicts (both gradients, all runs); "
+        "\"gradprobe overhead ms/eval\": (verdict wall time - verdict evaluations x loss ms/call - grad calls x grad ms/call) "
+        "/ verdict evaluations. Full check and memory: measured once per size, at the first thread count.",
+        "",
+        "| params | torch threads | one loss call | loss ms/call | grad ms/call | gradprobe overhead ms/eval (correct, wrong) "
+        "| gradprobe evals / full evals | gradprobe verdict time / torch fast (correct, wrong) | gradprobe peak bytes per parameter |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for row in rows:
         w, f = row["gp_wrong"], row["full"]
         ratio = f"1/{f['evals'] / w['evals']:,.0f}"
@@ -423,7 +486,8 @@ def markdown(rows: list[dict], torch) -> str:
             speed = f"{row['gp_correct']['verdict_wall'] / row['fast_correct']['wall']:.2f}x, {w['verdict_wall'] / row['fast_wrong']['wall']:.2f}x"
         else:
             speed = "–"
-        lines.append(f"| {row['n']:,} | {row['loss_ms']:.2f} ms | {ratio} | {speed} | {row['bytes_per_param']:.0f} |")
+        user = f"{row['verdict_loss_ms']:.3f} | {row['verdict_grad_ms']:.3f} | {row['overhead_ms'][0]:.3f}, {row['overhead_ms'][1]:.3f}"
+        lines.append(f"| {row['n']:,} | {row['threads'] or '–'} | {row['loss_ms']:.2f} ms | {user} | {ratio} | {speed} | {row['bytes_per_param']:.0f} |")
     return "\n".join(lines)
 
 
