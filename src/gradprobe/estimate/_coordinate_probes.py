@@ -7,12 +7,14 @@ element is taken below the kinks' scale. Complex step, where asked for, replaces
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
 
 from .._errors import InvalidArgument, UserFunctionError
 from . import _differences as fd
+from . import _screening as screening
 from ._ladder import Ladder, coordinate_points, min_steps
 from ._noise import noise_from_samples
 from ._noise_model import NoiseModel
@@ -38,14 +40,19 @@ class CoordinateEstimator:
 
     `spread` (per element) is the analytic gradient's own uncertainty (a non-deterministic `grad`,
     or its rounding under a float64 reference), added to each error bar; `noise` is the check's
-    noise model, raised when the probes show more noise than it measured.
+    noise model, raised when the probes show more noise than it measured; `floor` gives the
+    judge's allowance for the analytic side's rounding (`ElementJudge.least_floor`).
     """
 
     def __init__(
-        self, objective: Objective, analytic: np.ndarray, method: fd.Method, f0: float, noise: NoiseModel, spread: np.ndarray
+        self, objective: Objective, analytic: np.ndarray, method: fd.Method, f0: float, noise: NoiseModel, spread: np.ndarray,
+        floor: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> None:
         self.objective, self.analytic, self.method, self.f0 = objective, analytic, method, f0
         self.noise, self.spread = noise, spread
+        # Per coordinate (of the given flat positions), the disagreement the judge excuses as the
+        # analytic side's rounding at the least: screening keeps an element within it.
+        self.floor = floor if floor is not None else (lambda indices: np.zeros(len(indices)))
         self.params = objective.params
         # Every ladder starts from the noise measured before any probe: probes of a later chunk
         # are then those of an unchunked check (the noise they add shows in `noise` and its notes).
@@ -63,11 +70,94 @@ class CoordinateEstimator:
         """Estimates for the coordinates `indices` (in that order); `steps` is over all coordinates."""
         if self.method == "complex":
             return self._complex(indices, steps)
-        return self._ladder(indices, steps)
+        return self._screened(indices, steps)
+
+    @property
+    def rounding(self) -> float:
+        """Relative rounding of a loss value: half the coarsest parameter dtype's epsilon."""
+        return 0.5 * max(float(np.finfo(leaf.dtype).eps) for leaf in self.params.leaves)
+
+    # -- screening (`_screening`): two evaluations for most elements ----------------------------------
+
+    def _screened(self, indices: np.ndarray, steps: np.ndarray) -> fd.Estimates:
+        """Scouts of each large enough tensor descend their ladders; the tensor's other elements are
+        probed once at the level the scouts chose, and those not clearly right descend theirs too."""
+        params = self.params
+        laddered, tensors = [], []
+        for leaf in params.leaves:
+            mine = np.flatnonzero((indices >= leaf.offset) & (indices < leaf.offset + leaf.size))
+            if len(mine) < screening.SCREEN_MIN:
+                laddered.append(mine)
+                continue
+            scouts = mine[screening.scout_positions(len(mine))]
+            laddered.append(scouts)
+            tensors.append((leaf, mine, scouts))
+        if not tensors:
+            return self._ladder(indices, steps)
+        laddered = np.concatenate(laddered)
+        ladder = self._descended(indices[laddered], steps)
+        in_ladder = {int(p): k for k, p in enumerate(laddered)}
+        levels = []
+        for _, _, scouts in tensors:
+            own = np.array([in_ladder[int(p)] for p in scouts])
+            own = own[ladder.steps[own] == steps[indices[scouts]]]  # not restarted with larger steps
+            assert ladder.estimates is not None
+            levels.append(screening.choose_level(ladder, own, ladder.estimates.take(own), ladder.sigma))
+        before = self.noise.sigma
+        scouted = self._finished(ladder)
+        sigma = max(ladder.sigma, self.noise.sigma) if self.noise.sigma > before else ladder.sigma
+        # One batch of points for every screened tensor: two per element, at its tensor's level.
+        screened_positions, points, displacements = [], [], []
+        refine = []
+        for (leaf, mine, scouts), level in zip(tensors, levels):
+            rest = np.setdiff1d(mine, scouts)
+            if level is None:
+                refine.append(rest)
+                continue
+            current = np.zeros(params.size)
+            current[indices[rest]] = steps[indices[rest]]
+            leaf_points, displacement = coordinate_points(params, indices[rest], current, fd.level_offsets(level.level))
+            screened_positions.append(rest)
+            points.extend(leaf_points)
+            displacements.append(displacement)
+        kept_positions, kept = [], []
+        if points:
+            values = self.objective.evaluate(points).reshape(-1, 2)
+            start = 0
+            overall = fd.rms(self.analytic)
+            for rest, displacement, (leaf, _, _), level in zip(
+                screened_positions, displacements, [t for t, lv in zip(tensors, levels) if lv is not None],
+                [lv for lv in levels if lv is not None],
+            ):
+                chosen = indices[rest]
+                estimates, keep = screening.screened(
+                    level, values[start : start + len(rest)], displacement, self.f0, self.analytic[chosen],
+                    self.spread[chosen], self.floor(chosen), sigma, self.rounding, fd.rms(self.analytic[leaf.slice]) or overall,
+                )  # fmt: skip
+                start += len(rest)
+                kept_positions.append(rest[keep])
+                kept.append(estimates.take(keep))
+                refine.append(rest[~keep])
+        parts, positions = [scouted, *kept], [laddered, *kept_positions]
+        refine_positions = np.concatenate(refine) if refine else np.zeros(0, int)
+        if len(refine_positions):
+            parts.append(self._ladder(indices[refine_positions], steps))
+            positions.append(refine_positions)
+        order = np.argsort(np.concatenate(positions), kind="stable")
+        return fd.stack(parts).take(order)
 
     # -- finite differences -------------------------------------------------------------------------
 
     def _ladder(self, indices: np.ndarray, steps: np.ndarray) -> fd.Estimates:
+        """Every coordinate of `indices` on its own step ladder."""
+        return self._finished(self._descended(indices, steps))
+
+    def _finished(self, ladder: Ladder) -> fd.Estimates:
+        estimates, levels = ladder.estimates, ladder.levels
+        assert estimates is not None
+        return self._check_noise(estimates, ladder.sigma, estimates.settled | (levels >= ladder.deepest) & ~estimates.is_rough)
+
+    def _descended(self, indices: np.ndarray, steps: np.ndarray) -> Ladder:
         params, analytic, spread = self.params, self.analytic, self.spread
 
         def evaluate_level(which: np.ndarray, level: int):
@@ -92,7 +182,7 @@ class CoordinateEstimator:
         deepest = np.clip(np.floor(np.log2(ratio)).astype(int) + 1, 2, fd.MAX_LEVELS)
         ladder = Ladder(
             evaluate_level, self.method, self.f0, steps[indices], self.start_sigma,
-            deepest=deepest, adjust=widen, rounding=0.5 * max(float(np.finfo(leaf.dtype).eps) for leaf in params.leaves),
+            deepest=deepest, adjust=widen, rounding=self.rounding,
             first_order=True,
         )  # fmt: skip
         # Three levels everywhere first: their fourth-order combinations measure the loss's noise
@@ -115,9 +205,7 @@ class CoordinateEstimator:
         self._probe_noise(ladder)
         ladder.descend(ladder.undecided())
         self._below_kinks(ladder, indices)
-        estimates, levels = ladder.estimates, ladder.levels
-        assert estimates is not None
-        return self._check_noise(estimates, ladder.sigma, estimates.settled | (levels >= deepest) & ~estimates.is_rough)
+        return ladder
 
     def _below_kinks(self, ladder: Ladder, indices: np.ndarray) -> None:
         """In a tensor where kinks were seen, take every element's estimate below the kinks' scale.

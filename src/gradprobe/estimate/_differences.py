@@ -181,6 +181,15 @@ def merge(base: Estimates, update: Estimates, where: np.ndarray) -> Estimates:
     return Estimates(**fields)
 
 
+def stack(parts: list[Estimates]) -> Estimates:
+    """The probes of every part, one after the other (a field any part lacks is dropped)."""
+    columns = {}
+    for name in Estimates.__dataclass_fields__:
+        values = [getattr(p, name) for p in parts]
+        columns[name] = None if any(v is None for v in values) else np.concatenate([np.asarray(v) for v in values])
+    return Estimates(**columns)
+
+
 def finite_differences(
     method: Method,
     f0: float,

@@ -17,16 +17,7 @@ from ..estimate import _differences as fd
 from ..params._params import Leaf, Params
 from ._verdict import NOISE, NONFINITE, analytic_floor, judge, undetectable
 
-_FIELDS = tuple(f.name for f in fields(fd.Estimates))
 _REQUIRED = tuple(f.name for f in fields(fd.Estimates) if f.default is MISSING)
-
-
-def _stack(parts: list[fd.Estimates]) -> fd.Estimates:
-    columns = {}
-    for name in _FIELDS:
-        values = [getattr(p, name) for p in parts]
-        columns[name] = None if any(v is None for v in values) else np.concatenate([np.asarray(v) for v in values])
-    return fd.Estimates(**columns)
 
 
 def analytic_stand_in(analytic: np.ndarray) -> fd.Estimates:
@@ -67,7 +58,7 @@ class ElementResults:
             return ElementResults.empty()
         return ElementResults(
             np.concatenate([p.indices for p in parts]),
-            _stack([p.estimates for p in parts]),
+            fd.stack([p.estimates for p in parts]),
             np.concatenate([p.codes for p in parts]),
             np.concatenate([p.floor for p in parts]),
         )
@@ -193,6 +184,17 @@ class ElementJudge:
         codes = judge(results.estimates, size, floor).codes
         codes = np.where(self.ragged[indices] & (codes != NONFINITE), NOISE, codes).astype(np.int8)
         return ElementResults(indices, results.estimates, codes, floor)
+
+    def least_floor(self, indices: np.ndarray) -> np.ndarray:
+        """The analytic floor `codes` gives the coordinates `indices` at the least: each tensor's
+        typical size taken from the analytic gradient alone (`codes` takes the larger of that and
+        the numerical one's)."""
+        typical = np.empty(len(indices))
+        for leaf in self.params.leaves:
+            inside = (indices >= leaf.offset) & (indices < leaf.offset + leaf.size)
+            if np.any(inside):
+                typical[inside] = float(np.median(np.abs(self.analytic[leaf.slice])))
+        return analytic_floor(self.analytic[indices], typical, self.eps[indices], self.rtol)
 
     def undetectable(
         self, estimates: fd.Estimates, codes: np.ndarray, floor: np.ndarray, indices: np.ndarray

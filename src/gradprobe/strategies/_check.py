@@ -270,6 +270,8 @@ def _set_up(
     rng = np.random.default_rng(options.seed)
     noise = NoiseModel(notes)
     noise.measure(objective, analytic, f0, rng, noise_plan(strategy), per_tensor=not options.budget.bounded)
+    judged_at = user_params if low_precision is None else low_precision.judged_at
+    judge = ElementJudge(objective.params, judged_at, analytic, options.rtol, noise.ragged_tensors)
     return CheckContext(
         objective=objective,
         user_params=user_params,
@@ -277,8 +279,8 @@ def _set_up(
         f0=f0,
         options=options,
         noise=noise,
-        estimator=CoordinateEstimator(objective, analytic, options.method, f0, noise, spread),  # type: ignore[arg-type]
-        judge=ElementJudge(objective.params, user_params if low_precision is None else low_precision.judged_at, analytic, options.rtol, noise.ragged_tensors),
+        estimator=CoordinateEstimator(objective, analytic, options.method, f0, noise, spread, judge.least_floor),  # type: ignore[arg-type]
+        judge=judge,
         rng=rng,
         notes=notes,
         progress=progress,

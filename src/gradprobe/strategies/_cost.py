@@ -5,9 +5,11 @@ A check always starts with the loss at the point (1 evaluation; 2 when a float16
 tried in float64 and fails), the noise measurement (`NoisePlan.evaluations` when each difference
 table is right the first time, up to three tries per table otherwise) and, for method="complex",
 a test that the loss is complex-analytic, and two calls that tell a loss raising at a noise table's
-point from one that fails at random (see `estimate._calling.OutsideDomain`). Then every coordinate ("full") descends its step ladder:
-two evaluations per level, at least `window_levels` levels, at most `MAX_LEVELS` plus the levels
-of `FLAT_RETRIES` restarts with larger steps.
+point from one that fails at random (see `estimate._calling.OutsideDomain`). Then a few scouts
+per tensor ("full") descend their step ladders (two evaluations per level, at least
+`window_levels` levels, at most `MAX_LEVELS` plus the levels of `FLAT_RETRIES` restarts with
+larger steps), and every other element is screened with two evaluations (`estimate._screening`),
+after which the few not clearly right descend their ladders too.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from ..estimate import _differences as fd
 from ..estimate._coordinate_probes import FLAT_RETRIES, CoordinateEstimator
 from ..estimate._calling import CONFIRMATION_EVALUATIONS
 from ..estimate._noise_model import DIRECTIONAL_NOISE, FULL_NOISE, NoisePlan
+from ..estimate._screening import SCOUTS, SCREEN_MIN
 from ..params._params import Params
 from ._options import Options
 from ._shadow import needs_shadow
@@ -25,8 +28,8 @@ from ._shadow import needs_shadow
 AUTO_FULL_LIMIT = 1000
 #: Tries of one difference table before the noise estimate gives up on it (see `_noise._one_table`).
 TABLE_TRIES = 3
-#: Levels an element's ladder typically takes beyond its first window (measured over the bug
-#: suite and smooth losses: about 8 evaluations per parameter with Richardson): for the progress bar.
+#: Levels a ladder typically takes beyond its first window (a scout's, measured over the bug suite
+#: and smooth losses): for the progress bar.
 TYPICAL_EXTRA_LEVELS = 1.0
 
 
@@ -51,18 +54,24 @@ def setup_cost(options: Options, strategy: str, params: Params, *, worst: bool) 
 
 
 def per_element_cost(method: str, *, worst: bool) -> float:
-    """Evaluations one coordinate's probe takes (at most, or typically)."""
+    """Evaluations one coordinate's probe takes: at most (its screening pair, then its whole
+    ladder), or typically on a ladder of its own (a scout, or an element probed alone)."""
     if method == "complex":
         return 1
     first = fd.window_levels(method)  # type: ignore[arg-type]
-    levels = first * FLAT_RETRIES + fd.MAX_LEVELS if worst else first + TYPICAL_EXTRA_LEVELS
+    levels = 1 + first * FLAT_RETRIES + fd.MAX_LEVELS if worst else first + TYPICAL_EXTRA_LEVELS
     return 2 * levels
 
 
 def full_cost(options: Options, params: Params, *, worst: bool) -> int:
-    """A check of every coordinate, at most (`worst`) or typically."""
+    """A check of every coordinate, at most (`worst`) or typically (scouts on ladders, the rest of
+    each large enough tensor screened with two evaluations)."""
     setup = setup_cost(options, "full", params, worst=worst)
-    return int(setup + per_element_cost(options.method, worst=worst) * params.size)
+    per_element = per_element_cost(options.method, worst=worst)
+    if worst or options.method == "complex":
+        return int(setup + per_element * params.size)
+    laddered = sum(leaf.size if leaf.size < SCREEN_MIN else SCOUTS for leaf in params.leaves)
+    return int(setup + per_element * laddered + 2 * (params.size - laddered))
 
 
 def choose_strategy(options: Options, params: Params) -> str:
