@@ -3,7 +3,7 @@
 Run:  python benchmarks/cost.py [--quick] [--repeats 5] [--write benchmarks/RESULTS.md]
 
 Issue 15 asks `strategy="full"` for about two loss evaluations per parameter (at most 2.5 n + 60
-on a small problem, n parameters). This measures today's cost, the baseline for that change, on
+on a small problem, n parameters). This measures it, with the verdicts beside it, on
 
 * the bug suite (`bugsuite/cases.py`): 23 numpy losses, each with its correct gradient and its
   planted bugs (92), float64;
@@ -497,8 +497,8 @@ def section(measured: list[Measured], command: str, repeats: int, quick: bool) -
         f"Command: `{command}`",
         f"Machine: {machine()}. Date: {datetime.date.today().isoformat()}. Code: {code_version()}.",
         "",
-        f"The baseline for issue 15 (a full check in about two loss evaluations per parameter: at most "
-        f"2.5 n + {TARGET_EXCESS} on a small problem). {problems_} problems, each with its correct gradient and "
+        f"Issue 15's measure (a full check in about two loss evaluations per parameter: at most "
+        f"2.5 n + {TARGET_EXCESS} on a small problem, median over the problems). {problems_} problems, each with its correct gradient and "
         f"{'one' if quick else 'its'} planted bug{'' if quick else 's'}, all float64: the bug suite's numpy "
         "losses (`bugsuite/cases.py`), the custom torch Functions of `frameworks/torch_ops.py`"
         + ("" if quick else " and larger numpy problems (`tanh(x) * sin(x)` over 400 inputs, a softmax "
@@ -508,7 +508,8 @@ def section(measured: list[Measured], command: str, repeats: int, quick: bool) -
         "(central differences with epsilon 1e-7, one relative difference, wrong above 1e-7). Evaluations are "
         "calls of the loss (gradprobe: `report.nfev`; gradcheck and the seed's loop: counted calls); "
         "*setup* is gradprobe's starting point and noise tables, *coordinates* all it spends after them (the "
-        "step ladders and, for a buggy gradient, its diagnosis: `report.coverage.evaluations`). Times are "
+        "scouts' step ladders, the screening pairs, the ladders of elements refined and, for a buggy gradient, "
+        "its diagnosis: `report.coverage.evaluations`). Times are "
         + (f"the median of {repeats} interleaved runs per check" if repeats > 1 else "one run per check")
         + "; ratios are per check, then the median over the checks.",
         "",
@@ -532,15 +533,17 @@ def section(measured: list[Measured], command: str, repeats: int, quick: bool) -
         "",
         "Reading the tables:",
         "",
-        f"- Today a correct small gradient costs a median {_median(excess(m) for m in small):.0f} evaluations "
+        f"- A correct small gradient costs a median {_median(excess(m) for m in small):.0f} evaluations "
         f"beyond 2.5 n (issue 15's target: {TARGET_EXCESS} or less; {sum(excess(m) <= TARGET_EXCESS for m in small)} "
-        f"of {len(small)} checks within it); even the smallest problem ({smallest.problem.name}, n = "
+        f"of {len(small)} checks within it); the smallest problem ({smallest.problem.name}, n = "
         f"{smallest.problem.n}) spends {smallest.outcomes['gradprobe'].nfev}.",
         f"- On a correct small gradient gradprobe spends a median {coordinates:.2f} evaluations per parameter "
-        f"on coordinates (three step levels, two evaluations each, more where a ladder does not settle) and "
-        f"{overhead:.0f} on setup (the starting point and the noise tables, about twice as many below 17 "
-        "parameters): the excess over 2.5 n that issue 15 is to bring to 60 or less is mostly the coordinates' "
-        "3.5 n, then the setup.",
+        f"on coordinates (two per screened element; 6 to 10 per scout, three per tensor of 6 elements or more, "
+        f"and per element of a smaller tensor) and {overhead:.0f} on setup (the starting point and the noise "
+        "tables, about twice as many below 17 parameters): on the smallest problems the setup and the "
+        "ladders of their tensors below 6 elements are most of the excess over 2.5 n.",
+        "- A buggy gradient costs more: a tensor whose scouts disagree with it is probed on full ladders "
+        "throughout (about 6 per element), as is every element that disagrees, and the diagnosis adds its own.",
         "- gradcheck's slow mode and the seed's loop spend 2 evaluations per parameter (gradcheck: plus two "
         "plain calls, and per output element one backward call that is not counted here).",
     ]

@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 
 import gradprobe as gp
+from gradprobe.judge._diagnosis import diagnose
+from gradprobe.judge._verdict import FAIL
 from gradprobe.report._sentences import factor_summary
 
 RNG = np.random.default_rng(0)
@@ -203,3 +205,49 @@ def test_jax_order_2_through_a_callback_is_refused_naming_order():
     with pytest.raises(gp.InvalidArgument, match="`order`=2 needs the derivative") as error:
         gp.jax.check(f, x, order=2)
     assert error.value.argument == "order"
+
+
+def test_an_element_varying_faster_than_the_scouts_is_not_kept_on_a_biased_difference():
+    # theta at 0, three channels 20-35 times faster than the rest: tanh's third derivative, not
+    # its curvature (0 there), biases their central differences far beyond the scouts' bound. A
+    # gradient wrong by exactly that bias passed at "resolution 6.4e-11" (562 bars off).
+    rng = np.random.default_rng(0)
+    a = rng.uniform(0.5, 1.0, 30)
+    a[[4, 11, 22]] = [20.0, 35.0, 25.0]
+    v = rng.standard_normal(30)
+    params = {"theta": np.zeros(30), "w": rng.standard_normal(8)}
+    loss = lambda p: np.sum(v * np.tanh(a * p["theta"])) + np.sum(np.sin(p["w"]))  # noqa: E731
+    right = v * a
+    for k in np.arange(14.0, 24.0, 0.5):  # the bias at any step the screening could use
+        h = 2.0**-k
+        step = np.zeros(30)
+        step[11] = h
+        bias = (loss({**params, "theta": step}) - loss({**params, "theta": -step})) / (2 * h) - right[11]
+        wrong = right.copy()
+        wrong[11] += bias
+
+        report = gp.check(loss, lambda p, g=wrong: {"theta": g, "w": np.cos(p["w"])}, params)
+        t = report.tensors["theta"]
+        assert t.status == "fail" or abs(t.numeric[11] - right[11]) <= t.error_bar[11], (k, bias)
+
+
+def test_a_tensor_with_an_element_the_differences_cannot_judge_does_not_pass_a_sign_flip():
+    # m[2]'s steps follow its tensor's scale (1e4): its ladder never gets clear of tanh's curvature
+    # and it is left unjudged. On the whole gradient's scale (w's 2e4) its sign flip hid: PASS.
+    params = {"m": np.array([1e4, 1.0, 0.5]), "w": np.array([1.0, -0.5, 0.7])}
+    loss = lambda p: np.sum(np.tanh(p["m"])) + 1e4 * np.sum(p["w"] ** 2)  # noqa: E731
+    flipped = 1 - np.tanh(params["m"]) ** 2
+    flipped[2] *= -1
+    report = gp.check(loss, lambda p: {"m": flipped, "w": 2e4 * p["w"]}, params)
+    assert report.tensors["m"].status != "pass" and report.status != "pass"
+
+
+def test_three_elements_off_by_a_few_bars_are_no_constant_factor():
+    # Read "1.00000000029x ... look for a wrong scale factor": a 1e-6 slack absorbed the scatter.
+    rng = np.random.default_rng(0)
+    n = rng.standard_normal(6)
+    a = n * (1 + 1e-10 * np.array([9.0, 0.0, -5.0, 0.0, 3.0, 3.0]))
+    bars = np.full(6, 1e-11)
+    codes = np.where(a != n, FAIL, 0).astype(np.int8)
+    d = diagnose("b1", (6,), a, n, bars, np.zeros(6), codes)
+    assert d.finding.kind != "factor" and "scale factor" not in (d.hint or "")

@@ -38,8 +38,11 @@ ACCEPT = 0.75
 #: ... and its error bar is at most this fraction of its tensor's typical gradient (the judge's
 #: `UNRESOLVED` is 0.1: a bar near that is left to the ladder, which resolves more finely).
 RESOLVED = 0.05
-#: The truncation bound at the level chosen is at most this fraction of the round-off.
+#: The truncation bound at the level chosen is at most this fraction of the round-off...
 SHARE = 0.25
+#: ... and, grown for an element that curves more or varies faster than the scouts, at most this
+#: multiple of it, or the element descends its ladder (its bar would be mostly the bound's).
+GROWN = 4.0
 
 
 def scout_positions(count: int) -> np.ndarray:
@@ -57,6 +60,8 @@ class Level:
     per_step2: float
     #: The largest second derivative the smooth scouts showed, beyond its noise (0: none).
     curvature: float
+    #: The largest derivative the scouts showed.
+    size: float
 
 
 def _central(values: np.ndarray, displacement: np.ndarray, f0: float) -> tuple[np.ndarray, ...]:
@@ -130,7 +135,7 @@ def choose_level(ladder: Ladder, scouts: np.ndarray, reference: fd.Estimates, si
     for level in range(lowest, finest + 1):
         half = top * 2.0**-level
         if np.all(per_step2 * half**2 <= SHARE * sigma / (np.sqrt(2) * half)):
-            return Level(level, per_step2, float(np.max(curvature[~kinked], initial=0.0)))
+            return Level(level, per_step2, float(np.max(curvature[~kinked], initial=0.0)), float(np.max(np.abs(exact))))
     return None
 
 
@@ -149,10 +154,15 @@ def screened(
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         noise = np.maximum(sigma, rounding * np.max(np.abs(values), axis=1, initial=abs(f0)))
         roundoff = noise * np.sqrt(2) / np.abs(2 * half)
-        # An element that curves more than every scout may have larger higher derivatives too.
+        # An element that curves more than every scout, or whose derivative is larger than theirs
+        # and than its tensor's typical one, may have larger higher derivatives too: a derivative
+        # a times larger (a loss varying a times faster along it) has a third derivative a**3
+        # times larger. Beyond `GROWN` times the round-off, it descends its ladder instead.
         curvature = _excess_curvature(gap, _gap_noise(noise, displacement), half)
-        ratio = np.where(curvature > level.curvature, curvature / level.curvature, 1.0)
-        truncation = level.per_step2 * half**2 * ratio
+        size = max(level.size, fd.rms(central[np.isfinite(central)]) if np.any(np.isfinite(central)) else 0.0)
+        faster = np.where(np.abs(central) > size, np.abs(central) / size, 1.0) ** 3
+        growth = np.maximum(np.where(curvature > level.curvature, curvature / level.curvature, 1.0), faster)
+        truncation = level.per_step2 * half**2 * growth
         numerical = fd.ERROR_BAR_FACTOR * (truncation + roundoff)
         error = numerical + fd.ERROR_BAR_FACTOR * spread
         # Curvature beyond `CURVATURE_MARGIN` times the scouts' may instead be a kink inside the
@@ -160,7 +170,7 @@ def screened(
         kink = np.maximum(curvature - CURVATURE_MARGIN * level.curvature, 0.0) * np.abs(half)
         disagreement = np.abs(central - analytic) + kink / 2
         allowed = ACCEPT * numerical + fd.ERROR_BAR_FACTOR * spread + floor
-        keep = (disagreement <= allowed) & (error <= RESOLVED * scale)
+        keep = (disagreement <= allowed) & (error <= RESOLVED * scale) & (truncation <= GROWN * roundoff)
     keep &= np.isfinite(central) & np.isfinite(error) & np.all(displacement != 0, axis=1)
     n, zeros, no = len(central), np.zeros(len(central)), np.zeros(len(central), bool)
     estimates = fd.Estimates(

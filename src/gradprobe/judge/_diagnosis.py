@@ -258,6 +258,10 @@ def _conjugated(analytic: np.ndarray, numeric: np.ndarray, tolerance: np.ndarray
     return bool(np.all(np.abs(analytic * _conjugation(positions) - numeric) <= tolerance))
 
 
+#: Relative slack a constant ratio is allowed on each element beyond its error bars.
+RATIO_SLACK = 1e-6
+
+
 def _constant_ratio(a: np.ndarray, n: np.ndarray, error: np.ndarray, floor: np.ndarray) -> float | None:
     """The least-squares ratio a/n if every element agrees with it within its error bar."""
     # Scaled by the largest element, so gradients near 1e300 (or 1e-300) neither overflow nor underflow.
@@ -269,7 +273,10 @@ def _constant_ratio(a: np.ndarray, n: np.ndarray, error: np.ndarray, floor: np.n
         ratio = float((a / size) @ (n / size)) / nn
     if not np.isfinite(ratio):
         return None
-    consistent = np.abs(a - ratio * n) <= 2 * (abs(ratio) * error + floor) + 1e-6 * np.abs(ratio * n)
+    # Near 1 the slack would absorb small scattered errors (three elements off by a few bars read
+    # as a factor 1.0000000003): there every element must agree with the ratio within its bars.
+    slack = RATIO_SLACK if abs(ratio - 1) > 10 * RATIO_SLACK else 0.0
+    consistent = np.abs(a - ratio * n) <= 2 * (abs(ratio) * error + floor) + slack * np.abs(ratio * n)
     return ratio if np.all(consistent) else None
 
 

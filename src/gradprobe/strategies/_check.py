@@ -73,7 +73,8 @@ def check(
         numbers) are checked through their real and imaginary parts; `grad` returns their gradient
         in PyTorch's convention, ``dL/dRe + i dL/dIm`` (docs/report.md, "Complex tensors").
     strategy : {"auto", "full", "directional", "sample"}
-        "full" probes every coordinate (exact per-element answers, 4+ evaluations each).
+        "full" probes every coordinate (exact per-element answers; about 2 evaluations each on a
+        right gradient, a whole step ladder for a few scouts per tensor and where one is needed).
         "directional" probes each tensor along random directions (a few evaluations per tensor,
         with a stated detection guarantee) and names the wrong elements of a failing tensor by
         group testing, in O(k log n) evaluations for k wrong elements. "sample" probes a random
@@ -90,8 +91,9 @@ def check(
     shadow : bool, optional
         Evaluate the loss in float64 even for lower-precision parameters (the gradient under test
         is still the one `grad` returns for the parameters as given). By default (None) on when a
-        parameter is float16, whose own finite differences cannot resolve a gradient (a note says
-        so; a loss that fails in float64 is evaluated in float16 instead), off otherwise.
+        parameter is below float64 (float32, float16, bfloat16: `Report.reference` says "float64";
+        a loss that fails in float64 is evaluated in its own dtype instead, with a note), off for
+        float64 parameters.
     batch_size : int, optional
         The batch size m, so that a factor of m or 1/m is named as such in the diagnosis.
     oracle : callable, optional

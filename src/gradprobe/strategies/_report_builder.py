@@ -21,6 +21,7 @@ from ..judge._verdict import (
     ELEMENT_STATUSES,
     FAIL,
     KINK,
+    NOISE,
     overall_status,
     relative_difference,
     resolution,
@@ -205,7 +206,10 @@ def _tensor_report(
     a, n, err = context.analytic[mine.indices], e.numeric, e.error
     bound = judge.undetectable(e, codes, floor, mine.indices)
     tensor_resolution = resolution(bound, n, safe_norm(a))
-    judged = tensor_resolution if typical == 0 else min(tensor_resolution, resolution(bound, np.full(probed, typical), 0.0))
+    # An element the differences could not judge at all (still rough at its finest step) may be
+    # wrong by its whole disagreement: no leniency of the whole gradient's scale covers that.
+    unjudged = bool(np.any((codes == NOISE) & e.is_rough)) and not flat
+    judged = tensor_resolution if typical == 0 or unjudged else min(tensor_resolution, resolution(bound, np.full(probed, typical), 0.0))
     if flat:
         # Zero within its error bars: its resolution means something only on the whole gradient's scale.
         tensor_resolution = judged
