@@ -251,3 +251,37 @@ def test_three_elements_off_by_a_few_bars_are_no_constant_factor():
     codes = np.where(a != n, FAIL, 0).astype(np.int8)
     d = diagnose("b1", (6,), a, n, bars, np.zeros(6), codes)
     assert d.finding.kind != "factor" and "scale factor" not in (d.hint or "")
+
+
+def test_a_wrong_gradient_cannot_make_a_zero_derivative_tensor_look_resolved():
+    # tanh saturated: d loss / d W0 is ~1e-15. An error planted in W0[0, 4] raised W0's analytic
+    # size, screening took its differences as resolved on that size and kept them with wider bars,
+    # W0 then read "flat" (zero within its bars) and passed on the whole gradient's scale; without
+    # screening it fails, "should be zero".
+    f32 = np.float32
+    params = {
+        "x": np.array([0.0354649, 1.3513911, -1.0675212, 1.3459483, -0.5645056, -0.2300207], f32),
+        "W0": np.array([[0.9831078, -0.2724026, 0.1487811, -1.4173226, 0.7605394, 0.1144299]], f32),
+        "b0": np.array([-14.144624], f32),
+        "W2": np.array([[0.8652861]], f32),
+        "b2": np.array([-0.5904155], f32),
+    }
+    w = 0.5988462126346276
+
+    def loss(p):
+        s = 1 / (1 + np.exp(-(p["W2"] @ np.tanh(p["W0"] @ p["x"] + p["b0"]) + p["b2"])))
+        return float(w * np.log1p(s * s)[0])
+
+    def grad(p, planted=0.0):
+        q = {k: v.astype(np.float64) for k, v in p.items()}
+        h = np.tanh(q["W0"] @ q["x"] + q["b0"])
+        s = 1 / (1 + np.exp(-(q["W2"] @ h + q["b2"])))
+        v = w * 2 * s / (1 + s * s) * s * (1 - s)
+        g = {"W2": np.outer(v, h), "b2": v}
+        v = (q["W2"].T @ v) * (1 - h**2)
+        g.update(W0=np.outer(v, q["x"]) + planted * (np.arange(6) == 4), b0=v, x=q["W0"].T @ v)
+        return {k: g[k].astype(p[k].dtype) for k in p}
+
+    assert gp.check(loss, grad, params, strategy="full").status == "pass"
+    report = gp.check(loss, lambda p: grad(p, planted=2.6e-13), params, strategy="full")
+    assert report.tensors["W0"].status == "fail" and report.tensors["W0"].worst[0].index == (0, 4)

@@ -124,7 +124,6 @@ class CoordinateEstimator:
         if points:
             values = self.objective.evaluate(points).reshape(-1, 2)
             start = 0
-            overall = fd.rms(self.analytic)
             for rest, displacement, (leaf, _, _), level in zip(
                 screened_positions, displacements, [t for t, lv in zip(tensors, levels) if lv is not None],
                 [lv for lv in levels if lv is not None],
@@ -132,7 +131,7 @@ class CoordinateEstimator:
                 chosen = indices[rest]
                 estimates, keep = screening.screened(
                     level, values[start : start + len(rest)], displacement, self.f0, self.analytic[chosen],
-                    self.spread[chosen], self.floor(chosen), sigma, self.rounding, fd.rms(self.analytic[leaf.slice]) or overall,
+                    self.spread[chosen], self.floor(chosen), sigma, self.rounding,
                 )  # fmt: skip
                 start += len(rest)
                 kept_positions.append(rest[keep])

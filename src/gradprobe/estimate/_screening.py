@@ -141,15 +141,17 @@ def choose_level(ladder: Ladder, scouts: np.ndarray, reference: fd.Estimates, si
 
 def screened(
     level: Level, values: np.ndarray, displacement: np.ndarray, f0: float, analytic: np.ndarray,
-    spread: np.ndarray, floor: np.ndarray, sigma: float, rounding: float, scale: float,
+    spread: np.ndarray, floor: np.ndarray, sigma: float, rounding: float,
 ) -> tuple[fd.Estimates, np.ndarray]:
     """Estimates of elements probed once at `level` (`values`, `displacement`: ``(n, 2)``, points
     ``+h, -h``), and which of them are kept (the rest descend their ladders).
 
     `analytic` and `spread` are the elements' analytic values and uncertainty, `floor` the
-    disagreement the judge excuses as the analytic side's rounding, `scale` their tensor's typical
-    gradient (the unit for resolved). Only the numerical part of the bar is held to `ACCEPT`: the
-    analytic side's allowances are what the judge grants any estimate."""
+    disagreement the judge excuses as the analytic side's rounding. Only the numerical part of the
+    bar is held to `ACCEPT`: the analytic side's allowances are what the judge grants any estimate.
+    "Resolved" is on the tensor's numerical scale (the screened differences' and the scouts'), never
+    the gradient under test's: a wrong gradient must not make a tensor whose derivative is zero
+    within its bars (judged then on the whole gradient's scale) look resolved."""
     central, half, gap = _central(values, displacement, f0)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         noise = np.maximum(sigma, rounding * np.max(np.abs(values), axis=1, initial=abs(f0)))
@@ -159,7 +161,8 @@ def screened(
         # a times larger (a loss varying a times faster along it) has a third derivative a**3
         # times larger. Beyond `GROWN` times the round-off, it descends its ladder instead.
         curvature = _excess_curvature(gap, _gap_noise(noise, displacement), half)
-        size = max(level.size, fd.rms(central[np.isfinite(central)]) if np.any(np.isfinite(central)) else 0.0)
+        typical = fd.rms(central[np.isfinite(central)]) if np.any(np.isfinite(central)) else 0.0
+        size = max(level.size, typical)
         faster = np.where(np.abs(central) > size, np.abs(central) / size, 1.0) ** 3
         growth = np.maximum(np.where(curvature > level.curvature, curvature / level.curvature, 1.0), faster)
         truncation = level.per_step2 * half**2 * growth
@@ -170,7 +173,7 @@ def screened(
         kink = np.maximum(curvature - CURVATURE_MARGIN * level.curvature, 0.0) * np.abs(half)
         disagreement = np.abs(central - analytic) + kink / 2
         allowed = ACCEPT * numerical + fd.ERROR_BAR_FACTOR * spread + floor
-        keep = (disagreement <= allowed) & (error <= RESOLVED * scale) & (truncation <= GROWN * roundoff)
+        keep = (disagreement <= allowed) & (error <= RESOLVED * size) & (truncation <= GROWN * roundoff)
     keep &= np.isfinite(central) & np.isfinite(error) & np.all(displacement != 0, axis=1)
     n, zeros, no = len(central), np.zeros(len(central)), np.zeros(len(central), bool)
     estimates = fd.Estimates(
