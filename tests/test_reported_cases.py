@@ -285,3 +285,43 @@ def test_a_wrong_gradient_cannot_make_a_zero_derivative_tensor_look_resolved():
     assert gp.check(loss, grad, params, strategy="full").status == "pass"
     report = gp.check(loss, lambda p: grad(p, planted=2.6e-13), params, strategy="full")
     assert report.tensors["W0"].status == "fail" and report.tensors["W0"].worst[0].index == (0, 4)
+
+
+def test_kinks_the_refined_elements_meet_take_the_scouts_below_them_too():
+    # A ripple far finer than the steps: half the elements see "kinks". Without screening every
+    # element descends below them; the scouts, laddered apart, did not: element 0 (a scout) read an
+    # aliased slope 86,000 bars off the exact one, a false FAIL.
+    rng = np.random.default_rng(0)
+    a, x0, c = rng.uniform(0.5, 2, 30), rng.uniform(-1, 1, 30), rng.standard_normal(30)
+    loss = lambda p: float(np.sum(a * p["x"] ** 2) + 1e-11 * np.sin(1e6 * (c @ p["x"])))  # noqa: E731
+    grad = lambda p: {"x": 2 * a * p["x"] + 1e-5 * np.cos(1e6 * (c @ p["x"])) * c}  # noqa: E731
+    assert gp.check(loss, grad, {"x": x0}).status == "pass"
+
+
+def test_one_wrong_element_of_two_is_no_factor_near_one():
+    n = np.array([1.16274554, 8.34333363])
+    a = n + np.array([0.0, 4.6e-9])
+    bars = np.array([4e-10, 4e-10])
+    d = diagnose("bias", (2,), a, n, bars, np.zeros(2), np.array([0, FAIL], dtype=np.int8))
+    assert d.finding.kind != "factor" and "scale factor" not in (d.hint or "")
+
+
+def test_screened_bars_use_the_noise_the_note_says_they_use():
+    # A note said the probes' larger noise was used; the screened elements' bars kept the smaller.
+    x0 = np.random.default_rng(0).standard_normal(10)
+    x0[[3, 7]] = 0.0  # at relu's kink: the probes there see more than the tables' noise
+    moves: dict[int, list[float]] = {}
+
+    def loss(p):
+        moved = np.flatnonzero(p != x0)
+        if len(moved) == 1:
+            moves.setdefault(int(moved[0]), []).append(abs(p[moved[0]] - x0[moved[0]]))
+        return float(np.sum(np.maximum(p, 0) ** 2 + np.sin(p)))
+
+    report = gp.check(loss, lambda p: 2 * np.maximum(p, 0) + np.cos(p), x0)
+    assert report.status == "pass" and any("the error bars use the larger" in note for note in report.notes)
+    bars = report.tensors["params"].error_bar
+    screened = [i for i, steps in moves.items() if len(steps) == 2]
+    assert len(screened) >= 4
+    for i in screened:  # a central difference's bar is at least 4 noise / (sqrt(2) h)
+        assert bars[i] >= 0.99 * 4 * report.noise / (np.sqrt(2) * moves[i][0]), i

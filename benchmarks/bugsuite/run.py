@@ -51,15 +51,16 @@ NOTES = [
     "",
     "- The bugs below 1e-4 are the 1e-6 relative errors. In float32 they sit at the float32 gradient's own "
     "rounding: gradprobe differentiates a float64 evaluation of the loss (its float64 reference) and excuses "
-    "that rounding, so it states resolutions of 4e-6 to 5e-6 on these cases (1e-10 to 1e-9 in float64; "
+    "that rounding, so it states resolutions of 4e-6 to 5e-6 on these cases (4e-11 to 4e-9 in float64; "
     "1.6e-4 to 1.4e-2 with shadow=False, float32 finite differences) and catches the 1e-6 errors only where "
     "they stand out of it; a float32 PASS never claims them. The seed's rule and gradcheck 'catch' them in "
     "float32 only because they fail everything there, the correct gradients included (epsilon 1e-7 and "
     "1e-6 are a few ulps of a float32 parameter).",
     "- gradcheck's fixed tolerances (atol 1e-5, rtol 1e-3) let most 1e-3 and every 1e-6 error pass in "
     "float64; its blame is the first input its slow loop reaches, and fast mode names no element.",
-    "- gradprobe spends about 6 loss evaluations per parameter (3 step levels) plus 24 for the noise "
-    "tables (48 below 17 parameters); more where kinks sit inside the step. The seed's rule and "
+    "- gradprobe spends 2 loss evaluations per screened element, a whole step ladder (6 or more) per "
+    "scout (three per tensor) and per element of a tensor under 6 elements, and 26 on the noise "
+    "(50 below 17 parameters); a tensor wrong throughout about 6 per element. The seed's rule and "
     "gradcheck slow spend 2 per parameter.",
 ]
 BANDS = (("size >= 1e-2", 1e-2, np.inf), ("1e-4 <= size < 1e-2", 1e-4, 1e-2), ("size < 1e-4", 0.0, 1e-4))

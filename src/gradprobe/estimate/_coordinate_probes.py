@@ -137,10 +137,19 @@ class CoordinateEstimator:
                 kept_positions.append(rest[keep])
                 kept.append(estimates.take(keep))
                 refine.append(rest[~keep])
-        parts, positions = [scouted, *kept], [laddered, *kept_positions]
         refine_positions = np.concatenate(refine) if refine else np.zeros(0, int)
+        refined = []
         if len(refine_positions):
-            parts.append(self._ladder(indices[refine_positions], steps))
+            refine_ladder = self._descended(indices[refine_positions], steps)
+            # Kinks are a tensor's: those the refined elements met take the scouts below them too.
+            if self._below_kinks([(ladder, indices[laddered]), (refine_ladder, indices[refine_positions])], indices):
+                scouted = self._finished(ladder)
+            refined = [self._finished(refine_ladder)]
+        if self.noise.sigma > sigma:
+            # The refined ladders found the loss noisier than the screening assumed: widen its bars.
+            kept = [replace(fd.rescale_noise(part, self.noise.sigma), settled=part.settled) for part in kept]
+        parts, positions = [scouted, *kept, *refined], [laddered, *kept_positions]
+        if refined:
             positions.append(refine_positions)
         order = np.argsort(np.concatenate(positions), kind="stable")
         return fd.stack(parts).take(order)
@@ -203,30 +212,41 @@ class CoordinateEstimator:
         assert ladder.estimates is not None
         self._probe_noise(ladder)
         ladder.descend(ladder.undecided())
-        self._below_kinks(ladder, indices)
+        self._below_kinks([(ladder, indices)])
         return ladder
 
-    def _below_kinks(self, ladder: Ladder, indices: np.ndarray) -> None:
+    def _below_kinks(self, ladders: list[tuple[Ladder, np.ndarray]], batch: np.ndarray | None = None) -> bool:
         """In a tensor where kinks were seen, take every element's estimate below the kinks' scale.
 
         A relu layer's weight moves every sample's pre-activation: its loss is smooth only between
         kinks that can lie closer together than the step. One kink inside the step shows as a
         jump; several small ones can hide (their jump estimates cancel) while still biasing the
         derivative. So when enough elements of a tensor saw kinks, every element descends to the
-        level at which half of those were clear of them.
+        level at which half of those were clear of them. `ladders` pairs each ladder with the flat
+        positions of its probes; the share of kinked elements is of the tensor's elements in
+        `batch` (all the ladders' by default: screened elements kept on their pair saw no kink).
+        Returns whether any probe descended.
         """
+        descended = False
+        if batch is None:
+            batch = np.concatenate([positions for _, positions in ladders])
         for leaf in self.params.leaves:
-            mine = np.flatnonzero((indices >= leaf.offset) & (indices < leaf.offset + leaf.size))
-            kinked = ladder.kinked[mine]
-            if kinked.sum() < max(2, KINKED_FRACTION * len(mine)):
+            inside = [(ladder, np.flatnonzero((at >= leaf.offset) & (at < leaf.offset + leaf.size))) for ladder, at in ladders]
+            kinked = np.concatenate([ladder.kinked[mine] for ladder, mine in inside])
+            count = int(np.sum((batch >= leaf.offset) & (batch < leaf.offset + leaf.size)))
+            if kinked.sum() < max(2, KINKED_FRACTION * count):
                 continue
-            cleared = ladder.cleared[mine][kinked & (ladder.cleared[mine] > 0)]
+            cleared = np.concatenate([ladder.cleared[mine] for ladder, mine in inside])
+            cleared = cleared[kinked & (cleared > 0)]
             if not len(cleared):
                 continue
             target = int(np.ceil(np.median(cleared)))
-            shallow = mine[ladder.levels[mine] < target]
-            if len(shallow):
-                ladder.descend(shallow, at_least=target)
+            for ladder, mine in inside:
+                shallow = mine[ladder.levels[mine] < target]
+                if len(shallow):
+                    ladder.descend(shallow, at_least=target)
+                    descended = True
+        return descended
 
     def _probe_noise(self, ladder: Ladder) -> None:
         """Raise the noise level to what the first windows of all probes show, if that is more.

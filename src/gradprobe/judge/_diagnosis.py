@@ -274,9 +274,13 @@ def _constant_ratio(a: np.ndarray, n: np.ndarray, error: np.ndarray, floor: np.n
     if not np.isfinite(ratio):
         return None
     # Near 1 the slack would absorb small scattered errors (three elements off by a few bars read
-    # as a factor 1.0000000003): there every element must agree with the ratio within its bars.
-    slack = RATIO_SLACK if abs(ratio - 1) > 10 * RATIO_SLACK else 0.0
-    consistent = np.abs(a - ratio * n) <= 2 * (abs(ratio) * error + floor) + slack * np.abs(ratio * n)
+    # as a factor 1.0000000003): there every element must agree with the ratio within its bars, and
+    # none with 1 (else "one element of two wrong" fits a factor as well).
+    near_one = abs(ratio - 1) <= 10 * RATIO_SLACK
+    tolerance = 2 * (abs(ratio) * error + floor)
+    consistent = np.abs(a - ratio * n) <= tolerance + (0.0 if near_one else RATIO_SLACK) * np.abs(ratio * n)
+    if near_one and np.any(np.abs(a - n) <= 2 * (error + floor)):
+        return None
     return ratio if np.all(consistent) else None
 
 
