@@ -106,37 +106,7 @@ class CoordinateEstimator:
         before = self.noise.sigma
         scouted = self._finished(ladder)
         sigma = max(ladder.sigma, self.noise.sigma) if self.noise.sigma > before else ladder.sigma
-        # One batch of points for every screened tensor: two per element, at its tensor's level.
-        screened_positions, points, displacements = [], [], []
-        refine = []
-        for (leaf, mine, scouts), level in zip(tensors, levels):
-            rest = np.setdiff1d(mine, scouts)
-            if level is None:
-                refine.append(rest)
-                continue
-            current = np.zeros(params.size)
-            current[indices[rest]] = steps[indices[rest]]
-            leaf_points, displacement = coordinate_points(params, indices[rest], current, fd.level_offsets(level.level))
-            screened_positions.append(rest)
-            points.extend(leaf_points)
-            displacements.append(displacement)
-        kept_positions, kept = [], []
-        if points:
-            values = self.objective.evaluate(points).reshape(-1, 2)
-            start = 0
-            for rest, displacement, (leaf, _, _), level in zip(
-                screened_positions, displacements, [t for t, lv in zip(tensors, levels) if lv is not None],
-                [lv for lv in levels if lv is not None],
-            ):
-                chosen = indices[rest]
-                estimates, keep = screening.screened(
-                    level, values[start : start + len(rest)], displacement, self.f0, self.analytic[chosen],
-                    self.spread[chosen], self.floor(chosen), sigma, self.rounding,
-                )  # fmt: skip
-                start += len(rest)
-                kept_positions.append(rest[keep])
-                kept.append(estimates.take(keep))
-                refine.append(rest[~keep])
+        kept_positions, kept, refine = self._pairs(indices, steps, tensors, levels, sigma)
         refine_positions = np.concatenate(refine) if refine else np.zeros(0, int)
         refined = []
         if len(refine_positions):
@@ -153,6 +123,37 @@ class CoordinateEstimator:
             positions.append(refine_positions)
         order = np.argsort(np.concatenate(positions), kind="stable")
         return fd.stack(parts).take(order)
+
+    def _pairs(
+        self, indices: np.ndarray, steps: np.ndarray, tensors: list, levels: list, sigma: float
+    ) -> tuple[list[np.ndarray], list[fd.Estimates], list[np.ndarray]]:
+        """Every screened tensor's other elements at its level, in one batch of points (two per
+        element): the positions kept and their estimates, and the positions to refine."""
+        jobs, points, refine = [], [], []
+        for (_, mine, scouts), level in zip(tensors, levels):
+            rest = np.setdiff1d(mine, scouts)
+            if level is None:
+                refine.append(rest)
+                continue
+            current = np.zeros(self.params.size)
+            current[indices[rest]] = steps[indices[rest]]
+            made, displacement = coordinate_points(self.params, indices[rest], current, fd.level_offsets(level.level))
+            jobs.append((rest, displacement, level))
+            points.extend(made)
+        kept_positions, kept = [], []
+        values = self.objective.evaluate(points).reshape(-1, 2) if points else np.zeros((0, 2))
+        start = 0
+        for rest, displacement, level in jobs:
+            chosen = indices[rest]
+            estimates, keep = screening.screened(
+                level, values[start : start + len(rest)], displacement, self.f0, self.analytic[chosen],
+                self.spread[chosen], self.floor(chosen), sigma, self.rounding,
+            )  # fmt: skip
+            start += len(rest)
+            kept_positions.append(rest[keep])
+            kept.append(estimates.take(keep))
+            refine.append(rest[~keep])
+        return kept_positions, kept, refine
 
     # -- finite differences -------------------------------------------------------------------------
 
