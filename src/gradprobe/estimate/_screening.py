@@ -1,13 +1,13 @@
 """Screening: one central difference per element, its truncation bounded per tensor.
 
 A full step ladder costs six or more evaluations per element. Most elements of a tensor need far
-fewer: a few *scouts* per tensor descend their whole ladder, and from them the tensor gets the
-ladder level at which one central difference is most accurate, and a bound on that difference's
-truncation error (the largest the scouts show, per step squared, times `TRUNCATION_MARGIN`). Every
-other element is probed at that level alone (two evaluations) and kept when it clearly agrees with
-its analytic value inside that bar; the rest (disagreeing, near their bar, unresolved, curved or
-kinked beyond what the scouts showed, non-finite) descend their own ladders as before. So an element
-is never reported wrong, or undecided, on a screening difference alone.
+fewer: a few *scouts* per tensor descend their whole ladder, and from them the tensor gets a bound
+on a central difference's truncation error (the largest the scouts show, per step squared, times
+`TRUNCATION_MARGIN`) and the coarsest ladder level at which that bound is a small share of the
+round-off. Every other element is probed at that level alone (two evaluations) and kept when it
+clearly agrees with its analytic value inside its bar; the rest (disagreeing, near their bar,
+unresolved, curving or varying faster than the scouts, kinked, non-finite) descend their own ladders
+as before. So an element is never reported wrong, or undecided, on a screening difference alone.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from ._ladder import Ladder
 SCOUTS = 3
 #: A tensor with fewer elements than this in one batch is probed on full ladders only.
 SCREEN_MIN = 2 * SCOUTS
-#: Scouts whose ladder usable for the bound below this: the tensor is probed on full ladders only.
+#: With fewer scouts than this giving a clean reference, the tensor is probed on full ladders only.
 USABLE_SCOUTS = 2
 #: An element the scouts did not see may have this many times their largest truncation (per step
 #: squared): the spread of higher derivatives between elements of one tensor.
@@ -32,11 +32,12 @@ TRUNCATION_MARGIN = 2.0
 #: before the excess is taken for a kink inside its step, which moves a central difference by up to
 #: half the gap between its one-sided slopes.
 CURVATURE_MARGIN = 4.0
-#: A screened element is kept when its disagreement is at most this fraction of its error bar (a
-#: correct element exceeds it about 3 times in 1000: those descend their ladders)...
+#: A screened element is kept when its disagreement is at most this fraction of its error bar's
+#: numerical part (three standard deviations of a bar of four: the few correct elements beyond it
+#: descend their ladders)...
 ACCEPT = 0.75
-#: ... and its error bar is at most this fraction of its tensor's typical gradient (the judge's
-#: `UNRESOLVED` is 0.1: a bar near that is left to the ladder, which resolves more finely).
+#: ... and its error bar is at most this fraction of its tensor's typical numerical derivative (the
+#: judge's `UNRESOLVED` is 0.1: a bar near that is left to the ladder, which resolves more finely).
 RESOLVED = 0.05
 #: The truncation bound at the level chosen is at most this fraction of the round-off...
 SHARE = 0.25
