@@ -38,6 +38,8 @@ from typing import Literal
 
 import numpy as np
 
+from .. import _passes as passes
+
 METHODS = ("richardson", "central", "complex")
 Method = Literal["richardson", "central", "complex"]
 
@@ -507,8 +509,8 @@ def element_scales(params) -> np.ndarray:
     for leaf in params.leaves:
         part = values[leaf.slice]
         typical = rms(part) or min(rms(values) or 1.0, 1.0)
-        mine = np.abs(part, out=scales[leaf.slice])
-        np.maximum(mine, typical, out=mine)
+        mine = passes.absolute(part, out=scales[leaf.slice])
+        passes.maximum(mine, typical, out=mine)
     scales.setflags(write=False)
     try:
         _SCALES[params] = scales

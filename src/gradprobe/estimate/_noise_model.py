@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from .. import _passes as passes
 from ..params._params import Params
 from . import _differences as fd
 from ._ladder import round_at
@@ -155,10 +156,10 @@ def _line(
     # page faults.
     direction, push = (v[: params.size] for v in objective.work(2 * k + 2, params.size)[2 * k :])
     rng.random(out=direction)
-    direction *= 2.0
-    direction -= 1.0
-    direction += np.copysign(0.5, direction, out=push)
-    direction *= fd.element_scales(params)
+    passes.multiply(direction, 2.0, out=direction)
+    passes.subtract(direction, 1.0, out=direction)
+    passes.add(direction, passes.copysign(0.5, direction, out=push), out=direction)
+    passes.multiply(direction, fd.element_scales(params), out=direction)
     if within is not None:
         direction[: within.start] = 0.0
         direction[within.stop :] = 0.0

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import _passes as passes
 from .._errors import InvalidArgument, InvalidValue, UserFunctionError
 from ..params._params import Params
 from ._calling import CONFIRMATION_EVALUATIONS, OutsideDomain, call_user
@@ -73,8 +74,8 @@ class LinePoints(Sequence[Point]):
         """Point `k`'s values on its block, written into `out` (a fresh array if None)."""
         line, t = self._order[k]
         block, direction, _ = self.lines[line]
-        values = np.multiply(direction, t, out=out)
-        values += self.origin[block]  # the very rounding of `origin + t * direction`
+        values = passes.multiply(direction, t, out=np.empty_like(direction) if out is None else out)
+        passes.add(values, self.origin[block], out=values)  # the very rounding of `origin + t * direction`
         if self.finish is not None:
             values = self.finish(block, values)
         if self.seen is not None:

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import _passes as passes
 from .._errors import InvalidArgument, InvalidValue
 from ._complex import gradient_parts
 from ._params import Leaf, Params, _framework_hint
@@ -179,7 +180,7 @@ def flatten_gradient(params: Params, gradient: Any, *, argument: str = "grad") -
                 "array/float; return one gradient array of the same shape.",
                 argument=argument,
             )
-        flat[leaf.slice] = _leaf_gradient(node, leaf, argument)
+        passes.copy(_leaf_gradient(node, leaf, argument), out=flat[leaf.slice])
         used.update(real_path[:i] for i in range(len(real_path) + 1))
     return flat, tuple(_unused(gradient, (), used))
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import _passes as passes
 from .._errors import GradprobeError
 from ..estimate import _differences as fd
 from ..estimate._calling import call_user
@@ -27,7 +28,7 @@ def gradient_spread(
 ) -> np.ndarray:
     """How much two identical calls of `grad` differ, per element (zero for a deterministic one)."""
     again, _ = analytic_gradient(grad, user_params)
-    spread = np.abs(np.subtract(again, analytic, out=again), out=again)  # `again` is ours: in place
+    spread = passes.absolute(passes.subtract(again, analytic, out=again), out=again)  # `again` is ours: in place
     if not np.any(spread):
         # A read-only zero of the right length, holding no memory: the vector of millions just
         # made is freed for the vectors the check makes next.

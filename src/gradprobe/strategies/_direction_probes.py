@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import _passes as passes
 from ..estimate import _differences as fd
 from ..estimate._objective import LinePoints
 from ..estimate._ladder import MIN_STEP_ULPS, run_ladder
@@ -176,9 +177,9 @@ class DirectionalProber:
             m = b - a
             piece = w[a - start : b - start]  # written in place: no temporaries of the block's size
             keyed_rng(self.seed, purpose, start, stop, round_, a).random(out=piece)
-            piece -= 0.5
-            piece *= self.scales[a:b]
-            piece *= _UNIFORM_SPREAD * self._part_step(leaf, m) / math.sqrt(m)
+            passes.subtract(piece, 0.5, out=piece)
+            passes.multiply(piece, self.scales[a:b], out=piece)
+            passes.multiply(piece, _UNIFORM_SPREAD * self._part_step(leaf, m) / math.sqrt(m), out=piece)
         return w
 
     def _scratch(self, size: int, count: int = 2) -> list[np.ndarray]:
@@ -258,7 +259,7 @@ class DirectionalProber:
                 # What the loss sees is the rounded point: its displacement, not t w, is measured.
                 k = which[j // 2]
                 (a, b), e = blocks[k], exponents[k]
-                change = np.subtract(point, x[a:b], out=delta[: b - a])
+                change = passes.subtract(point, x[a:b], out=delta[: b - a])
                 if e:
                     np.ldexp(change, -e, out=change)
                 predicted[j] = math.ldexp(fd.dot(self.analytic[a:b], change), e)
@@ -302,20 +303,20 @@ class DirectionalProber:
         scale, floor = np.empty(len(blocks)), np.empty(len(blocks))
         products, magnitudes = self._scratch(max(b - a for a, b in blocks))
         for k, ((a, b), w) in enumerate(zip(blocks, directions)):
-            gw = np.multiply(self.analytic[a:b], w, out=products[: b - a])
+            gw = passes.multiply(self.analytic[a:b], w, out=products[: b - a])
             typical, slope = fd.safe_norm(gw), float(gw.sum())
-            absolute = np.abs(gw, out=gw)
+            absolute = passes.absolute(gw, out=gw)
             sum_absolute = float(absolute.sum())
             # The analytic side's rounding: max(|g_i|, the tensor's typical |g|) |w_i| per element.
             rounding, eps, fallback = 0.0, 0.0, 0.0
             piece_w = magnitudes[: b - a]
             for leaf, c, d in self.parts(a, b):
                 here = piece_w[c - a : d - a]
-                np.abs(w[c - a : d - a], out=here)
+                passes.absolute(w[c - a : d - a], out=here)
                 if not typical:  # the unit for a block whose g . w is all zeros
                     fallback = math.hypot(fallback, (self._leaf_typical[leaf] or 1.0) * fd.safe_norm(here))
-                here *= self._leaf_typical[leaf]
-                np.maximum(absolute[c - a : d - a], here, out=here)
+                passes.multiply(here, self._leaf_typical[leaf], out=here)
+                passes.maximum(absolute[c - a : d - a], here, out=here)
                 rounding = math.hypot(rounding, fd.safe_norm(here))
                 eps = max(eps, self._user_eps[leaf])
             scale[k] = typical or fallback or 1.0
