@@ -7,11 +7,11 @@ threads, these passes run in torch's own pool instead, on zero-copy views of the
 use the cores the loss uses, between its calls, rather than competing with torch's workers (a
 thread pool of gradprobe's own was slower; see benchmarks/RESULTS.md, "Scale").
 
-Only exact operations go there (a product, sum, difference, absolute value, maximum, sign copy or
-copy of float64 values, each rounded once, never fused), so every number is the same bit for bit
-on either side (a NaN stays a NaN, perhaps with another sign bit): a verdict does not depend on
-whether torch is loaded or on its thread count.
-Reductions (sums, dot products), whose rounding depends on the order, stay in numpy.
+Only exact operations go there (a product, sum, difference, absolute value, maximum or copy of
+float64 values, each rounded once, never fused), so every number is the same bit for bit on either
+side (a NaN stays a NaN, perhaps with another sign bit): a verdict does not depend on whether
+torch is loaded or on its thread count. Reductions (sums, dot products), whose rounding depends on
+the order, and random draws stay in numpy.
 
 Examples
 --------
@@ -91,17 +91,6 @@ def maximum(a: np.ndarray, b: np.ndarray | float, *, out: np.ndarray) -> np.ndar
 
 def absolute(a: np.ndarray, *, out: np.ndarray) -> np.ndarray:
     return _run(np.abs, "abs", out, a)
-
-
-def copysign(magnitude: float, signs: np.ndarray, *, out: np.ndarray) -> np.ndarray:
-    """``magnitude`` with the sign of each of `signs`."""
-    torch = _torch(out, signs)
-    if torch is None:
-        return np.copysign(magnitude, signs, out=out)
-    out_tensor = _view(torch, out)
-    out_tensor.fill_(magnitude)
-    torch.copysign(out_tensor, _view(torch, signs), out=out_tensor)
-    return out
 
 
 def copy(source: np.ndarray, *, out: np.ndarray) -> np.ndarray:

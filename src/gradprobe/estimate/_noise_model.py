@@ -151,14 +151,16 @@ def _line(
     params: Params = objective.params
     # Random signs and lengths: points on a regular grid can round in a regular pattern, which
     # hides the noise from a difference table. Lengths uniform on [0.5, 1.5), signs at random,
-    # both from one uniform draw u: 2u - 1, pushed 0.5 away from zero. Drawn into the check's work
-    # vectors: this runs over every parameter of a model of millions, where fresh vectors cost
-    # page faults.
-    direction, push = (v[: params.size] for v in objective.work(2 * k + 2, params.size)[2 * k :])
+    # both from one uniform draw u: 2u - 1, pushed 0.5 away from zero, that is 2u - 1.5 below
+    # u = 1/2 and 2u - 0.5 from there (exact in float64). Drawn into the check's work vectors:
+    # this runs over every parameter of a model of millions, where fresh vectors cost page faults.
+    direction = objective.work(k + 1, params.size)[k][: params.size]
     rng.random(out=direction)
+    upper = direction >= 0.5  # an eighth of the direction's bytes
     passes.multiply(direction, 2.0, out=direction)
-    passes.subtract(direction, 1.0, out=direction)
-    passes.add(direction, passes.copysign(0.5, direction, out=push), out=direction)
+    passes.subtract(direction, 1.5, out=direction)
+    np.add(direction, upper, out=direction)
+    del upper
     passes.multiply(direction, fd.element_scales(params), out=direction)
     if within is not None:
         direction[: within.start] = 0.0

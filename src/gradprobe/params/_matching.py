@@ -158,12 +158,14 @@ def nonfinite_elements(values: np.ndarray, shape: tuple[int, ...]) -> str:
     return f"at {len(bad)} of its {values.size} element(s): {named}{more}"
 
 
-def flatten_gradient(params: Params, gradient: Any, *, argument: str = "grad") -> tuple[np.ndarray, tuple[str, ...]]:
-    """Flatten `gradient` in the order of `params`.
+def flatten_gradient(
+    params: Params, gradient: Any, *, argument: str = "grad", out: np.ndarray | None = None
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Flatten `gradient` in the order of `params` (into `out`, of the parameters' size, if given).
 
     Returns the flat float64 gradient and the names of gradient entries that match no parameter.
     """
-    flat = np.empty(params.size)
+    flat = np.empty(params.size) if out is None else out
     used: set[tuple[Any, ...]] = set()
     for leaf in params.leaves:
         node, real_path, where = gradient, (), ""

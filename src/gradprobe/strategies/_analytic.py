@@ -16,23 +16,29 @@ from ..params._matching import flatten_gradient
 from ..params._params import Leaf, Params
 
 
-def analytic_gradient(grad: Callable[[Any], Any], params: Params) -> tuple[np.ndarray, tuple[str, ...]]:
-    """`grad` at `params`, flat, and the names of the extra entries it returned."""
+def analytic_gradient(
+    grad: Callable[[Any], Any], params: Params, out: np.ndarray | None = None
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    """`grad` at `params`, flat (in `out` if given), and the names of the extra entries it returned."""
     # A GradprobeError from `grad` passes through: it already names its argument (`jac` in check_jacobian).
     tree = call_user(grad, "grad", params.copy())
-    return flatten_gradient(params, tree, argument="grad")
+    return flatten_gradient(params, tree, argument="grad", out=out)
 
 
 def gradient_spread(
-    grad: Callable[[Any], Any], user_params: Params, analytic: np.ndarray, notes: list[str]
+    grad: Callable[[Any], Any], user_params: Params, analytic: np.ndarray, notes: list[str], scratch: np.ndarray
 ) -> np.ndarray:
-    """How much two identical calls of `grad` differ, per element (zero for a deterministic one)."""
-    again, _ = analytic_gradient(grad, user_params)
-    spread = passes.absolute(passes.subtract(again, analytic, out=again), out=again)  # `again` is ours: in place
+    """How much two identical calls of `grad` differ, per element (zero for a deterministic one).
+
+    The second call is flattened into `scratch`, a work vector of the check's: a fresh vector of
+    millions costs more in page faults than the copy.
+    """
+    again, _ = analytic_gradient(grad, user_params, out=scratch)
+    spread = passes.absolute(passes.subtract(again, analytic, out=again), out=again)
     if not np.any(spread):
-        # A read-only zero of the right length, holding no memory: the vector of millions just
-        # made is freed for the vectors the check makes next.
+        # A read-only zero of the right length, holding no memory.
         return np.broadcast_to(np.float64(0.0), spread.shape)
+    spread = spread.copy()  # `scratch` is for the stages that follow
     notes.append(
         f"`grad` is non-deterministic: two identical calls differ by up to {spread.max():.2e}; "
         "that spread is added to the error bars."

@@ -201,7 +201,7 @@ class DirectionalProber:
         # The blocks of one call never overlap (halves, tensors): their directions fit in one
         # work vector of the parameters' size, kept for the check's life.
         total = sum(b - a for a, b in blocks)
-        room = self._scratch(total, count=3)[2] if total <= self.params.size else np.empty(total)
+        room = self._scratch(total)[1] if total <= self.params.size else np.empty(total)
         ends = np.cumsum([0] + [b - a for a, b in blocks])
         directions = [self.direction(a, b, purpose, round_, out=room[c:d]) for (a, b), c, d in zip(blocks, ends[:-1], ends[1:])]
         steps = np.full(len(blocks), fd.COMPLEX_STEP if self.method == "complex" else 1.0)
@@ -248,7 +248,9 @@ class DirectionalProber:
             exponents.append(e)
             units.append(w if e == 0 else np.ldexp(w, -e))
             lengths.append(squares if e == 0 else fd.dot(units[-1], units[-1]))
-        moved, delta = self._scratch(max(b - a for a, b in blocks))
+        # `delta` is the work vector the earlier stages wrote (its pages are mapped already);
+        # `moved` is written only for points that do not move every parameter.
+        delta, _, moved = self._scratch(max(b - a for a, b in blocks), count=3)
         finish = None if self._all_double else (lambda block, values: self._round(block.start, block.stop, values))
 
         def evaluate_level(which: np.ndarray, level: int):
@@ -301,22 +303,21 @@ class DirectionalProber:
         """Per block: the typical size of ``g . w`` (the unit for "resolved") and the disagreement
         the analytic side's own rounding explains."""
         scale, floor = np.empty(len(blocks)), np.empty(len(blocks))
-        products, magnitudes = self._scratch(max(b - a for a, b in blocks))
+        products = self._scratch(max(b - a for a, b in blocks), count=1)[0]
         for k, ((a, b), w) in enumerate(zip(blocks, directions)):
             gw = passes.multiply(self.analytic[a:b], w, out=products[: b - a])
             typical, slope = fd.safe_norm(gw), float(gw.sum())
-            absolute = passes.absolute(gw, out=gw)
-            sum_absolute = float(absolute.sum())
-            # The analytic side's rounding: max(|g_i|, the tensor's typical |g|) |w_i| per element.
+            sum_absolute = float(passes.absolute(gw, out=gw).sum())
+            # The analytic side's rounding: max(|g_i|, the tensor's typical |g|) |w_i| per element
+            # (the same bits as max(|g_i w_i|, typical |w_i|): rounding keeps the order).
             rounding, eps, fallback = 0.0, 0.0, 0.0
-            piece_w = magnitudes[: b - a]
             for leaf, c, d in self.parts(a, b):
-                here = piece_w[c - a : d - a]
-                passes.absolute(w[c - a : d - a], out=here)
+                here = passes.absolute(self.analytic[c:d], out=products[c - a : d - a])
+                passes.maximum(here, self._leaf_typical[leaf], out=here)
+                passes.multiply(here, w[c - a : d - a], out=here)
+                here = passes.absolute(here, out=here)
                 if not typical:  # the unit for a block whose g . w is all zeros
-                    fallback = math.hypot(fallback, (self._leaf_typical[leaf] or 1.0) * fd.safe_norm(here))
-                passes.multiply(here, self._leaf_typical[leaf], out=here)
-                passes.maximum(absolute[c - a : d - a], here, out=here)
+                    fallback = math.hypot(fallback, (self._leaf_typical[leaf] or 1.0) * fd.safe_norm(w[c - a : d - a]))
                 rounding = math.hypot(rounding, fd.safe_norm(here))
                 eps = max(eps, self._user_eps[leaf])
             scale[k] = typical or fallback or 1.0
