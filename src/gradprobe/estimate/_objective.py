@@ -225,6 +225,14 @@ class Objective:
             vector = self._handoff = np.empty(size)
         return vector
 
+    def at_start(self, params: Params | None = None) -> Any:
+        """A fresh copy of the parameter structure at the starting point (of `params`, the
+        objective's by default), for one call: made in the hand-off vector, whose pages the points
+        that follow reuse, where `Params.copy` would map a vector of millions for each call."""
+        params = self.params if params is None else params
+        flat = passes.copy(params.values, out=self._handoff_vector(params.size))
+        return params.build(flat, share=True)
+
     def _call(self, tree: Any, where: str) -> Any:
         self.nfev += 1
         self.probing = where  # for the progress bar
@@ -238,7 +246,7 @@ class Objective:
         if self.vectorized:
             value = float(evaluate_vectorized(self, [(np.array([], dtype=int), np.array([]))], where="at the starting point")[0])
         else:
-            value = to_scalar(self._call(self.params.copy(), "at the starting point"), self.argument)
+            value = to_scalar(self._call(self.at_start(), "at the starting point"), self.argument)
         if not np.isfinite(value):
             raise InvalidValue(
                 f"`{self.argument}` returned {value} at the starting point; a gradient can only be "
@@ -305,7 +313,7 @@ class Objective:
             if covers:  # moves every parameter: no scratch, no fancy indexing
                 tree = self.params.build(np.asarray(values, dtype=results.dtype), dtype=dtype, share=direct)
             elif not isinstance(indices, slice) and not len(indices):  # moves nothing (a repeat call)
-                tree = self.params.build(base.astype(results.dtype, copy=False), dtype=dtype)
+                tree = self.at_start() if dtype is None else self.params.build(base.astype(results.dtype), dtype=dtype)
             else:
                 if flat is None:
                     flat = self._scratch[results.dtype] = base.astype(results.dtype)

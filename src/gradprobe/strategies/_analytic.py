@@ -12,28 +12,32 @@ from .. import _passes as passes
 from .._errors import GradprobeError
 from ..estimate import _differences as fd
 from ..estimate._calling import call_user
+from ..estimate._objective import Objective
 from ..params._matching import flatten_gradient
 from ..params._params import Leaf, Params
 
 
 def analytic_gradient(
-    grad: Callable[[Any], Any], params: Params, out: np.ndarray | None = None
+    grad: Callable[[Any], Any], params: Params, *, tree: Any = None, out: np.ndarray | None = None
 ) -> tuple[np.ndarray, tuple[str, ...]]:
-    """`grad` at `params`, flat (in `out` if given), and the names of the extra entries it returned."""
+    """`grad` at `params` (given as `tree`, a fresh copy of them, or a new one), flat (in `out` if
+    given), and the names of the extra entries it returned."""
     # A GradprobeError from `grad` passes through: it already names its argument (`jac` in check_jacobian).
-    tree = call_user(grad, "grad", params.copy())
-    return flatten_gradient(params, tree, argument="grad", out=out)
+    result = call_user(grad, "grad", params.copy() if tree is None else tree)
+    return flatten_gradient(params, result, argument="grad", out=out)
 
 
 def gradient_spread(
-    grad: Callable[[Any], Any], user_params: Params, analytic: np.ndarray, notes: list[str], scratch: np.ndarray
+    grad: Callable[[Any], Any], user_params: Params, analytic: np.ndarray, notes: list[str], objective: Objective
 ) -> np.ndarray:
     """How much two identical calls of `grad` differ, per element (zero for a deterministic one).
 
-    The second call is flattened into `scratch`, a work vector of the check's: a fresh vector of
-    millions costs more in page faults than the copy.
+    The second call gets its copy of the parameters in the objective's hand-off vector and is
+    flattened into a work vector of the check's: a fresh vector of millions costs more in page
+    faults than the copy.
     """
-    again, _ = analytic_gradient(grad, user_params, out=scratch)
+    scratch = objective.work(1, analytic.size)[0][: analytic.size]
+    again, _ = analytic_gradient(grad, user_params, tree=objective.at_start(user_params), out=scratch)
     spread = passes.absolute(passes.subtract(again, analytic, out=again), out=again)
     if not np.any(spread):
         # A read-only zero of the right length, holding no memory.

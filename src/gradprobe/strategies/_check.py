@@ -265,7 +265,7 @@ def _set_up(
 ) -> CheckContext:
     """The loss at the point, `grad`'s spread and rounding, the noise: what every strategy needs."""
     f0 = objective.initial() if f0 is None else f0
-    spread = gradient_spread(grad, user_params, analytic, notes, scratch=objective.work(1, analytic.size)[0][: analytic.size])
+    spread = gradient_spread(grad, user_params, analytic, notes, objective)
     low_precision = gradient_rounding(grad, objective.params, user_params, analytic)
     if low_precision is not None:
         spread = spread + low_precision.allowance
