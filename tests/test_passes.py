@@ -1,4 +1,5 @@
-"""The per-point passes on torch's threads: the same bits as numpy's, and the same report."""
+"""The per-point passes on torch's threads: the same bits as numpy's, the same report, and only
+where the loss runs in torch."""
 
 from __future__ import annotations
 
@@ -57,14 +58,9 @@ def same_bits(a, b):
 
 def both_sides(operation, *operands):
     """`operation(*operands, out=...)` with torch allowed and with numpy only."""
-    results = []
-    for enabled in (True, False):
-        passes.ENABLED = enabled
-        try:
-            results.append(operation(*operands, out=np.empty(SIZE)))
-        finally:
-            passes.ENABLED = True
-    return results
+    with passes.on_torch_threads():
+        on_torch = operation(*operands, out=np.empty(SIZE))
+    return on_torch, operation(*operands, out=np.empty(SIZE))
 
 
 @pytest.mark.parametrize(
@@ -101,45 +97,53 @@ def test_absolute_and_copy_give_numpys_bits_on_torch(torch_threads, torch_calls)
 def test_read_only_inputs_are_read_without_a_warning(torch_threads, torch_calls):
     a = np.arange(float(SIZE))
     a.setflags(write=False)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), passes.on_torch_threads():
         warnings.simplefilter("error")
         result = passes.multiply(a, 2.0, out=np.empty(SIZE))
     assert torch_calls == [True] and result[-1] == 2.0 * (SIZE - 1)
 
 
 @pytest.mark.parametrize("threads", [1, 2], ids=["torch on 1 thread", "torch on 2 threads"])
-def test_small_vectors_one_thread_and_other_dtypes_stay_in_numpy(torch_calls, threads):
+def test_small_vectors_one_thread_other_dtypes_and_plain_checks_stay_in_numpy(torch_calls, threads):
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        passes.add(np.ones(10), 1.0, out=np.empty(10))
-        passes.add(np.ones(SIZE, dtype=np.float32), 1.0, out=np.empty(SIZE, dtype=np.float32))
-        passes.add(np.ones(2 * SIZE)[::2], 1.0, out=np.empty(SIZE))  # not contiguous
-        passes.add(np.ones(SIZE), 1.0, out=np.empty(SIZE))
+        with passes.on_torch_threads():
+            passes.add(np.ones(10), 1.0, out=np.empty(10))
+            passes.add(np.ones(SIZE, dtype=np.float32), 1.0, out=np.empty(SIZE, dtype=np.float32))
+            passes.add(np.ones(2 * SIZE)[::2], 1.0, out=np.empty(SIZE))  # not contiguous
+            passes.add(np.ones(SIZE), 1.0, out=np.empty(SIZE))
+        passes.add(np.ones(SIZE), 1.0, out=np.empty(SIZE))  # outside a torch function's check
     finally:
         torch.set_num_threads(before)
-    assert torch_calls == [False, False, False, threads > 1]
+    assert torch_calls == [False, False, False, threads > 1, False]
 
 
-def test_a_large_check_gives_the_same_report_with_and_without_torch(torch_threads, torch_calls):
-    """A torch MLP of 100k parameters, a right and a doubled gradient: the report is the same bit
-    for bit whether its per-point passes ran on torch's threads or in numpy."""
-    rng = np.random.default_rng(2)
+def mlp(rng):
+    """A tanh MLP of 91,200 float64 parameters in torch, and its batch."""
     x, y = torch.from_numpy(rng.standard_normal((16, 300))), torch.from_numpy(rng.standard_normal((16, 4)))
     params = {"W1": rng.standard_normal((300, 300)) / 17, "W2": rng.standard_normal((300, 4)) / 17}
 
-    def forward(p):
-        return 0.5 * ((torch.tanh(x @ p["W1"]) @ p["W2"] - y) ** 2).sum()
+    def forward(W1, W2):
+        return 0.5 * ((torch.tanh(x @ W1) @ W2 - y) ** 2).sum()
+
+    return params, forward
+
+
+def test_a_large_check_gives_the_same_report_with_and_without_torch(torch_threads, torch_calls):
+    """The MLP, a right and a doubled gradient: the report is the same bit for bit whether the
+    per-point passes ran on torch's threads or in numpy."""
+    params, forward = mlp(np.random.default_rng(2))
 
     def loss(p):
         with torch.no_grad():
-            return float(forward({k: torch.from_numpy(v) for k, v in p.items()}))
+            return float(forward(*(torch.from_numpy(p[k]) for k in ("W1", "W2"))))
 
     def grad(wrong):
         def g(p):
-            tensors = {k: torch.from_numpy(v).requires_grad_() for k, v in p.items()}
-            forward(tensors).backward()
-            out = {k: t.grad.numpy() for k, t in tensors.items()}
+            tensors = [torch.from_numpy(p[k]).requires_grad_() for k in ("W1", "W2")]
+            forward(*tensors).backward()
+            out = {"W1": tensors[0].grad.numpy(), "W2": tensors[1].grad.numpy()}
             if wrong:
                 out["W1"][3, 7] *= 2.0
             return out
@@ -147,14 +151,17 @@ def test_a_large_check_gives_the_same_report_with_and_without_torch(torch_thread
         return g
 
     for wrong in (False, True):
-        reports = []
-        for enabled in (True, False):
-            passes.ENABLED = enabled
-            try:
-                reports.append(gp.check(loss, grad(wrong), params, progress=False))
-            finally:
-                passes.ENABLED = True
-        on_torch, on_numpy = (json.dumps(r.to_dict(values=True), sort_keys=True) for r in reports)
-        assert on_torch == on_numpy
-        assert reports[0].status == ("fail" if wrong else "pass")
-    assert any(torch_calls)
+        with passes.on_torch_threads():
+            on_torch = gp.check(loss, grad(wrong), params, progress=False)
+        assert any(torch_calls)
+        torch_calls.clear()
+        on_numpy = gp.check(loss, grad(wrong), params, progress=False)
+        assert not any(torch_calls)  # gp.check of any loss keeps them in numpy
+        assert json.dumps(on_torch.to_dict(values=True)) == json.dumps(on_numpy.to_dict(values=True))
+        assert on_torch.status == ("fail" if wrong else "pass")
+
+
+def test_a_torch_functions_check_runs_its_passes_on_torchs_threads(torch_threads, torch_calls):
+    params, forward = mlp(np.random.default_rng(3))
+    report = gp.torch.check(forward, *(torch.from_numpy(v).requires_grad_() for v in params.values()), progress=False)
+    assert report.status == "pass" and any(torch_calls)

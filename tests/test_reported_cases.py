@@ -325,3 +325,20 @@ def test_screened_bars_use_the_noise_the_note_says_they_use():
     assert len(screened) >= 4
     for i in screened:  # a central difference's bar is at least 4 noise / (sqrt(2) h)
         assert bars[i] >= 0.99 * 4 * report.noise / (np.sqrt(2) * moves[i][0]), i
+
+
+def test_a_gradient_of_zeros_that_passes_a_direction_is_not_resolved_on_its_own_norm():
+    # A new user's case: B's gradient returned as zeros (its true one about 1e-6 of A's per
+    # element) passed with "resolution 1e-4" and a guarantee that an error of 100% in B is caught,
+    # stated relative to B's own norm, which for zeros is no norm at all (every error is 100%).
+    rng = np.random.default_rng(0)
+    params = {"A": rng.standard_normal(200_000), "B": rng.standard_normal(100)}
+    c = rng.standard_normal(100)
+
+    def loss(p):
+        return 0.5 * float(p["A"] @ p["A"]) + 1e-9 * float(np.sum(np.sin(p["B"] * c)))
+
+    report = gp.check(loss, lambda p: {"A": p["A"].copy(), "B": np.zeros(100)}, params, seed=3)
+    assert report.strategy == "directional" and report.tensors["B"].status == "pass"
+    # Stated on the whole gradient's typical size over as many elements instead, and said so.
+    assert any(note.startswith("B: its gradient is far below the whole gradient's typical size") for note in report.notes)

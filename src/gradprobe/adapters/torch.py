@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch.overrides import TorchFunctionMode
 
+from .. import _passes as passes
 from .._errors import InvalidArgument, InvalidValue, UserFunctionError
 from ..estimate._calling import call_user as _user_call
 from ..estimate._oracle import Oracle
@@ -806,7 +807,8 @@ def _run_one(
     note = describe_outputs(function.shapes, function.seed, function.complex_outputs)
     notes = [*notes, *([note] if note else []), *([FORWARD_NOTE] if forward else [])]
     loss = function.batched_loss if vectorized else function.loss
-    report = check_contracted(loss, _Gradient(function, forward=forward), function.params(), notes, {**options, "vectorized": vectorized}, reproduce)
+    with passes.on_torch_threads():  # the loss runs on them: see `_passes`
+        report = check_contracted(loss, _Gradient(function, forward=forward), function.params(), notes, {**options, "vectorized": vectorized}, reproduce)
     report = without_held(report, {name: (int(mask.sum()), mask.numel()) for name, mask in function.held.items()})
     if report.reference != "float64":
         return report

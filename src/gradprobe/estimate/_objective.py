@@ -74,8 +74,8 @@ class LinePoints(Sequence[Point]):
         """Point `k`'s values on its block, written into `out` (a fresh array if None)."""
         line, t = self._order[k]
         block, direction, _ = self.lines[line]
-        values = passes.multiply(direction, t, out=np.empty_like(direction) if out is None else out)
-        passes.add(values, self.origin[block], out=values)  # the very rounding of `origin + t * direction`
+        # The very rounding of `origin + t * direction`: the point that is measured is the one made.
+        values = passes.make_point(self.origin[block], t, direction, out=np.empty_like(direction) if out is None else out)
         if self.finish is not None:
             values = self.finish(block, values)
         if self.seen is not None:

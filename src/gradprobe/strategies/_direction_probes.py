@@ -128,9 +128,10 @@ class DirectionalProber:
         self._leaf_step = self._typical_steps()
         norms = [fd.safe_norm(self.analytic[leaf.slice]) for leaf in self.params.leaves]
         total_norm = self._total_norm = math.hypot(*norms) or 1.0
+        self._own_norm = norms
         self._leaf_norm, self._leaf_typical, self._leaf_eps = [], [], []
         for leaf, norm in zip(self.params.leaves, norms):
-            self._leaf_norm.append(norm or total_norm)
+            self._leaf_norm.append(norm or total_norm)  # the unit of its thresholds
             self._leaf_typical.append(norm / math.sqrt(leaf.size))
             self._leaf_eps.append(float(np.finfo(leaf.dtype).eps))
         self._leaf_tiny = [float(np.finfo(leaf.dtype).smallest_subnormal) for leaf in self.params.leaves]
@@ -335,14 +336,19 @@ class DirectionalProber:
         return float(np.min(self.scales[start:stop]))
 
     def judged_resolution(self, leaf: int, resolution: float) -> float:
-        """A tensor's `resolution` (relative to its own gradient) measured, as the core judges a
-        tensor, against the larger of its own gradient and the whole gradient's typical size over
-        as many elements: a tensor whose gradient is almost nothing is not unresolved for missing
-        a tenth of it, and one the loss cannot see at all is."""
+        """A tensor's `resolution` (relative to its own gradient, or to the whole gradient's norm
+        where its own is zero) measured, as the core judges a tensor, against the larger of its
+        own gradient and the whole gradient's typical size over as many elements: a tensor whose
+        gradient is almost nothing is not unresolved for missing a tenth of it, and one the loss
+        cannot see at all is."""
         a, b = self.leaf_ranges[leaf]
-        own = self._leaf_norm[leaf]
         typical = self._total_norm * math.sqrt((b - a) / self.params.size)
-        return resolution * (own / max(own, typical))
+        return resolution * (self._leaf_norm[leaf] / max(self._own_norm[leaf], typical))
+
+    def all_zero(self, leaf: int) -> bool:
+        """Whether the gradient under test is zero throughout the tensor: a resolution relative to
+        its own norm then says nothing (every error is 100% of the true gradient)."""
+        return not self._own_norm[leaf]
 
     def thresholds(self, start: int, stop: int, tau: float) -> dict[int, float]:
         """Per tensor piece, its `direction_threshold`: ``r = sqrt(2/3) tau sqrt(m) / (s_min t ||g_T||)``."""

@@ -178,10 +178,12 @@ def run_directional(context: CheckContext, ignored: tuple[str, ...]) -> Report:
             tensor_resolution = max(tensor_resolution, rounding[leaf.name])
         status, reason = _resolved(prober, i, status, reason, tensor_resolution)
         judged, flat_scale = prober.judged_resolution(i, tensor_resolution), 1.0
-        if math.isfinite(tensor_resolution) and judged <= UNRESOLVED < tensor_resolution:
+        zeros_passed = prober.all_zero(i) and status != "fail"
+        if math.isfinite(tensor_resolution) and (judged <= UNRESOLVED < tensor_resolution or zeros_passed):
             # Resolved only on the whole gradient's typical size (a bias before a normalisation, whose
-            # gradient is rounding residue): relative to its own norm its resolution says nothing, so
-            # it is stated on that size, as strategy="full" states it. Its thresholds in the same unit.
+            # gradient is rounding residue; a gradient of zeros, whose every error is 100% of the true
+            # one): relative to its own norm its resolution says nothing, so it is stated on that size,
+            # as strategy="full" states it. Its thresholds in the same unit.
             thresholds[leaf.name] = tuple(t * judged / tensor_resolution for t in conclusive)
             flat_scale, tensor_resolution = judged / tensor_resolution, judged
             context.notes.append(
