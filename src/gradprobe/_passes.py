@@ -7,8 +7,8 @@ are a few passes more. numpy runs each on one core. When the loss runs in torch 
 instead, on zero-copy views of the same arrays: they use the cores the loss uses, between its
 calls, rather than competing with torch's workers (a thread pool of gradprobe's own was slower;
 see benchmarks/RESULTS.md, "Scale"). Elsewhere they stay in numpy even when torch is loaded: after
-a numpy loss, its BLAS threads spin for a while, and torch's would compete with them (a pass over
-a million parameters took 16 ms instead of 0.8).
+a numpy loss, its BLAS threads spin for a while, and torch's would compete with them (a check of a
+numpy MLP of a million parameters took three times as long).
 
 Only exact operations go there (a product, sum, difference, absolute value, maximum or copy of
 float64 values, each rounded once, never fused), so every number is the same bit for bit on either
