@@ -44,6 +44,7 @@ from ._report_builder import (
     assemble_report,
     element_counts,
     evidence,
+    is_flat,
     kink_indices,
     leaf_report,
     worst_elements,
@@ -330,6 +331,11 @@ def _escalate(run: _Run, tensors: dict[str, TensorReport]) -> dict[str, float]:
     for leaf in undecided:
         before = tensors[leaf.name]
         probed = _one_by_one(run, leaf, fits)
+        typical = fd.rms(run.context.analytic)
+        if not len(probed) == leaf.size and is_flat(probed, typical):
+            # Zero within their error bars: judged on the whole gradient's scale, as a full check
+            # judges a tensor the loss does not depend on (`leaf_report` does so for a whole one).
+            probed = run.context.judge.as_flat(probed, typical)
         wrong = int(np.sum(probed.codes == FAIL))
         what = f"{leaf.name}: random directions left it undecided ({before.reason}); "
         if not len(probed):

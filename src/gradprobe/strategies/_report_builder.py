@@ -132,7 +132,7 @@ def element_tensor_reports(
     # typical size: missing 10% of almost nothing does not make it inconclusive.
     typical = fd.rms(e.numeric) if np.all(np.isfinite(e.numeric)) else fd.rms(analytic)
     if not complete:  # a tensor is flat as far as its probed elements show
-        flat = {leaf.name for leaf in context.user_params.leaves if _flat(results.within(leaf), typical)}
+        flat = {leaf.name for leaf in context.user_params.leaves if is_flat(results.within(leaf), typical)}
     return {
         leaf.name: _tensor_report(context, leaf, results.within(leaf), planned[leaf.name], typical, leaf.name in flat,
                                   not_covered, sampled, results)  # fmt: skip
@@ -140,7 +140,7 @@ def element_tensor_reports(
     }
 
 
-def _flat(mine: ElementResults, typical: float) -> bool:
+def is_flat(mine: ElementResults, typical: float) -> bool:
     """Whether a tensor's probed elements are zero within their error bars while the gradient as a
     whole (its typical size `typical`) is not: the loss does not depend on the tensor."""
     e = mine.estimates
@@ -179,7 +179,7 @@ def leaf_report(
     typical = fd.rms(context.analytic)
     planned = len(results) if sampled else leaf.size
     return _tensor_report(
-        context, leaf, results, planned, typical, _flat(results, typical), not_covered, sampled, everything
+        context, leaf, results, planned, typical, is_flat(results, typical), not_covered, sampled, everything
     )
 
 
