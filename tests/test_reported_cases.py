@@ -390,3 +390,27 @@ def test_a_bias_feeding_batch_norm_is_not_blamed_for_another_tensors_bug():
     report = gp.check(loss, grad, params, seed=0)
     assert report.tensors["W2"].status == "fail" and report.tensors["W1"].status == "pass"
     assert report.tensors["b1"].status != "fail", report
+
+
+def test_a_flat_tensors_guarantee_is_stated_in_the_unit_of_its_resolution():
+    # A new user's case: a scalar added before a LayerNorm (exact gradient zero), float32: it passed
+    # at resolution 7.5e-5 "relative to the whole gradient's typical size" while
+    # guarantee.miss_probability(1.0, tensor="shift") said 1.0: its float32 rounding limit stayed
+    # relative to its own norm (2.7e8 of it).
+    torch = pytest.importorskip("torch")
+
+    class Shifted(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.ln, self.fc2 = torch.nn.Linear(512, 512), torch.nn.LayerNorm(512), torch.nn.Linear(512, 10)
+            self.shift = torch.nn.Parameter(torch.tensor(0.3))
+
+        def forward(self, x):
+            return self.fc2(torch.tanh(self.ln(self.fc1(x) + self.shift)))
+
+    torch.manual_seed(0)
+    X, Y = torch.randn(64, 512), torch.randint(0, 10, (64,))
+    report = gp.torch.check_module(Shifted(), torch.nn.functional.cross_entropy, X, Y)
+    shift = report.tensors["shift"]
+    assert report.status == "pass" and shift.status == "pass" and "shift" not in report.guarantee.undecided
+    assert report.guarantee.miss_probability(2 * shift.resolution, tensor="shift") <= 1e-3

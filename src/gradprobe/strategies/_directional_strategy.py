@@ -184,9 +184,12 @@ def run_directional(context: CheckContext, ignored: tuple[str, ...]) -> Report:
             # Resolved only on the whole gradient's typical size (a bias before a normalisation, whose
             # gradient is rounding residue; a gradient of zeros, whose every error is 100% of the true
             # one): relative to its own norm its resolution says nothing, so it is stated on that size,
-            # as strategy="full" states it. Its thresholds in the same unit.
-            thresholds[leaf.name] = tuple(t * judged / tensor_resolution for t in conclusive)
-            flat_scale, tensor_resolution = judged / tensor_resolution, judged
+            # as strategy="full" states it. Its thresholds and rounding limit in the same unit.
+            flat_scale = judged / tensor_resolution
+            thresholds[leaf.name] = tuple(t * flat_scale for t in conclusive)
+            if leaf.name in rounding:
+                rounding[leaf.name] *= flat_scale
+            tensor_resolution = judged
             context.notes.append(
                 f"{leaf.name}: its gradient is far below the whole gradient's typical size (the loss hardly depends on "
                 "it), so its resolution and the guarantee for it are relative to that typical size over as many "
