@@ -117,9 +117,8 @@ def subtract(a: np.ndarray, b: np.ndarray | float, *, out: np.ndarray) -> np.nda
     return _elementwise(np.subtract, "sub", out, a, b)
 
 
-def maximum(a: np.ndarray, b: np.ndarray | float, *, out: np.ndarray) -> np.ndarray:
-    if isinstance(b, np.ndarray):
-        return _elementwise(np.maximum, "maximum", out, a, b)
+def maximum(a: np.ndarray, b: float, *, out: np.ndarray) -> np.ndarray:
+    """Each element of `a`, or `b` where that is larger."""
     # torch.maximum takes tensors only; clamp's lower bound is the same maximum (NaN stays NaN).
     return _pass(
         lambda: np.maximum(a, b, out=out), lambda torch: torch.clamp(_view(torch, a), min=float(b), out=_view(torch, out)), out, a
