@@ -383,6 +383,22 @@ def test_probes_are_batched_with_vmap_where_exact_and_looped_elsewhere():
     assert report.ok and old_style.calls >= report.nfev
 
 
+def test_a_directional_check_calls_once_per_point_unless_told_to_batch():
+    """Batches pay where many points go per call (elements probed); a directional check's points
+    each move every parameter, and building a batch of them costs more than the calls it saves."""
+    x = torch.randn(40, 40, dtype=torch.float64, requires_grad=True)  # above "auto"'s full-check limit
+    looped = counting(lambda x: torch.tanh(x).sin())
+    report = gp.torch.check(looped, x)
+    assert report.ok and report.strategy == "directional" and not report.options.get("vectorized")
+    assert looped.calls >= report.nfev
+    batched = counting(lambda x: torch.tanh(x).sin())
+    report = gp.torch.check(batched, x, vectorized=True)
+    assert report.ok and report.options["vectorized"] is True and batched.calls < report.nfev
+    small = counting(lambda x: torch.tanh(x).sin())  # the same elements probed one by one: batched
+    report = gp.torch.check(small, x, strategy="full", budget=20_000)
+    assert report.ok and report.options["vectorized"] is True and small.calls < report.nfev / 4
+
+
 def test_forward_oracle_batches_with_vmap_and_falls_back_to_a_loop():
     x = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
     w = torch.randn(4, dtype=torch.float64, requires_grad=True)

@@ -8,9 +8,10 @@ be) and contracts a non-scalar output with a fixed random cotangent. The analyti
 device when x64 is enabled, otherwise on the host, since float32 sums would add their own
 rounding to the loss.
 
-Probe evaluations are batched with `jax.vmap` (in batches of a fixed size, so XLA compiles one
-batched program) when the function allows it and gives, bit for bit, the values of one call at a
-time; otherwise they run one at a time.
+Where a check probes elements one by one (`strategies._cost.batches_pay`), its evaluations are
+batched with `jax.vmap` (in batches of a fixed size, so XLA compiles one batched program) when the
+function allows it and gives, bit for bit, the values of one call at a time; otherwise, and for a
+directional check's few points, they run one at a time.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from ..estimate._calling import call_user as _call
 from ..estimate._oracle import Oracle
 from ..report._types import Report
 from ..strategies._assert import assert_passes
+from ..strategies._cost import batches_pay
 from ._derivatives import FORWARD_NOTE, grad_output_names, ORDER_STREAM, refuse_own_reference, require_derivative, shown
 from ..params._complex import conjugate_values
 from ._complex import refuse_complex_derivatives
@@ -636,8 +638,11 @@ def _check_one(
     ]  # fmt: skip
     notes = [f"arguments not checked: {', '.join(skipped)}."] if skipped else []
     options = dict(options)
-    # Batched evaluation is the adapter's business: jax.vmap where it is exact, a loop elsewhere.
-    vectorized = options.pop("vectorized", None) is not False and function.vmap_consistent(options.get("shadow") is not False)
+    # Batched evaluation is the adapter's business: jax.vmap where it is exact and pays, a loop elsewhere.
+    wanted = options.pop("vectorized", None)
+    if wanted is None:
+        wanted = batches_pay(options.get("strategy", "auto"), sum(int(np.size(leaf)) for leaf in function.leaves))
+    vectorized = bool(wanted) and function.vmap_consistent(options.get("shadow") is not False)
     if oracle == "forward":
         function.require_forward_mode()
         options = {**options, "oracle": function.oracle()}

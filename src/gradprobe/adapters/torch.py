@@ -14,9 +14,10 @@ in every evaluation, and the check is of the gradient for that draw. Randomness 
 from torch (atomics, numpy) is found and folded into the error bars by the core's
 non-determinism check.
 
-Probe evaluations are batched with `torch.func.vmap` when the function allows it and gives, bit
-for bit, the values of one call at a time (batched matrix products usually do not, on a CPU);
-otherwise they run one at a time.
+Where a check probes elements one by one (`strategies._cost.batches_pay`), its evaluations are
+batched with `torch.func.vmap` when the function allows it and gives, bit for bit, the values of
+one call at a time (batched matrix products usually do not, on a CPU); otherwise, and for a
+directional check's few points, they run one at a time.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from ..estimate._calling import call_user as _user_call
 from ..estimate._oracle import Oracle
 from ..report._types import Report
 from ..strategies._assert import assert_passes
+from ..strategies._cost import batches_pay
 from ._derivatives import FORWARD_NOTE, grad_output_names, ORDER_STREAM, against_own_jvp, require_derivative, shown
 from ._complex import refuse_complex_derivatives
 from ._vjp import call_line, check_contracted, cotangent_seed, describe_outputs, random_cotangents, refuse_process_pools, require_finite_gradient, require_known_options, without_held
@@ -800,8 +802,11 @@ def _run_one(
     *, forward: bool = False,
 ) -> Report:
     options = dict(options)
-    # Batched evaluation is the adapter's business: vmap where it is exact, a loop elsewhere.
-    vectorized = options.pop("vectorized", None) is not False and function.vmap_consistent(extra)
+    # Batched evaluation is the adapter's business: vmap where it is exact and pays, a loop elsewhere.
+    wanted = options.pop("vectorized", None)
+    if wanted is None:
+        wanted = batches_pay(options.get("strategy", "auto"), sum(t.numel() for t in function.like.values()))
+    vectorized = bool(wanted) and function.vmap_consistent(extra)
     if oracle == "forward":
         function.require_forward_mode()
         options = {**options, "oracle": function.oracle()}

@@ -88,6 +88,15 @@ def choose_strategy(options: Options, params: Params) -> str:
     return "directional"
 
 
+def batches_pay(strategy: object, size: int) -> bool:
+    """Whether a check of `size` parameters with this `strategy` option evaluates many points per
+    call of the core's (a batch through vmap then saves each point's call): when it probes elements
+    ("full", "sample", or "auto" where that means "full" without a budget). A directional check
+    evaluates a few points at a time, each moving every parameter: building a batch of them costs
+    more than the calls it saves (benchmarks/RESULTS.md, "Scale")."""
+    return strategy in ("full", "sample") or (strategy == "auto" and size <= AUTO_FULL_LIMIT)
+
+
 def runs_unbounded(options: Options, strategy: str, params: Params) -> bool:
     """Whether every coordinate is probed at once, as without a budget: the strategy is "full" and
     the budget (if any) affords its worst case, so it cannot change the report."""
