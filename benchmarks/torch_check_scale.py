@@ -2,9 +2,12 @@
 
 The MLP of benchmarks/scale.py (1,001,568 float64 parameters, its correct gradient) as a torch
 function of its six tensors, checked by `gp.torch.check(fn, *tensors)` and by
-`torch.autograd.gradcheck(fn, tensors, fast_mode=True)`, interleaved; and gp.torch.check once more
+`torch.autograd.gradcheck(fn, tensors, fast_mode=True)`, interleaved; gp.torch.check once more
 with its per-point passes kept in numpy (gradprobe/_passes.py: `on_torch_threads` made a no-op), to
-show what running them on torch's threads buys. Medians of `--repeats` runs.
+show what running them on torch's threads buys; and once with `vectorized=True`, its points batched
+through vmap as every check's were before (a directional check now evaluates one point per call).
+Medians of `--repeats` runs. `--widths` picks the hidden widths (980: 1,001,568 parameters; 296:
+100,056; 80: 9,768; 18: 1,088).
 
 With --numpy-loss: `gp.check` of the same MLP written in numpy (scale.NumpyModel: its matrix
 products on numpy's BLAS threads), torch loaded, its per-point passes in numpy (as gp.check runs
@@ -12,6 +15,7 @@ them) and forced onto torch's threads (`on_torch_threads` around the check): why
 them in numpy.
 
     python benchmarks/torch_check_scale.py --threads 1 2
+    python benchmarks/torch_check_scale.py --threads 2 --widths 18 80 296 980
     python benchmarks/torch_check_scale.py --threads 2 --numpy-loss
 """
 
@@ -35,37 +39,44 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, nargs="+", default=[torch.get_num_threads()])
     parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--widths", type=int, nargs="+", default=[980], help="hidden widths of the MLP")
     parser.add_argument("--numpy-loss", action="store_true", help="gp.check of a numpy loss, passes in numpy and on torch")
     args = parser.parse_args()
     if args.numpy_loss:
         numpy_loss(args)
         return
     model = scale.TorchModel(torch)
-    params = scale.make_params(980)
-    tensors = [torch.from_numpy(params[k]).clone().requires_grad_() for k in scale.NAMES]
 
     def fn(*t):
         return model.forward(*t)
 
-    print("| torch threads | gp.torch.check | the same, passes in numpy | gradcheck fast | gp.torch.check / gradcheck fast | evaluations | verdict |")
-    print("|---:|---:|---:|---:|---:|---:|---|")
-    for threads in args.threads:
-        torch.set_num_threads(threads)
-        times: dict[str, list[float]] = {"torch": [], "numpy": [], "gradcheck": []}
-        sides = [("torch", _passes.on_torch_threads), ("numpy", contextlib.nullcontext)]
-        for repeat in range(args.repeats):
-            for side, context in sides[:: 1 if repeat % 2 else -1]:  # each side first half the time
-                gp_torch.passes.on_torch_threads = context
+    print("| parameters | torch threads | gp.torch.check | the same, passes in numpy | the same, vectorized=True | gradcheck fast "
+          "| gp.torch.check / gradcheck fast | evaluations | verdict |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    for width in args.widths:
+        params = scale.make_params(width)
+        tensors = [torch.from_numpy(params[k]).clone().requires_grad_() for k in scale.NAMES]
+        for threads in args.threads:
+            torch.set_num_threads(threads)
+            times: dict[str, list[float]] = {"torch": [], "numpy": [], "vmap": [], "gradcheck": []}
+            sides = [("torch", _passes.on_torch_threads, {}), ("numpy", contextlib.nullcontext, {}),
+                     ("vmap", _passes.on_torch_threads, {"vectorized": True})]  # fmt: skip
+            for repeat in range(args.repeats):
+                for side, context, options in sides[:: 1 if repeat % 2 else -1]:  # each side first half the time
+                    gp_torch.passes.on_torch_threads = context
+                    start = time.perf_counter()
+                    report = gp.torch.check(fn, *tensors, progress=False, **options)
+                    times[side].append(time.perf_counter() - start)
+                    if side == "torch":
+                        default = report
                 start = time.perf_counter()
-                report = gp.torch.check(fn, *tensors, progress=False)
-                times[side].append(time.perf_counter() - start)
-            start = time.perf_counter()
-            torch.autograd.gradcheck(fn, tuple(tensors), fast_mode=True)
-            times["gradcheck"].append(time.perf_counter() - start)
-        gp_torch.passes.on_torch_threads = sides[0][1]
-        ms = {k: 1e3 * float(np.median(v)) for k, v in times.items()}
-        print(f"| {threads} | {ms['torch']:.0f} ms | {ms['numpy']:.0f} ms | {ms['gradcheck']:.0f} ms | "
-              f"{ms['torch'] / ms['gradcheck']:.2f}x | {report.nfev} | {report.status} |")
+                torch.autograd.gradcheck(fn, tuple(tensors), fast_mode=True)
+                times["gradcheck"].append(time.perf_counter() - start)
+            gp_torch.passes.on_torch_threads = sides[0][1]
+            ms = {k: 1e3 * float(np.median(v)) for k, v in times.items()}
+            print(f"| {sum(t.numel() for t in tensors):,} | {threads} | {ms['torch']:.1f} ms | {ms['numpy']:.1f} ms | "
+                  f"{ms['vmap']:.1f} ms | {ms['gradcheck']:.1f} ms | {ms['torch'] / ms['gradcheck']:.2f}x | {default.nfev} | "
+                  f"{default.status} |", flush=True)
 
 
 def numpy_loss(args: argparse.Namespace) -> None:

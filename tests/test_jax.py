@@ -231,3 +231,20 @@ def test_vmap_batches_the_points_of_element_probes_only():
         assert report.ok and report.strategy == "directional" and not report.options.get("vectorized")
         small = gp.jax.check(jnp.tanh, x[:3, :3])
         assert small.ok and small.strategy == "full" and small.options["vectorized"] is True
+
+
+def test_a_function_refusing_float64_keeps_one_program_for_its_gradient():
+    # A new user's case: a float32 conv closing over its float32 batch refuses the float64 reference.
+    # That failure dropped the jit, so grad's second call ran eagerly, rounded differently, and the
+    # report said "`grad` is non-deterministic" of a deterministic jax.grad.
+    traced = []
+
+    def loss(w):
+        if w.dtype == jnp.float64:
+            raise TypeError("float32 only")
+        traced.append(isinstance(w, jax.core.Tracer))  # False: called eagerly
+        return jnp.mean(jnp.tanh(w) ** 2)
+
+    report = gp.jax.check(loss, jnp.linspace(-1.0, 1.0, 12, dtype=jnp.float32))
+    assert report.reference == "native" and report.ok, report
+    assert traced and all(traced), traced

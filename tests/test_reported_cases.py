@@ -360,6 +360,39 @@ def test_a_bias_feeding_batch_norm_passes_in_float32():
     assert report.status == "pass", report
 
 
+def test_a_conv_bias_feeding_batch_norm_passes_in_float32_and_a_float32_bug_there_fails():
+    # A new user's case: a standard float32 CNN in train mode whose convolutions keep their bias
+    # before BatchNorm2d FAILed the biases "in float32 only" (analytic 2.1e-8 against a numerical
+    # 0). Their float32 gradient is the rounding of sums over the 32 x 16 x 16 activations of each
+    # channel, more than 16 ulps of the whole gradient's RMS. An error of a tenth of a typical
+    # element there, in float32 only, still fails.
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    torch.manual_seed(0)
+    x, y, head = torch.randn(32, 3, 16, 16), torch.randint(0, 10, (32,)), torch.randn(64, 10) / 8
+    shift = [0.0]
+
+    class Shifted(torch.autograd.Function):  # the identity; in float32 its backward adds `shift`
+        @staticmethod
+        def forward(ctx, b):
+            return b.view_as(b)
+
+        @staticmethod
+        def backward(ctx, g):
+            return g + shift[0] if g.dtype == torch.float32 else g
+
+    def f(w, b):
+        h = F.batch_norm(F.conv2d(x.to(w.dtype), w, Shifted.apply(b), padding=1), None, None, training=True)
+        return F.cross_entropy(F.relu(h).mean((2, 3)) @ head.to(w.dtype), y)
+
+    w, b = (torch.randn(64, 3, 3, 3) / 5).requires_grad_(), (0.1 * torch.randn(64)).requires_grad_()
+    report = gp.torch.check(f, w, b)
+    assert report.status == "pass" and report.strategy == "directional", report
+    shift[0] = 1e-4  # the gradient's RMS is 8e-4
+    wrong = gp.torch.check(f, w, b)
+    assert wrong.failing == ("b",) and wrong.tensors["b"].diagnosis.endswith("in float32 only"), wrong
+
+
 def test_a_bias_feeding_batch_norm_is_not_blamed_for_another_tensors_bug():
     # The same bias in numpy, float64, hand-written and right, beside a doubled W2: the bias's
     # directions were undecided, 32 of its elements were probed one by one, and rounding residue of
@@ -414,3 +447,86 @@ def test_a_flat_tensors_guarantee_is_stated_in_the_unit_of_its_resolution():
     shift = report.tensors["shift"]
     assert report.status == "pass" and shift.status == "pass" and "shift" not in report.guarantee.undecided
     assert report.guarantee.miss_probability(2 * shift.resolution, tensor="shift") <= 1e-3
+
+
+def test_a_backward_wrong_only_when_run_in_float64_is_not_failed_in_float32():
+    # A new user's case: a float32 custom backward, right in float32 and doubled only on its float64
+    # path, FAILed "wrong in more places than bisection follows (0 of 16 sampled elements wrong)":
+    # the directions test the backward run in float64, the elements the float32 result. A bug in
+    # both precisions still fails.
+    torch = pytest.importorskip("torch")
+    factor = {torch.float32: 1.0, torch.float64: 2.0}
+
+    class Linear(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, W):
+            ctx.save_for_backward(x, W)
+            return x @ W.T
+
+        @staticmethod
+        def backward(ctx, g):
+            x, W = ctx.saved_tensors
+            return g @ W, factor[g.dtype] * (g.T @ x)
+
+    torch.manual_seed(0)
+    x, W = torch.randn(32, 48), (torch.randn(48, 48) / 7).requires_grad_()
+
+    def f(x, W):
+        return torch.tanh(Linear.apply(x, W)).pow(2).mean()
+
+    report = gp.torch.check(f, x, W)
+    assert report.status == "inconclusive" and report.tensors["W"].reason == "reference", report
+    assert any("computes another gradient in float64" in note for note in report.notes)
+    factor[torch.float32] = 2.0
+    assert gp.torch.check(f, x, W).failing == ("W",)
+
+
+def test_check_module_takes_sparse_gradients_and_names_the_module_for_its_backwards_errors():
+    # New users' cases: `nn.Embedding(sparse=True)` raised "`grad` raised TypeError: can't convert
+    # Sparse layout tensor" (check_module has no `grad`), and a module's custom backward returning a
+    # gradient of the wrong shape read "`loss_fn` raised RuntimeError in its backward".
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    embedding = torch.nn.Sequential(torch.nn.Embedding(100, 16, sparse=True), torch.nn.Flatten(), torch.nn.Linear(16 * 12, 3))
+    tokens, labels = torch.randint(0, 100, (8, 12)), torch.randint(0, 3, (8,))
+    assert gp.torch.check_module(embedding, torch.nn.functional.cross_entropy, tokens, labels).ok
+
+    class Transposed(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, W):
+            ctx.save_for_backward(x, W)
+            return x @ W.T
+
+        @staticmethod
+        def backward(ctx, g):
+            x, W = ctx.saved_tensors
+            return g @ W, (g.T @ x).T  # the wrong shape
+
+    class Model(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.W = torch.nn.Parameter(torch.randn(64, 32))
+
+        def forward(self, x):
+            return Transposed.apply(x, self.W)
+
+    with pytest.raises(gp.UserFunctionError, match=r"`module` raised RuntimeError in the backward through it and `loss_fn`"):
+        gp.torch.check_module(Model(), torch.nn.functional.cross_entropy, torch.randn(16, 32), torch.randint(0, 64, (16,)))
+
+
+def test_the_nearby_report_of_check_module_reproduces_with_check_module():
+    # A new user's case: relu inputs exactly at zero (zero biases, zero-padded rows) leave the check
+    # inconclusive and run it again nearby; that report said `reproduce: gp.check(loss, grad, params,
+    # strategy='directional', ...)`, which a check_module user cannot run.
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    nn = torch.nn
+    net = nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 5)).double()
+    with torch.no_grad():
+        net[0].bias.zero_()
+        net[2].bias.zero_()
+    x, y = torch.randn(16, 32, dtype=torch.float64), torch.randint(0, 5, (16,))
+    x[8:] = 0.0
+    report = gp.torch.check_module(net, nn.functional.cross_entropy, x, y)
+    assert report.nearby is not None, report
+    assert report.nearby.reproduce == report.reproduce == "gp.torch.check_module(module, loss_fn, *batch, seed=0)"

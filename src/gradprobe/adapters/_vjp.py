@@ -143,7 +143,18 @@ def check_contracted(
     """`gradprobe.check` of a contracted loss, with `notes` put in front of the report's own and
     `reproduce` as the line that repeats the check (the entry point the user called, not gp.check)."""
     report = check(loss, grad, params, **options)
-    return replace(report, notes=(*notes, *report.notes), options={**report.options, "reproduce": reproduce})
+    return replace(_reproduced_by(report, reproduce), notes=(*notes, *report.notes))
+
+
+def _reproduced_by(report: Report, reproduce: str) -> Report:
+    """`report`, and the reports inside it (the nearby point's, each point's), with `reproduce` as
+    the line that repeats the check: the call that made them all."""
+    return replace(
+        report,
+        options={**report.options, "reproduce": reproduce},
+        nearby=None if report.nearby is None else _reproduced_by(report.nearby, reproduce),
+        points=tuple(_reproduced_by(point, reproduce) for point in report.points),
+    )
 
 
 def _paths(tree: Any, path: tuple[Any, ...] = ()):

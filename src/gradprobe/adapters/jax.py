@@ -204,8 +204,11 @@ class _Function:
             except (KeyboardInterrupt, SystemExit, MemoryError):
                 raise
             except Exception:
-                self.jit = None  # not traceable (Python control flow on values...): run eagerly from now on
-        if self.jit is None:
+                # Raised by the function itself (an op refusing float64) where the eager call raises too:
+                # the jit stays, and the gradient under test is computed by the same program each time.
+                output = self.fn(*args)
+                self.jit = None  # the function runs but does not trace (Python control flow on values): eagerly from now on
+        else:
             output = self.fn(*args)
         return [y for y in jax.tree_util.tree_leaves(output) if _is_float(y)]
 

@@ -201,6 +201,8 @@ def _to_numpy(gradient: torch.Tensor | None, like: torch.Tensor) -> np.ndarray:
     backward, say) are zeros. A bfloat16 one comes as float32, which holds it exactly."""
     if gradient is None or gradient._is_zerotensor():
         return np.zeros(tuple(like.shape), dtype=_NUMPY_DTYPES.get(like.dtype, np.float32))  # bfloat16: float32
+    if gradient.layout != torch.strided:  # a sparse one (`nn.Embedding(sparse=True)`)
+        gradient = gradient.to_dense()
     gradient = gradient.detach().cpu().resolve_conj()  # a complex backward may hand back a lazy conjugate
     return (gradient.float() if gradient.dtype == torch.bfloat16 else gradient).numpy()
 
@@ -284,6 +286,8 @@ class _Function:
         # Does the function call autograd itself (a gradient penalty, an HVP, a derivative taken
         # for a higher order)? Then it is evaluated with grad mode on and inputs that require grad.
         self.autograd = autograd
+        # Whose backward an error in it is, and where: `check_module` runs the module's and `loss_fn`'s.
+        self.backward_is = (argument, "in its backward")
         self.cuda = sorted({t.device.index or 0 for t in like.values() if t.device.type == "cuda"})
         self.batched_jvp: bool | None = None  # does torch.func.vmap work on its JVP? (oracle="forward")
         # The floating-point dtypes the gradient under test was computed in, and its float64 reference.
@@ -465,7 +469,7 @@ class _Function:
             # An error in a custom backward is the user's function's, not a `grad` they never passed.
             grads = _user_call(
                 lambda: torch.autograd.grad(total, [tensors[n] for n in names], allow_unused=True),
-                self.argument, where="in its backward",
+                self.backward_is[0], where=self.backward_is[1],
             )  # fmt: skip
         else:
             grads = (None,) * len(names)
@@ -561,7 +565,9 @@ class _Function:
             # A backward that builds no graph (detached) gives a constant here: its derivative is 0.
             return total if isinstance(total, torch.Tensor) else torch.zeros((), dtype=weights[0].dtype)
 
-        return _Function(call, {**self.like, **seeds}, self.argument, self.seed, self.inputs_argument, autograd=True)
+        higher = _Function(call, {**self.like, **seeds}, self.argument, self.seed, self.inputs_argument, autograd=True)
+        higher.backward_is = self.backward_is
+        return higher
 
     def gradient(
         self, tensors: dict[str, torch.Tensor], *, create_graph: bool = False, cotangents: list[torch.Tensor] | None = None
@@ -573,7 +579,7 @@ class _Function:
         # An error in a custom backward is the user's function's, not a `grad` they never passed.
         return list(_user_call(
             lambda: torch.autograd.grad(total, list(tensors.values()), allow_unused=True, create_graph=create_graph),
-            self.argument, where="in its backward",
+            self.backward_is[0], where=self.backward_is[1],
         ))  # fmt: skip
 
     def require_differentiable_backward(self) -> None:
@@ -590,7 +596,7 @@ class _Function:
             grads = _user_call(
                 lambda: torch.autograd.grad([y for y, _ in wanted], tensors, [v for _, v in wanted], allow_unused=True,
                                             create_graph=True),
-                self.argument, where="in its backward",
+                self.backward_is[0], where=self.backward_is[1],
             )  # fmt: skip
             if not any(_refuses_differentiation(g.grad_fn) for g in grads if g is not None):
                 return
@@ -1065,6 +1071,7 @@ def check_module(
 
     with _restored(module):
         function = _Function(call, {name: p.detach() for name, p in trainable.items()}, "loss_fn", cotangent_seed(options), "module")
+        function.backward_is = ("module", "in the backward through it and `loss_fn`")
         widest = max([t.numel() for t in batch if isinstance(t, torch.Tensor)], default=0)
         return _run(function, options, oracle, notes, "gp.torch.check_module(module, loss_fn, *batch", widest)
 

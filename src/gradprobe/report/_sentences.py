@@ -258,7 +258,7 @@ _HINTS = {
         "{name}'s gradient disagrees along random directions, but no single element stands out: the errors are "
         "small and spread, or the loss is not smooth here. Try strategy='full' on a smaller model."
     ),
-    "reference": "{name} disagrees in its low precision only, with a float64 copy that computes something else.",
+    "reference": "{name}'s float64 copy computes something else than its own precision does (see the note): the disagreement proves nothing.",
 }
 
 

@@ -214,6 +214,8 @@ def run_directional(context: CheckContext, ignored: tuple[str, ...]) -> Report:
         )
         if status == "fail":
             report = _localized(run, prober, leaf, report)
+            if context.low_precision is not None:
+                report = _another_backward_in_float64(run, leaf, report)
         elif context.low_precision is not None:
             report = _beyond_rounding(run, leaf, report)
         tensors[leaf.name] = report
@@ -254,6 +256,31 @@ def _rounding_limit(low: LowPrecision, leaf: Leaf) -> float:
     tensor's resolution is: ``||2 x the allowance's error bar|| / ||g||``."""
     norm = fd.safe_norm(low.precise[leaf.slice])
     return 2 * fd.ERROR_BAR_FACTOR * fd.safe_norm(low.allowance[leaf.slice]) / norm if norm else 0.0
+
+
+def _another_backward_in_float64(run: _Run, leaf: Leaf, report: TensorReport) -> TensorReport:
+    """A tensor the directions failed, under the float64 reference: they test `grad` run in
+    float64 (`DirectionalProber`). Where the low-precision gradient differs from that run by more
+    than rounding and agrees at every element probed one by one, the backward computes another
+    gradient in float64 (a branch on the dtype): the directions' disagreement proves nothing about
+    the gradient under test, which is inconclusive (reason "reference")."""
+    low = run.context.low_precision
+    assert low is not None
+    probed = run.coordinates.results().within(leaf)
+    if report.status != "fail" or not len(probed) or np.any(probed.codes == FAIL) or not np.any(low.beyond[leaf.slice]):
+        return report
+    dtype = np.dtype(low.computed_in)
+    run.context.notes.append(
+        f"{leaf.name}: random directions disagree with its backward run in float64, but its {dtype} result, which differs "
+        f"from that float64 run by more than rounding, agrees at each of the {len(probed)} elements probed one by "
+        f"one: the backward computes another gradient in float64 (a branch on the dtype?), so the directions prove "
+        f"nothing about the {dtype} one. Check it element by element (strategy='sample' or 'full'), or with "
+        "shadow=False."
+    )
+    return replace(
+        report, status="inconclusive", reason="reference", finding=Finding("reference"), resolution=math.inf,
+        taylor_slope=None,
+    )  # fmt: skip
 
 
 def _beyond_rounding(run: _Run, leaf: Leaf, report: TensorReport) -> TensorReport:
@@ -342,7 +369,8 @@ def _escalate(run: _Run, tensors: dict[str, TensorReport]) -> dict[str, float]:
         wrong = int(np.sum(probed.codes == FAIL))
         what = f"{leaf.name}: random directions left it undecided ({before.reason}); "
         if not len(probed):
-            run.context.notes.append(what + "probing its elements one by one did not fit the budget.")
+            cap = "the budget" if limit is None else f"the {int(limit):,} evaluations a check without a budget spends on this"
+            run.context.notes.append(what + f"probing its elements one by one did not fit {cap}.")
             continue
         whole = len(probed) == leaf.size
         tried = "every element was then probed on its own" if whole else (
