@@ -84,9 +84,9 @@ FLAT_ULPS = 16
 #: norm), up to this fraction of the whole gradient's RMS. Its low-precision gradient is nothing but
 #: the rounding of sums over the batch, which grows with their length:
 #: `python benchmarks/batchnorm_residue.py` measured up to 2.8e-4 of the RMS (2,364 ulps of float32)
-#: for a conv bias before BatchNorm2d over 64 x 32 x 32 activations per channel; 107 ulps at 32 x 16
-#: x 16 already FAILed "in float32 only" under the 16 ulps above. A float32-only error below this in such a tensor passes as
-#: rounding, and `guarantee.rounding` says how much was excused.
+#: for a conv bias before BatchNorm2d over 64 x 32 x 32 activations per channel; 107 ulps at
+#: 32 x 16 x 16 already FAILed "in float32 only" under the 16 ulps above. A float32-only error
+#: below this in such a tensor passes as rounding, and `guarantee.rounding` says how much was excused.
 FLAT_RESIDUE = 2e-3
 
 
