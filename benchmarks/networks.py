@@ -260,7 +260,8 @@ def relative_differences(g: dict, reference: dict) -> dict[str, float]:
     out = {}
     for k, ref in refs.items():
         diff = (torch.as_tensor(g[k]).to(torch.float64) - ref).abs().max()
-        out[k] = float(diff / max(float(ref.abs().max()), 1e-6 * largest, 1e-300))
+        own = float(ref.abs().max())
+        out[k] = float(diff / max(own if own >= 1e-6 * largest else largest, 1e-300))
     return out
 
 

@@ -222,11 +222,11 @@ def test_a_rule_replaced_between_two_checks_of_the_same_function_is_checked_as_i
     assert gp.jax.check(f, W).status == "pass"
 
 
-def test_vmap_batches_the_points_of_element_probes_only():
-    """As gp.torch.check: a directional check's points (each moving every parameter) go one per
-    call, elements probed one by one go in vmap batches (where those are exact)."""
+def test_vmap_batches_the_points_of_small_checks_only():
+    """As gp.torch.check: a directional check of many parameters evaluates one point per call, a
+    check of few in vmap batches (where those are exact)."""
     with jax.enable_x64(True):
-        x = jnp.asarray(np.random.default_rng(0).standard_normal((40, 40)))
+        x = jnp.asarray(np.random.default_rng(0).standard_normal((130, 130)))
         report = gp.jax.check(jnp.tanh, x)
         assert report.ok and report.strategy == "directional" and not report.options.get("vectorized")
         small = gp.jax.check(jnp.tanh, x[:3, :3])

@@ -8,10 +8,11 @@ be) and contracts a non-scalar output with a fixed random cotangent. The analyti
 device when x64 is enabled, otherwise on the host, since float32 sums would add their own
 rounding to the loss.
 
-Where a check probes elements one by one (`strategies._cost.batches_pay`), its evaluations are
-batched with `jax.vmap` (in batches of a fixed size, so XLA compiles one batched program) when the
-function allows it and gives, bit for bit, the values of one call at a time; otherwise, and for a
-directional check's few points, they run one at a time.
+Where batches pay (`strategies._cost.batches_pay`: few parameters, or elements probed one by
+one), evaluations are batched with `jax.vmap` (in batches of a fixed size, so XLA compiles one
+batched program) when the function allows it and gives, bit for bit, the values of one call at a
+time; otherwise, and for the few points at a time of a directional check of many parameters, they
+run one at a time.
 """
 
 from __future__ import annotations

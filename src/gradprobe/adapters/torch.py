@@ -14,10 +14,11 @@ in every evaluation, and the check is of the gradient for that draw. Randomness 
 from torch (atomics, numpy) is found and folded into the error bars by the core's
 non-determinism check.
 
-Where a check probes elements one by one (`strategies._cost.batches_pay`), its evaluations are
-batched with `torch.func.vmap` when the function allows it and gives, bit for bit, the values of
-one call at a time (batched matrix products usually do not, on a CPU); otherwise, and for a
-directional check's few points, they run one at a time.
+Where batches pay (`strategies._cost.batches_pay`: few parameters, or elements probed one by
+one), evaluations are batched with `torch.func.vmap` when the function allows it and gives, bit
+for bit, the values of one call at a time (batched matrix products usually do not, on a CPU);
+otherwise, and for the few points at a time of a directional check of many parameters, they run
+one at a time.
 """
 
 from __future__ import annotations

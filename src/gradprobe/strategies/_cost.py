@@ -88,13 +88,19 @@ def choose_strategy(options: Options, params: Params) -> str:
     return "directional"
 
 
+#: Up to this many parameters, a batch of points (a copy of them each) costs less to build than
+#: the calls it saves, whatever the strategy (a directional check of a GELU MLP of 1,864 float32
+#: parameters: 39 ms batched, 73 ms one point per call); above it, building the batch costs more
+#: (gp.torch.check of an MLP of 100,056: 52 ms one point per call, 76 ms batched), and batches pay
+#: only where a check probes elements, with many points per call (benchmarks/RESULTS.md, "Scale").
+BATCH_POINTS_LIMIT = 2**14
+
+
 def batches_pay(strategy: object, size: int) -> bool:
-    """Whether a check of `size` parameters with this `strategy` option evaluates many points per
-    call of the core's (a batch through vmap then saves each point's call): when it probes elements
-    ("full", "sample", or "auto" where that means "full" without a budget). A directional check
-    evaluates a few points at a time, each moving every parameter: building a batch of them costs
-    more than the calls it saves (benchmarks/RESULTS.md, "Scale")."""
-    return strategy in ("full", "sample") or (strategy == "auto" and size <= AUTO_FULL_LIMIT)
+    """Whether evaluating a check's points in batches (vmap) pays: for `size` parameters up to
+    `BATCH_POINTS_LIMIT`, or when the check probes elements one by one ("full", "sample"). A
+    directional check of more evaluates a few points at a time, each moving every parameter."""
+    return size <= BATCH_POINTS_LIMIT or strategy in ("full", "sample")
 
 
 def runs_unbounded(options: Options, strategy: str, params: Params) -> bool:
