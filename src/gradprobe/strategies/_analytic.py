@@ -88,8 +88,8 @@ FLAT_ULPS = 16
 #: the rounding of sums over the batch, which grows with their length:
 #: `python benchmarks/float32_rounding.py` measured up to 671 ulps of float32 of the RMS (8e-5) for
 #: the bias of a Conv2d-BatchNorm2d net over 64 x 32 x 32 activations per channel; 107 FAILed such
-#: nets "in float32 only" under the 16 ulps above. A float32-only error
-#: below this in such a tensor passes as rounding, and `guarantee.rounding` says how much was excused.
+#: nets "in float32 only" under the 16 ulps above. A float32-only error below this in such a tensor
+#: passes as rounding; the tensor's resolution (and `guarantee.rounding`) covers what was excused.
 FLAT_RESIDUE, ZERO_ULPS = 2e-3, 1024
 
 

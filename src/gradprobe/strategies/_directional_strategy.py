@@ -274,8 +274,7 @@ def _another_backward_in_float64(run: _Run, leaf: Leaf, report: TensorReport) ->
         f"{leaf.name}: random directions disagree with its backward run in float64, but its {dtype} result, which differs "
         f"from that float64 run by more than rounding, agrees at each of the {len(probed)} elements probed one by "
         f"one: the backward computes another gradient in float64 (a branch on the dtype?), so the directions prove "
-        f"nothing about the {dtype} one. Check it element by element (strategy='sample' or 'full'), or with "
-        "shadow=False."
+        f"nothing about the {dtype} one, which only elements probed one by one can judge (or a check with shadow=False)."
     )
     return replace(
         report, status="inconclusive", reason="reference", finding=Finding("reference"), resolution=math.inf,
