@@ -485,35 +485,47 @@ class _Function:
         with torch.no_grad(), self.fixed_rng():
             return torch.func.vmap(lambda *t: self.contract(dict(zip(names, t))))(*tensors)
 
-    def vmap_consistent(self, extra: int = 0) -> bool:
+    def vmap_consistent(self, extra: int = 0, reference: bool = True) -> bool:
         """Whether `torch.func.vmap` evaluates the function, and bit for bit as one call at a time.
 
         Batched matrix products round differently from single ones, and differently at each
         position in the batch; such a function is evaluated one point at a time instead, so that
         identical points always give identical values (anything else reads as non-determinism).
-        `extra` is the size of the largest other tensor the function touches (the batch).
+        Under the float64 `reference` (inputs below float64) it is tested in float64 too, where the
+        check's points are evaluated. `extra` is the size of the largest other tensor the function
+        touches (the batch).
         """
-        if self.autograd:  # autograd.grad does not run under torch.func.vmap
-            return False
         start = self.start()
-        try:
-            with torch.no_grad(), self.fixed_rng():
-                single = self.contract(start)
-            # Rows scaled apart by a factor each (a random draw per element cost more than the
-            # check itself at 1e6 parameters), the rows `_SAME_ROWS` left at the point.
-            factors = 1 + 1e-3 * torch.arange(1, _PROBE_ROWS + 1, dtype=torch.float64) / _PROBE_ROWS
-            factors[list(_SAME_ROWS)] = 1.0
-            batch = []
-            for t in start.values():
-                scale = factors.to(device=t.device, dtype=t.dtype).reshape(-1, *([1] * t.dim()))
-                batch.append(t.unsqueeze(0) * scale)
-            values = self._vmapped(batch)
-            same = all(bool(values[i] == single) for i in _SAME_ROWS)
-        except Exception:  # not vmap-able (old-style Function, data-dependent control flow, randomness...)
-            return False
         widest = max([extra, *(t.numel() for t in start.values()), *(int(np.prod(s)) for s in self.shapes)])
         self.rows_per_call = max(1, _VMAP_NUMBERS // max(widest, 1))
-        return same
+        if self.autograd:  # autograd.grad does not run under torch.func.vmap
+            return False
+        points = [start]
+        if reference and any(t.dtype not in _WIDE for t in start.values()):
+            points.append({name: t.to(_WIDE[1] if t.is_complex() else _WIDE[0]) for name, t in start.items()})
+        try:
+            if not all(self._batch_matches(point) for point in points):
+                return False
+        except Exception:  # not vmap-able (old-style Function, data-dependent control flow, randomness...)
+            return False
+        return True
+
+    def _batch_matches(self, point: dict[str, torch.Tensor]) -> bool:
+        """Whether a vmap batch around `point` gives `point`'s own value at the rows that hold it."""
+        with torch.no_grad(), self.fixed_rng():
+            single = self.contract(point)
+        if self.everything_in_float64:  # `_InFloat64` is not tried under vmap (`batched_loss`)
+            return False
+        # Rows scaled apart by a factor each (a random draw per element cost more than the check
+        # itself at 1e6 parameters), the rows `_SAME_ROWS` left at the point.
+        factors = 1 + 1e-3 * torch.arange(1, _PROBE_ROWS + 1, dtype=torch.float64) / _PROBE_ROWS
+        factors[list(_SAME_ROWS)] = 1.0
+        batch = []
+        for t in point.values():
+            scale = factors.to(device=t.device, dtype=t.dtype).reshape(-1, *([1] * t.dim()))
+            batch.append(t.unsqueeze(0) * scale)
+        values = self._vmapped(batch)
+        return all(bool(values[i] == single) for i in _SAME_ROWS)
 
     def batched_loss(self, values: dict[str, np.ndarray]) -> np.ndarray:
         """The loss at a batch of parameter sets (a leading axis on every value), through vmap."""
@@ -813,7 +825,7 @@ def _run_one(
     wanted = options.pop("vectorized", None)
     if wanted is None:
         wanted = batches_pay(options.get("strategy", "auto"), sum(t.numel() for t in function.like.values()))
-    vectorized = bool(wanted) and function.vmap_consistent(extra)
+    vectorized = bool(wanted) and function.vmap_consistent(extra, reference=options.get("shadow") is not False)
     if oracle == "forward":
         function.require_forward_mode()
         options = {**options, "oracle": function.oracle()}

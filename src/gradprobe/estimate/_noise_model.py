@@ -72,7 +72,13 @@ class NoiseModel:
         jump leaves the others their derivative.
         """
         params = objective.params
-        repeated = objective.evaluate([(np.array([], dtype=int), np.array([]))] * plan.repeats)
+        start = [(np.array([], dtype=int), np.array([]))]
+        if objective.vectorized:
+            # One batch each, as the point's own value was made: a batch of several (vmap) can round
+            # otherwise than a batch of one, which would read as a loss that is not deterministic.
+            repeated = np.concatenate([objective.evaluate(start) for _ in range(plan.repeats)])
+        else:
+            repeated = objective.evaluate(start * plan.repeats)
         repeat_spread = self.repeat_spread = float(np.max(np.abs(repeated - f0)))
         eps = max(float(np.finfo(leaf.dtype).eps) for leaf in params.leaves)
         all_double = all(leaf.dtype == np.float64 for leaf in params.leaves)
