@@ -29,6 +29,22 @@ def centered_grad(p, row_factor=1.0):
     return {"W": W, "b": dz.sum(0)}
 
 
+def linear_function(torch, backward):
+    """A custom autograd Function computing ``x W^T``, with ``backward(g, x, W) -> (gx, gW)``."""
+
+    class Linear(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, W):
+            ctx.save_for_backward(x, W)
+            return x @ W.T
+
+        @staticmethod
+        def backward(ctx, g):
+            return backward(g, *ctx.saved_tensors)
+
+    return Linear
+
+
 @pytest.mark.parametrize("strategy", ["full", "sample", "directional"])
 def test_a_bias_the_loss_does_not_depend_on_passes_with_a_meaningful_resolution(strategy):
     # Once: sample FAILed it "should be zero (1 of 32 probed wrong)"; directional PASSed "to within 3.8e+08".
@@ -137,17 +153,7 @@ torch = pytest.importorskip("torch")
 
 def test_order_2_checks_the_derivative_with_respect_to_the_incoming_gradient():
     # Once a PASS at order 2 for a backward that detaches its grad_output (gradgradcheck: False).
-    class Linear(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, x, W):
-            ctx.save_for_backward(x, W)
-            return x @ W.T
-
-        @staticmethod
-        def backward(ctx, g):
-            x, W = ctx.saved_tensors
-            g = g.detach()  # the bug
-            return g @ W, g.T @ x
+    Linear = linear_function(torch, lambda g, x, W: (g.detach() @ W, g.detach().T @ x))  # the bug: detached
 
     x = torch.randn(4, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0)).requires_grad_()
     W = torch.randn(2, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1)).requires_grad_()
@@ -457,16 +463,7 @@ def test_a_backward_wrong_only_when_run_in_float64_is_not_failed_in_float32():
     torch = pytest.importorskip("torch")
     factor = {torch.float32: 1.0, torch.float64: 2.0}
 
-    class Linear(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, x, W):
-            ctx.save_for_backward(x, W)
-            return x @ W.T
-
-        @staticmethod
-        def backward(ctx, g):
-            x, W = ctx.saved_tensors
-            return g @ W, factor[g.dtype] * (g.T @ x)
+    Linear = linear_function(torch, lambda g, x, W: (g @ W, factor[g.dtype] * (g.T @ x)))
 
     torch.manual_seed(0)
     x, W = torch.randn(32, 48), (torch.randn(48, 48) / 7).requires_grad_()
@@ -491,16 +488,7 @@ def test_check_module_takes_sparse_gradients_and_names_the_module_for_its_backwa
     tokens, labels = torch.randint(0, 100, (8, 12)), torch.randint(0, 3, (8,))
     assert gp.torch.check_module(embedding, torch.nn.functional.cross_entropy, tokens, labels).ok
 
-    class Transposed(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, x, W):
-            ctx.save_for_backward(x, W)
-            return x @ W.T
-
-        @staticmethod
-        def backward(ctx, g):
-            x, W = ctx.saved_tensors
-            return g @ W, (g.T @ x).T  # the wrong shape
+    Transposed = linear_function(torch, lambda g, x, W: (g @ W, (g.T @ x).T))  # the wrong shape
 
     class Model(torch.nn.Module):
         def __init__(self):
