@@ -550,3 +550,89 @@ def test_a_deterministic_float32_model_is_not_called_non_deterministic():
     report = gp.torch.check_module(net, nn.functional.cross_entropy, x, y)
     assert report.ok, report
     assert not any("non-deterministic" in note for note in report.notes), report.notes
+
+
+@pytest.mark.parametrize(("seed", "size", "distance"), [(13, 10, 1e-7), (14, 10, 1e-7), (10, 1, 1e-8), (26, 1, 1e-8)])
+def test_a_quadratic_near_its_minimum_passes_and_an_error_above_its_resolution_fails(seed, size, distance):
+    """Near a minimum (a tiny gradient, a large curvature) the rounded points either side sit at
+    distances that differ by up to an ulp, which moves each secant slope by f'' (a - b) / 2 and
+    leaves a residue in the jump estimates: of 120 points 1e-9 to 1e-7 from the minimum of
+    50 |x - 1|^2, 14 correct checks FAILed (these 10-element ones) or were inconclusive, "every
+    element at a kink" (these 1-element ones)."""
+    x = 1 + distance * np.random.default_rng(seed).standard_normal(size)
+
+    def loss(p):
+        return 50 * np.sum((p - 1) ** 2)
+
+    report = gp.check(loss, lambda p: 100 * (p - 1), x)
+    assert report.status == "pass", report
+    assert report.tensors["params"].diagnosis is None  # no kinks either
+    planted = gp.check(loss, lambda p: 100 * (p - 1) * (1 + 3 * report.resolution), x)
+    assert planted.status == "fail"
+
+
+def test_a_one_parameter_quadratic_near_its_minimum_passes_at_any_curvature():
+    x = np.array([float.fromhex("0x1.fffffda37efc3p-1")])  # once FAILed "1 of 1 wrong" (a user's scan)
+    for curvature in (1e2, 1e4):
+        report = gp.check(lambda p: 0.5 * curvature * np.sum((p - 1) ** 2), lambda p: curvature * (p - 1), x)
+        assert report.status == "pass", report
+
+
+def test_a_wrong_row_of_a_large_weight_is_not_called_scattered():
+    """One row of a 256 x 256 weight's gradient 1.5x: too many wrong elements for bisection to
+    follow, too few for 16 sampled ones to include one. The hint once said "many scattered wrong
+    elements: look for a systematic indexing slip", about one contiguous row."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(1)
+    x, W1 = rng.standard_normal((32, 64)), rng.standard_normal((256, 64)) / 8
+    W2, W3 = rng.standard_normal((256, 256)) / 16, rng.standard_normal((10, 256)) / 16
+
+    def loss(p):
+        return float(np.sum(np.tanh(np.tanh(np.tanh(x @ p["W1"].T) @ p["W2"].T) @ p["W3"].T) ** 2))
+
+    def grad(p):
+        tensors = {k: torch.from_numpy(v).requires_grad_() for k, v in p.items()}
+        out = torch.tanh(torch.tanh(torch.tanh(torch.from_numpy(x) @ tensors["W1"].T) @ tensors["W2"].T) @ tensors["W3"].T)
+        (out**2).sum().backward()
+        gradient = {k: t.grad.numpy() for k, t in tensors.items()}
+        gradient["W2"][5] *= 1.5
+        return gradient
+
+    report = gp.check(loss, grad, {"W1": W1, "W2": W2, "W3": W3}, seed=0)
+    tensor = report.tensors["W2"]
+    assert report.status == "fail" and tensor.status == "fail"
+    assert all(t.status == "pass" for name, t in report.tensors.items() if name != "W2")
+    if tensor.finding.scope == "throughout" and tensor.finding.count == 0:
+        assert "scattered" not in tensor.hint and "none of the 16 elements sampled" in tensor.hint, tensor.hint
+    else:  # located: then it must be row 5
+        assert "row 5" in tensor.diagnosis, tensor.diagnosis
+
+
+def test_the_taylor_line_under_a_jvp_disagreement_does_not_call_the_error_small():
+    """A right backward against a 2x jvp (oracle='forward'): the Taylor test, which compares the
+    gradient with the loss, reads right; it once said "the error is too small for this test to
+    show" about a 50% disagreement."""
+    torch = pytest.importorskip("torch")
+
+    class Softplus(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            ctx.x = x
+            return torch.nn.functional.softplus(x)
+
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            return g * torch.sigmoid(x)
+
+        @staticmethod
+        def jvp(ctx, t):
+            return 2 * t * torch.sigmoid(ctx.x)
+
+    x = torch.randn(3, 4, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    report = gp.torch.check(Softplus.apply, x, oracle="forward")
+    assert report.status == "fail"
+    text = str(report)
+    assert "Taylor remainder slope" in text and "too small for this test" not in text
+    assert "your jvp rules are the likelier culprit" in text

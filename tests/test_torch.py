@@ -400,6 +400,50 @@ def test_a_directional_check_of_many_parameters_calls_once_per_point_unless_told
     assert small.calls < report.nfev
 
 
+class _ParameterSizedCopies(torch.utils._python_dispatch.TorchDispatchMode):
+    """Counts torch's copies of at least `size` elements (a tensor made from host values, a cast,
+    a clone) made outside the user's function, and the storages the function was called on."""
+
+    COPIES = ("aten._to_copy", "aten.clone", "aten.copy_", "aten._copy_from")
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size, self.copies, self.inside, self.storages = size, 0, False, []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if not self.inside and str(func).startswith(self.COPIES) and isinstance(out, torch.Tensor) and out.numel() >= self.size:
+            self.copies += 1
+        return out
+
+    def watch(self, fn):
+        def watched(*tensors):
+            self.storages.append(tensors[0].untyped_storage().data_ptr())
+            self.inside = True
+            try:
+                return fn(*tensors)
+            finally:
+                self.inside = False
+
+        return watched
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_points_reach_a_torch_function_without_a_copy_of_the_parameters_each(dtype):
+    """Issue 15 (b) without a device: the points of a directional check are made where the
+    function reads them (its tensors view the core's vectors, reused from point to point); torch
+    copies the parameters a fixed number of times per check, not once per point."""
+    x = torch.randn(130, 130, dtype=dtype, requires_grad=True)  # directional, one point per call
+    counter = _ParameterSizedCopies(x.numel())
+    with counter:
+        report = gp.torch.check(counter.watch(lambda x: torch.tanh(x).sin().sum()), x)
+    assert report.ok and report.strategy == "directional" and report.nfev >= 12
+    assert counter.copies <= 1  # the first call's, on a copy of the inputs
+    if dtype == torch.float64:  # float32 points are cast on the host, by numpy, into arrays of their own
+        # The float64 points share a few reused vectors, however many points there are.
+        assert len(set(counter.storages)) <= 3 < len(counter.storages)
+
+
 def test_forward_oracle_batches_with_vmap_and_falls_back_to_a_loop():
     x = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
     w = torch.randn(4, dtype=torch.float64, requires_grad=True)

@@ -197,6 +197,17 @@ def _upcast(value: Any) -> Any:
     return value
 
 
+def _host_values(tensor: torch.Tensor, argument: str, copy: bool) -> np.ndarray:
+    """The values of `tensor` on the host, in the dtype the core holds them in: without `copy`, a
+    view of a CPU tensor's memory where numpy reads its dtype (`Params` copies them into its own
+    vector; a copy here would be one more vector of millions); bfloat16 through float64, which holds
+    it exactly."""
+    values = tensor.cpu().resolve_conj().resolve_neg()  # numpy reads neither lazy bit
+    if values.dtype == torch.bfloat16:
+        return values.to(torch.float64).numpy().astype(_numpy_dtype(values.dtype, argument))
+    return values.numpy().copy() if copy else values.numpy()
+
+
 def _to_numpy(gradient: torch.Tensor | None, like: torch.Tensor) -> np.ndarray:
     """A gradient on the host; None (unused input) and autograd's ZeroTensor (`torch.sgn`'s
     backward, say) are zeros. A bfloat16 one comes as float32, which holds it exactly."""
@@ -278,9 +289,13 @@ class _Function:
         inputs_argument: str,
         *,
         autograd: bool = False,
+        writable: bool = False,
     ) -> None:
         self.call = call
         self.like = like
+        # Can the user's code write the tensors of `like` during the check (a module's parameters,
+        # which its forward and `loss_fn` reach)? Then the core gets a copy of their values, else views.
+        self.writable = writable
         self.argument = argument
         self.inputs_argument = inputs_argument
         self.seed = seed
@@ -393,11 +408,9 @@ class _Function:
         return laid
 
     def params(self) -> dict[str, np.ndarray]:
-        # Through float64, which holds every checked dtype exactly (numpy cannot read bfloat16 tensors).
         # Held elements are 0 there: the core sees finite numbers, the loss never sees them.
         return {
-            name: (torch.where(self.held[name], 0.0, t.detach()) if name in self.held else t.detach())
-            .cpu().to(torch.complex128 if t.is_complex() else torch.float64).numpy().astype(_numpy_dtype(t.dtype, self.argument))
+            name: _host_values(torch.where(self.held[name], 0.0, t.detach()) if name in self.held else t.detach(), self.argument, self.writable)
             for name, t in self.like.items()
         }
 
@@ -578,7 +591,9 @@ class _Function:
             # A backward that builds no graph (detached) gives a constant here: its derivative is 0.
             return total if isinstance(total, torch.Tensor) else torch.zeros((), dtype=weights[0].dtype)
 
-        higher = _Function(call, {**self.like, **seeds}, self.argument, self.seed, self.inputs_argument, autograd=True)
+        higher = _Function(
+            call, {**self.like, **seeds}, self.argument, self.seed, self.inputs_argument, autograd=True, writable=self.writable
+        )
         higher.backward_is = self.backward_is
         return higher
 
@@ -1083,7 +1098,9 @@ def check_module(
         return loss_fn(output, *_upcast(list(targets)))
 
     with _restored(module):
-        function = _Function(call, {name: p.detach() for name, p in trainable.items()}, "loss_fn", cotangent_seed(options), "module")
+        function = _Function(
+            call, {name: p.detach() for name, p in trainable.items()}, "loss_fn", cotangent_seed(options), "module", writable=True
+        )
         function.backward_is = ("module", "in the backward through it and `loss_fn`")
         widest = max([t.numel() for t in batch if isinstance(t, torch.Tensor)], default=0)
         return _run(function, options, oracle, notes, "gp.torch.check_module(module, loss_fn, *batch", widest)

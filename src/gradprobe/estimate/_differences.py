@@ -262,6 +262,11 @@ def finite_differences(
         numeric, analytic = odd @ c, along @ c
         roundoff = per_step * np.sqrt((2 / width**2) @ c**2)
         truncation = np.abs(odd @ _TRUNCATION[m])
+        # Rounded points sit at unequal distances a, b either side (by up to an ulp): each secant
+        # slope is then off by f'' (a - b) / 2, which no finer step removes. Where the curvature is
+        # large and the derivative tiny (near a minimum) that is more than the bars above.
+        lopsided = _lopsided(values[:, window] - f0, unit_moved, width, top)
+        asymmetry = lopsided @ np.abs(c)
         if m == 3:
             # Where the curvature is mild the two coarser levels alone give half the round-off;
             # the third level still guards them against kinks. Keep whichever bar is smaller.
@@ -271,6 +276,7 @@ def finite_differences(
             coarse = truncation2 + roundoff2 < truncation + roundoff
             numeric = np.where(coarse, odd @ c2, numeric)
             analytic = np.where(coarse, along @ c2, analytic)
+            asymmetry = np.where(coarse, lopsided @ np.abs(c2), asymmetry)
             roundoff = np.where(coarse, roundoff2, roundoff)
             truncation = np.where(coarse, truncation2, truncation)
         # Only the loss's values decide the error bars and the kinks, never the gradient under test:
@@ -325,7 +331,7 @@ def finite_differences(
         # The largest estimate: at a kink within the step some of them under-state the jump.
         jump = np.take_along_axis(jumps, np.argmax(np.abs(jumps), axis=1)[:, None], axis=1)[:, 0]
         finite = np.isfinite(numeric) & ~np.isnan(truncation) & ~np.isnan(roundoff)
-        error = ERROR_BAR_FACTOR * (truncation + roundoff)  # inf where sigma / step overflows (subnormal steps)
+        error = ERROR_BAR_FACTOR * (truncation + roundoff + asymmetry)  # inf where sigma / step overflows (subnormal steps)
         # Two levels never settle a Richardson estimate: a single jump estimate can miss several
         # small kinks inside the step (a first-layer weight moves every sample's pre-activation).
         settled = finite & ~rough & (truncation <= roundoff) & (m >= window_levels(method))
@@ -366,6 +372,16 @@ def _linear_convergence(odd: np.ndarray, per_step: np.ndarray, width: np.ndarray
     return clear & (ratio > 0) & (ratio < LINEAR_RATIO)
 
 
+def _lopsided(residual: np.ndarray, unit_moved: np.ndarray, width: np.ndarray, top: np.ndarray) -> np.ndarray:
+    """Per level, how far unequal rounded steps either side move the secant slope: the loss's
+    curvature there, ``2 K / (a + b)`` from the difference K of its one-sided slopes (`gap` of
+    `_jump_estimates`), times ``(a - b) / 2``; in slope units of the window's step."""
+    d_plus, d_minus = unit_moved[:, 0::2], unit_moved[:, 1::2]
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        gap = (residual[:, 0::2] / d_plus - residual[:, 1::2] / d_minus) / top[:, None]
+        return np.abs(gap * (d_plus + d_minus) / width)
+
+
 def _jump_estimates(
     residual: np.ndarray, unit_moved: np.ndarray, top: np.ndarray, rows: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -376,9 +392,13 @@ def _jump_estimates(
     `unit_moved` holds the displacements in units of the window's step `top`.
     """
     d_plus, d_minus = unit_moved[:, 0::2], unit_moved[:, 1::2]
-    gap = (residual[:, 0::2] / d_plus - residual[:, 1::2] / d_minus) / top[:, None]
-    f0_weight = (1 / d_minus - 1 / d_plus) @ rows.T
-    unit = np.sqrt((1 / d_plus**2 + 1 / d_minus**2) @ (rows**2).T + f0_weight**2) / top[:, None]
+    # The smooth part is f'' (a + b) / 2 for the rounded steps a, b either side, whose sum is off
+    # its nominal 2 ** (1 - k) by up to an ulp: each K_k is taken back to the nominal width, or a
+    # large curvature leaves a residue the rows do not cancel, read as a jump (a kink).
+    to_nominal = 2.0 ** (1 - np.arange(d_plus.shape[1])) / (d_plus - d_minus)
+    gap = (residual[:, 0::2] / d_plus - residual[:, 1::2] / d_minus) * to_nominal / top[:, None]
+    f0_weight = ((1 / d_minus - 1 / d_plus) * to_nominal) @ rows.T
+    unit = np.sqrt(((1 / d_plus**2 + 1 / d_minus**2) * to_nominal**2) @ (rows**2).T + f0_weight**2) / top[:, None]
     return gap @ rows.T, unit
 
 

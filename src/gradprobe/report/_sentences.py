@@ -62,6 +62,13 @@ def hint(f: Finding, name: str) -> str:
     if f.scope == "throughout" and f.kind == "formula":
         return f"{name} is wrong across the tensor with no constant factor: recheck its formula."
     if f.scope == "throughout" and f.kind == "elements":
+        if f.count == 0:  # the sampled elements all agree: too many wrong ones to follow, too few to hit
+            return (
+                f"{name} is wrong in more places than bisection follows, yet none of the {f.judged} elements sampled "
+                "one by one is (those listed agree): too many wrong elements to follow, too few for a sample to hit "
+                "(a row or a column of a large weight, say). Name them with strategy='full' (two to three evaluations "
+                "per element)."
+            )
         return f"{name} has many scattered wrong elements: look for a systematic indexing slip."
     if f.scope == "located" and f.kind in ("elements", "formula"):
         return _located_hint(f, name)

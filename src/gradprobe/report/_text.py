@@ -142,7 +142,12 @@ def taylor_line(tensor: TensorReport) -> str:
     """The Taylor test's line; under a FAIL whose slope reads right, why that is no contradiction."""
     line = f"Taylor remainder slope {tensor.taylor_slope:.2f} (2 = right, 1 = wrong)"
     if tensor.status == "fail" and tensor.taylor_slope is not None and tensor.taylor_slope >= READS_RIGHT:
-        line += ": the error is too small for this test to show; the element-wise comparison found it"
+        finding = tensor.finding
+        if finding is not None and finding.against:
+            # This test compares the gradient with the loss; the FAIL compared it with the user's own rules.
+            line += f": the gradient agrees with the loss here, so your {finding.against} rules are the likelier culprit"
+        else:
+            line += ": the error is too small for this test to show; the element-wise comparison found it"
     return line
 
 
