@@ -636,3 +636,22 @@ def test_the_taylor_line_under_a_jvp_disagreement_does_not_call_the_error_small(
     text = str(report)
     assert "Taylor remainder slope" in text and "too small for this test" not in text
     assert "your jvp rules are the likelier culprit" in text
+
+
+@pytest.mark.parametrize("seed", [3, 4, 6])
+def test_a_least_squares_fit_near_an_exact_one_passes_and_an_error_above_its_resolution_fails(seed):
+    """1e-8 from an exact fit each residual is a difference of terms of size 1, rounded to 1e-16
+    of them: `grad` rounds far beyond the 16 ulps of its tiny elements the judge assumed, and 13 of
+    30 such correct checks FAILed (one or two elements "wrong"). Its rounding is now measured."""
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((50, 8))
+    y = A @ rng.standard_normal(8)
+    w = np.linalg.lstsq(A, y, rcond=None)[0] + 1e-8 * np.random.default_rng(seed).standard_normal(8)
+
+    def loss(p):
+        return 0.5 * np.sum((A @ p - y) ** 2)
+
+    report = gp.check(loss, lambda p: A.T @ (A @ p - y), w)
+    assert report.status == "pass", report
+    planted = gp.check(loss, lambda p: A.T @ (A @ p - y) * (1 + 3 * report.resolution), w)
+    assert planted.status == "fail", planted

@@ -188,8 +188,9 @@ def _hint(f: Finding, name: str) -> str:
         )
     if f.kind == "kinks" and f.count == f.judged:
         return (
-            f"{name} sits on a non-differentiable point at every element (relu inputs at exactly 0?): check at a "
-            "random point instead."
+            f"{name} sits on a non-differentiable point at every element (relu inputs at exactly 0?), or the loss "
+            "rounds in steps there (residuals near zero, each a difference of large terms): check at a random point "
+            "instead."
         )
     if f.kind == "kinks":
         return (
@@ -205,7 +206,9 @@ def _hint(f: Finding, name: str) -> str:
     if f.kind == "noise" and not f.count:
         return (
             f"every element of {name} agrees within its error bar, but together the error bars could hide more "
-            "than a tenth of its gradient: make the loss deterministic, or evaluate it in float64 (shadow=True)."
+            "than a tenth of its gradient: the loss's noise or rounding is large beside its changes here (near a "
+            "minimum the gradient is tiny). Check farther from a minimum; make the loss deterministic, or evaluate it "
+            "in float64 (shadow=True), if it is not."
         )
     layout = _LAYOUT_HINTS.get(f.kind)
     if layout is not None:

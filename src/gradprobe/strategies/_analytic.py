@@ -187,19 +187,37 @@ def _judged_at(user_params: Params) -> Params:
     return Params(user_params.with_leaves(leaves))
 
 
-def _measured_rounding(grad: Callable[[Any], Any], user_params: Params, analytic: np.ndarray, eps: float) -> np.ndarray:
-    """Per element, how far `grad` moves at two points a few ulps (of `eps`) of each parameter
-    away, one move and its opposite (seeded): its own rounding, measured (0 where it moves to a
-    non-finite value)."""
+def _moved_gradients(grad: Callable[[Any], Any], user_params: Params, eps: float | np.ndarray) -> list[np.ndarray]:
+    """`grad` at two points a few ulps (of `eps`) of each parameter away, one move and its
+    opposite (seeded), in the user's dtypes (an error there is an error)."""
     rng = np.random.default_rng(0)
     values = user_params.values
     ulps = rng.integers(1, ROUNDING_MOVE + 1, values.size) * rng.choice([-1.0, 1.0], values.size)
+    return [analytic_gradient(grad, Params(user_params.build(values * (1.0 + sign * ulps * eps))))[0] for sign in (1.0, -1.0)]
+
+
+def _measured_rounding(grad: Callable[[Any], Any], user_params: Params, analytic: np.ndarray, eps: float) -> np.ndarray:
+    """Per element, how far `grad` moves at the two points of `_moved_gradients`: its own
+    rounding, measured (0 where it moves to a non-finite value)."""
     spread = np.zeros_like(analytic)
-    for sign in (1.0, -1.0):
-        moved = values * (1.0 + sign * ulps * eps)
-        again, _ = analytic_gradient(grad, Params(user_params.build(moved)))  # in the user's dtypes: errors are errors
+    for again in _moved_gradients(grad, user_params, eps):
         with np.errstate(invalid="ignore", over="ignore"):
             step = np.abs(again - analytic)
         spread = np.maximum(spread, np.where(np.isfinite(step), step, 0.0))
     return spread
+
+
+def own_rounding(grad: Callable[[Any], Any], user_params: Params, analytic: np.ndarray) -> np.ndarray:
+    """`grad`'s rounding at its own precision, for the error bars (the judge assumes 16 ulps of an
+    element or its tensor's RMS, `judge._verdict.ANALYTIC_ULPS`): a gradient that is a small
+    difference of large terms (a least-squares fit near an exact one: its residuals cancel) rounds
+    far beyond that, and was FAILed. Measured as half the second difference of `grad` at the two
+    points of `_moved_gradients`, in which the exact gradient's change (the Hessian times the
+    move) cancels and a wrong formula's does too; `ROUNDING_MARGIN` times it, entering the bars
+    once (spread is scaled by ERROR_BAR_FACTOR)."""
+    eps = np.concatenate([np.full(leaf.size, float(np.finfo(leaf.dtype).eps)) for leaf in user_params.leaves])
+    up, down = _moved_gradients(grad, user_params, eps)
+    with np.errstate(invalid="ignore", over="ignore"):
+        second = np.abs(up + down - 2.0 * analytic) / 2.0
+    return ROUNDING_MARGIN * np.where(np.isfinite(second), second, 0.0) / fd.ERROR_BAR_FACTOR
 

@@ -26,7 +26,7 @@ from ..judge._verdict import overall_status
 from ..params._complex import refuse_complex_step
 from ..params._params import Params
 from ..report._types import Finding, Report
-from ._analytic import analytic_gradient, gradient_rounding, gradient_spread
+from ._analytic import analytic_gradient, gradient_rounding, gradient_spread, own_rounding
 from ._context import CheckContext
 from ._coordinates import run_coordinates, run_full
 from ._cost import choose_strategy, expected_evaluations, noise_plan, require_affordable, runs_unbounded
@@ -269,6 +269,8 @@ def _set_up(
     low_precision = gradient_rounding(grad, objective.params, user_params, analytic)
     if low_precision is not None:
         spread = spread + low_precision.allowance
+    elif strategy != "directional":  # elements judged one by one: two calls of `grad` are cheap beside them
+        spread = spread + own_rounding(grad, user_params, analytic)
     rng = np.random.default_rng(options.seed)
     noise = NoiseModel(notes)
     noise.measure(objective, analytic, f0, rng, noise_plan(strategy), per_tensor=not options.budget.bounded)
