@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import _passes as passes
 from .._errors import InvalidArgument, InvalidValue
 from ._complex import PART_DTYPES, complex_dtype, element_positions, joined, parts, require_checked_complex
 
@@ -235,10 +236,10 @@ class Params:
             array, kind = _as_leaf_array(value, name, argument)
             if np.iscomplexobj(array):  # held as its real and imaginary parts (`_complex`)
                 leaves.append(Leaf(name, path, (*array.shape, 2), PART_DTYPES[array.dtype], offset, kind, complex=True))
-                chunks.append(parts(array).ravel())
+                chunks.append(parts(array))
             else:
                 leaves.append(Leaf(name, path, array.shape, array.dtype, offset, kind))
-                chunks.append(np.asarray(array, dtype=np.float64).ravel())
+                chunks.append(array)
             offset += leaves[-1].size
         if not leaves:
             raise InvalidValue(
@@ -246,8 +247,12 @@ class Params:
                 argument=argument,
             )
         self.leaves: tuple[Leaf, ...] = tuple(leaves)
-        # float64 holds bfloat16 and float16/32/64 values exactly, so this copy loses nothing.
-        self.values: np.ndarray = np.concatenate(chunks)
+        # float64 holds bfloat16 and float16/32/64 values exactly, so this copy loses nothing. One
+        # pass per leaf (a float32 one converted as it is copied, no float64 temporary), on torch's
+        # threads where they may run.
+        self.values: np.ndarray = np.empty(offset)
+        for leaf, chunk in zip(leaves, chunks):
+            passes.copy(chunk, out=self.values[leaf.slice])
         self.values.setflags(write=False)
 
     @property
