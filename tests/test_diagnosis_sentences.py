@@ -293,6 +293,7 @@ def test_every_sentence_of_every_finding_says_its_facts(case):
     # Well-formed: nothing unfilled, nothing said twice, one sentence that ends.
     unfilled = text.replace(f.where, "") if f.where else text  # "[:, {0, 2}]" names axis slots
     assert "None" not in text and "{" not in unfilled and "  " not in text and hint.endswith((".", ")", "?")), text
+    assert "which is with" not in text and "which are with" not in text, text  # once: "which is with the wrong sign"
     assert (tensor.diagnosis_kind, tensor.scale) == (f.kind, f.factor if f.kind in ("factor", "sign", "zeros") else None)
     # Counts: "k of n" is always count of judged.
     for pair in _numbers(summary) + _numbers(hint):
@@ -358,3 +359,9 @@ def test_every_sentence_of_every_finding_says_its_facts(case):
     data = report.to_dict()["tensors"][0]
     assert (data["diagnosis"], data["hint"], data["diagnosis_kind"]) == (summary, hint, f.kind)
     assert data["finding"]["count"] == f.count and data["finding"]["scope"] == f.scope
+
+
+def test_one_located_element_with_the_wrong_sign_reads_plainly():
+    finding = Finding(kind="elements", scope="located", count=1, judged=12, where="element 3", factor=-1.0)
+    tensor = TensorReport(name="w", shape=(12,), status="fail", difference=0.5, resolution=1e-3, finding=finding)
+    assert tensor.hint == "w is right except at element 3, with the wrong sign: look for an indexing or boundary slip there."

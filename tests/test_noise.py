@@ -138,3 +138,20 @@ def test_kinks_and_wide_smooth_tables_are_not_ragged():
     kink = estimate_noise([lambda offsets: np.abs(offsets)] * 3, 0.0, 1e-3, floor=1e-16)
     wide = estimate_noise([lambda offsets: np.exp(1e3 * offsets)] * 3, 1.0, 1e-3, floor=1e-16)
     assert not kink.ragged and not wide.ragged
+
+
+def test_raising_the_noise_leaves_one_note_against_the_tables_own_measure():
+    """Two raises once gave two notes, the second comparing the probes with the first raise, and a
+    rise too small to print read "more noise (2.35e-16) than ... (2.35e-16)"."""
+    from gradprobe.estimate._noise_model import NoiseModel
+
+    notes: list[str] = []
+    noise = NoiseModel(notes)
+    noise.sigma = 2.351e-16
+    assert noise.raise_to(2.352e-16, "difference tables") and notes == []  # prints the same: no note
+    noise.raise_to(5e-16, "difference table")
+    noise.raise_to(7e-16, "difference tables")
+    assert notes == [
+        "the probes show more noise (7.00e-16) than the loss's difference tables (2.35e-16); the error bars use the larger."
+    ]
+    assert noise.sigma == 7e-16

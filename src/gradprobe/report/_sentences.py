@@ -166,8 +166,7 @@ def _located_hint(f: Finding, name: str) -> str:
             f"{name} is wrong at most of its elements with no factor or layout that holds throughout: recheck its "
             "formula."
         )
-    said = {"sign flipped": "with the wrong sign", "zero": "zero"}.get(factor := _subset_factor(f), factor)
-    which = f", which {'is' if f.count == 1 else 'are'} {said}" if factor else ""
+    which = _which(f)
     if f.count == 1:
         return f"{name} is right except at {f.where or 'one element'}{which}: look for an indexing or boundary slip there."
     return f"{name} is right except at {f.count} elements{_paren(f.where)}{which}: look for an indexing or boundary slip."
@@ -272,11 +271,20 @@ _HINTS = {
 }
 
 
+def _which(f: Finding) -> str:
+    """", which are 2.00x", ", with the wrong sign", or nothing: the wrong elements' shared factor."""
+    factor = _subset_factor(f)
+    if not factor:
+        return ""
+    if factor == "sign flipped":
+        return ", with the wrong sign"
+    return f", which {'is' if f.count == 1 else 'are'} {'zero' if factor == 'zero' else factor}"
+
+
 def _elements_hint(f: Finding, name: str) -> str:
     said = {"sign flipped": "with the wrong sign", "zero": "zero"}.get(factor := _subset_factor(f), factor)
     if minority(f):
-        verb = "is" if f.count == 1 else "are"
-        which = f", which {verb} {said}" if factor and factor != "sign flipped" else f", {said}" if factor else ""
+        which = _which(f)
         return (
             f"{name} is right except at {f.count} element(s){_paren(f.where)}{which}: look for an indexing, slicing "
             "or boundary slip."
