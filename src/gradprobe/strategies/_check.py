@@ -239,7 +239,8 @@ def _same_function(report: Report, loss: Callable[[Any], Any], context: CheckCon
         guarantee = replace(guarantee, undecided=(*guarantee.undecided, *names))
     note = (
         f"the loss at your point is {native:.6e} in its own precision but {context.f0:.6e} in float64: the float64 "
-        "copy computes another function (random draws that depend on the dtype?), so the disagreement of "
+        "copy computes another function (random draws that depend on the dtype, or the loss's own rounding: a "
+        "cancellation?), so the disagreement of "
         f"{', '.join(t.name for t in suspect)} with it, seen in the low precision only, proves nothing; check with "
         "shadow=False."
     )
