@@ -680,3 +680,16 @@ def test_a_float32_quadratic_near_its_minimum_is_not_failed_for_its_own_rounding
 
     wrong = gp.check(loss, doubled, x)
     assert wrong.status == "fail" and "element 6" in wrong.tensors["params"].diagnosis, wrong
+
+
+def test_a_sign_flip_among_noisy_elements_is_called_a_sign_flip():
+    """1 - cos(x) at x about 1e-7: two elements' numerical values are noise (3e-6 +- 1e-5) among
+    four of 1.5e-7 +- 1e-7. They pulled the unweighted ratio of a negated gradient to -0.04, and the
+    report said "reversed along axis 0" with a convolution hint."""
+    x = 1e-7 * (1 + np.random.default_rng(2).random(24)[18:])
+
+    def loss(p):
+        return np.sum(1 - np.cos(p))
+
+    report = gp.check(loss, lambda p: -np.sin(p), x)
+    assert report.status == "fail" and report.tensors["params"].diagnosis == "sign flipped", report

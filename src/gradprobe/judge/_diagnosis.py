@@ -262,26 +262,43 @@ def _conjugated(analytic: np.ndarray, numeric: np.ndarray, tolerance: np.ndarray
 RATIO_SLACK = 1e-6
 
 
+#: Error bars further apart than this make `_constant_ratio` weigh each element by its bar.
+WEIGHTED_SPREAD = 100.0
+
+
 def _constant_ratio(a: np.ndarray, n: np.ndarray, error: np.ndarray, floor: np.ndarray) -> float | None:
-    """The least-squares ratio a/n if every element agrees with it within its error bar."""
+    """The least-squares ratio a/n if every element agrees with it within its error bar; where the
+    bars differ by orders of magnitude, weighted by them (a noisy element, 3e-6 +- 1e-5 among five
+    of 1.5e-7 +- 1e-7, once pulled a ratio of -1 to -0.04, and a sign flip read as an axis reversed)."""
     # Scaled by the largest element, so gradients near 1e300 (or 1e-300) neither overflow nor underflow.
     size = float(np.max(np.abs(n))) if n.size else 0.0
     if size == 0 or not np.isfinite(size):
         return None
+    bars = error + floor
+    spread = bars[bars > 0]
+    weight = np.ones_like(n)
+    if spread.size and np.max(spread) > WEIGHTED_SPREAD * np.min(spread):
+        weight = np.min(spread) / np.maximum(bars, np.min(spread))
     with np.errstate(over="ignore", invalid="ignore"):
-        nn = float((n / size) @ (n / size))
-        ratio = float((a / size) @ (n / size)) / nn
+        nn = float((weight * n / size) @ (weight * n / size))
+        ratio = float((weight * a / size) @ (weight * n / size)) / nn
     if not np.isfinite(ratio):
         return None
     # Near 1 the slack would absorb small scattered errors (three elements off by a few bars read
     # as a factor 1.0000000003): there every element must agree with the ratio within its bars, and
     # none with 1 (else "one element of two wrong" fits a factor as well).
     near_one = abs(ratio - 1) <= 10 * RATIO_SLACK
-    tolerance = 2 * (abs(ratio) * error + floor)
-    consistent = np.abs(a - ratio * n) <= tolerance + (0.0 if near_one else RATIO_SLACK) * np.abs(ratio * n)
+
+    def consistent(r: float) -> bool:
+        tolerance = 2 * (abs(r) * error + floor)
+        return bool(np.all(np.abs(a - r * n) <= tolerance + (0.0 if near_one else RATIO_SLACK) * np.abs(r * n)))
+
     if near_one and np.any(np.abs(a - n) <= 2 * (error + floor)):
         return None
-    return ratio if np.all(consistent) else None
+    if not consistent(ratio):
+        return None
+    # Wide bars leave a ratio of -1.01 as consistent as -1: the sign flip is what to look for.
+    return -1.0 if abs(ratio + 1) < 0.1 and consistent(-1.0) else ratio
 
 
 def _element(index: tuple[int, ...]) -> str:

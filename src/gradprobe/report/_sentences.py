@@ -259,8 +259,9 @@ _HINTS = {
         "at this precision; check at smaller parameter values or in higher precision."
     ),
     "noise": (
-        "the loss's noise, rounding or jumps hide {name}'s gradient at {f.count} element(s): make the loss "
-        "deterministic, evaluate it in float64 (shadow=True), or, for a staircase (floor, round), check it away "
+        "the loss's noise, rounding or jumps hide {name}'s gradient at {f.count} element(s): check farther from "
+        "a minimum (where the gradient is tiny beside the loss's rounding), make the loss deterministic or "
+        "evaluate it in float64 (shadow=True) if it is not, or, for a staircase (floor, round), check it away "
         "from its jumps."
     ),
     "not_localized": (
