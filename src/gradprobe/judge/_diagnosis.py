@@ -15,6 +15,7 @@ rendered from those facts alone, in ``report/_sentences.py``.
 from __future__ import annotations
 
 from collections.abc import Callable
+from fractions import Fraction
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -264,6 +265,8 @@ RATIO_SLACK = 1e-6
 
 #: Error bars further apart than this make `_constant_ratio` weigh each element by its bar.
 WEIGHTED_SPREAD = 100.0
+#: A fitted ratio within its bars of a fraction with at most this denominator is that fraction.
+PLAIN_DENOMINATOR = 16
 
 
 def _constant_ratio(a: np.ndarray, n: np.ndarray, error: np.ndarray, floor: np.ndarray) -> float | None:
@@ -297,8 +300,10 @@ def _constant_ratio(a: np.ndarray, n: np.ndarray, error: np.ndarray, floor: np.n
         return None
     if not consistent(ratio):
         return None
-    # Wide bars leave a ratio of -1.01 as consistent as -1: the sign flip is what to look for.
-    return -1.0 if abs(ratio + 1) < 0.1 and consistent(-1.0) else ratio
+    # Wide bars (a noisy element weighed down, bfloat16's rounding) leave -1.01 as consistent as -1,
+    # or 1.51 as 3/2: the plain factor is what to look for.
+    plain = float(Fraction(ratio).limit_denominator(PLAIN_DENOMINATOR))
+    return plain if plain not in (0.0, 1.0) and abs(plain - ratio) <= 0.05 * abs(ratio) and consistent(plain) else ratio
 
 
 def _element(index: tuple[int, ...]) -> str:
