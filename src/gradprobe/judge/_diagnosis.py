@@ -15,11 +15,12 @@ rendered from those facts alone, in ``report/_sentences.py``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from fractions import Fraction
 from dataclasses import dataclass, field, replace
+from fractions import Fraction
 
 import numpy as np
 
+from ..estimate._differences import rms
 from ..params._complex import element_positions
 from ..report._sentences import EXACT, minority
 from ..report._types import NAMED_INDICES, Finding
@@ -138,6 +139,10 @@ def diagnose(
     usable = np.isfinite(numeric) & (codes != KINK) & (codes != NONFINITE)
     if not np.any(analytic) and np.any(np.abs(numeric[usable]) > tolerance[usable]):
         return found("zeros", factor=0.0)
+    if _coarse(analytic[usable], tolerance[usable]):
+        # Bars as wide as the gradient itself (float32 next to a minimum) fit a pattern by chance:
+        # a sign flip read as an axis reversed, 20x as "should be zero". Only where it is wrong is said.
+        return Diagnosis(name, elements(grid.shape, grid.elements(positions[np.flatnonzero(wrong)]), judged))
     if np.any(analytic) and np.any(usable) and not np.any(np.abs(numeric[usable]) > tolerance[usable]):
         return found("should_be_zero", None if evidence is None else (lambda positions: np.zeros(len(positions))))
     # "Rounded to float32" speaks of a tensor finer than float32 (float64 by default); a float32
@@ -176,6 +181,15 @@ def diagnose(
     if not minority(facts) and not has_factor:
         facts = replace(facts, kind="formula", where="", indices=(), factor=None)
     return Diagnosis(name, facts)
+
+
+#: Error bars whose RMS is above this fraction of the gradient's RMS leave its pattern unsaid.
+COARSE_BARS = 0.5
+
+
+def _coarse(analytic: np.ndarray, tolerance: np.ndarray) -> bool:
+    """Whether the bars are too wide, beside the gradient, to tell one pattern from another."""
+    return bool(analytic.size) and rms(tolerance) > COARSE_BARS * rms(analytic)
 
 
 def elements(shape: tuple[int, ...], wrong: np.ndarray, judged: int, **facts) -> Finding:
