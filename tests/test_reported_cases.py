@@ -722,3 +722,26 @@ def test_float32_bars_as_wide_as_the_gradient_name_no_pattern():
     assert negated.status == "fail" and negated.finding.kind not in ("reversed", "shifted", "transposed"), negated.diagnosis
     no_mean = gp.check(loss, lambda p: grad(p, W_factor=20.0), point).tensors["W"]
     assert no_mean.status == "fail" and no_mean.finding.kind != "should_be_zero", no_mean.diagnosis
+
+
+def test_a_max_pool_tied_at_the_point_is_left_to_the_kinks_not_to_the_rounding():
+    """At an exact tie a move of a few ulps flips the routing: `grad`'s second difference there is
+    the kink, not rounding. Read as rounding it widened the bars until the tied elements were
+    'noise', and the check at a nearby point (run for kinks) was skipped."""
+    rng = np.random.default_rng(0)
+    top = 1 + rng.random(10)
+    x = np.stack([top, top, top - 0.5], axis=1).ravel()  # windows of 3, the first two tied
+    w = rng.standard_normal(10)
+
+    def loss(p):
+        return float(w @ p.reshape(10, 3).max(axis=1))
+
+    def first_of_ties(p):
+        g = np.zeros((10, 3))
+        g[np.arange(10), p.reshape(10, 3).argmax(axis=1)] = w
+        return g.ravel()
+
+    report = gp.check(loss, first_of_ties, x)
+    tensor = report.tensors["params"]
+    assert report.status == "inconclusive" and tensor.reason == "kink", report
+    assert report.nearby is not None and report.nearby.status == "pass", report
