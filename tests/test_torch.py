@@ -445,6 +445,61 @@ def test_points_reach_a_torch_function_without_a_copy_of_the_parameters_each(dty
         assert len(set(counter.storages)) <= 3 < len(counter.storages)
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_the_first_call_is_the_loss_at_the_starting_point(dtype):
+    """Issue 15 (b): the outputs the adapter computes at the start (to learn their shapes) are
+    the core's loss there, not one more forward pass; a later call there is evaluated again."""
+    x0 = torch.randn(30, 20, dtype=dtype, generator=torch.Generator().manual_seed(0))
+    calls = []
+
+    def fn(x):
+        if not torch.is_grad_enabled():  # a loss evaluation, not `grad`'s forward
+            calls.append(torch.equal(x.detach(), x0))
+        return torch.tanh(x).sum()
+
+    report = gp.torch.check(fn, x0.clone().requires_grad_(), strategy="directional", vectorized=False)
+    assert report.ok and calls[0]
+    # One of the core's evaluations (it was one more); under the float64 reference of float32
+    # tensors the core evaluates the start in float64, which the first call was not.
+    assert len(calls) == report.nfev + (dtype != torch.float64)
+
+
+class JitteryBackward(torch.autograd.Function):
+    """tanh, whose backward adds a relative jitter of 1e-6 on every call (atomics, only louder)."""
+
+    rng = np.random.default_rng(0)
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return torch.tanh(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        jitter = torch.as_tensor(1 + 1e-6 * JitteryBackward.rng.standard_normal(x.shape), dtype=x.dtype)
+        return g / torch.cosh(x) ** 2 * jitter
+
+
+def test_grad_at_the_start_is_one_forward_and_two_backwards():
+    """Issue 15 (b): `grad` is called twice at the start to see whether it repeats; the adapter runs
+    the forward once and the backward twice through it (as gradcheck does), and a backward that
+    does not repeat is still noted and its spread allowed for."""
+    x0 = torch.randn(40, 30, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    forwards = []
+
+    def fn(x):
+        if torch.is_grad_enabled():
+            forwards.append(torch.equal(x.detach(), x0))
+        return JitteryBackward.apply(x).sum()
+
+    report = gp.torch.check(fn, x0.clone().requires_grad_(), strategy="directional", vectorized=False)
+    assert forwards == [True]  # two calls of `grad` at the start, one forward
+    assert report.status != "fail" and any("`grad` is non-deterministic" in note for note in report.notes)
+    exact = gp.torch.check(lambda x: torch.tanh(x).sum(), x0.clone().requires_grad_())
+    assert exact.ok and not any("non-deterministic" in note for note in exact.notes)
+
+
 def test_forward_oracle_batches_with_vmap_and_falls_back_to_a_loop():
     x = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
     w = torch.randn(4, dtype=torch.float64, requires_grad=True)

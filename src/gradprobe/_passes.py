@@ -10,8 +10,8 @@ see benchmarks/RESULTS.md, "Scale"). Elsewhere they stay in numpy even when torc
 a numpy loss, its BLAS threads spin for a while, and torch's would compete with them (a check of a
 numpy MLP of a million parameters took three times as long).
 
-Only exact operations go there (a product, sum, difference, absolute value, maximum or copy of
-float64 values, each rounded once, never fused), so every number is the same bit for bit on either
+Only exact operations go there (a product, sum, difference, absolute value, maximum, comparison
+or copy of float64 values, each rounded once, never fused), so every number is the same bit for bit on either
 side (a NaN stays a NaN, perhaps with another sign bit): a verdict does not depend on whether
 torch is loaded or on its thread count. Reductions (sums, dot products), whose rounding depends on
 the order, and random draws stay in numpy.
@@ -23,6 +23,8 @@ Examples
 ([0.5, 1.5, 2.5, 3.5], [-0.5, 0.5, 1.5, 2.5])
 >>> multiply(a, 3.0, out=np.empty(4)).tolist(), maximum(a, 1.5, out=np.empty(4)).tolist()
 ([0.0, 3.0, 6.0, 9.0], [1.5, 1.5, 2.0, 3.0])
+>>> step_up(a, 2.0, out=np.empty(4)).tolist(), equal(a, a.copy()), equal(a, b)
+([0.0, 1.0, 3.0, 4.0], True, False)
 """
 
 from __future__ import annotations
@@ -123,6 +125,25 @@ def maximum(a: np.ndarray, b: float, *, out: np.ndarray) -> np.ndarray:
     return _pass(
         lambda: np.maximum(a, b, out=out), lambda torch: torch.clamp(_view(torch, a), min=float(b), out=_view(torch, out)), out, a
     )
+
+
+def step_up(a: np.ndarray, at: float, *, out: np.ndarray) -> np.ndarray:
+    """Each element of `a`, plus 1 where it is at least `at`."""
+
+    def on_torch(torch: Any) -> None:
+        tensor = _view(torch, a)
+        torch.add(tensor, torch.ge(tensor, at), out=_view(torch, out))
+
+    return _pass(lambda: np.add(a, a >= at, out=out), on_torch, out, a)
+
+
+def equal(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether `a` and `b` hold equal values (-0.0 equals 0.0, NaN equals nothing), in one pass
+    that writes nothing of their size."""
+    torch = _torch(a, b)
+    if torch is None:
+        return bool(np.array_equal(a, b))
+    return bool(torch.equal(_view(torch, a), _view(torch, b)))
 
 
 def absolute(a: np.ndarray, *, out: np.ndarray) -> np.ndarray:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any, Literal
@@ -360,6 +360,14 @@ class _Function:
             torch.as_tensor(v).to(device=t.device, dtype=t.dtype).to(_accumulation_dtype(t.device, t.is_complex()))
             for v, t in zip(cotangents, start)
         ]
+        # The loss at the starting point, from the outputs just computed: the core's evaluation
+        # there is then not one more forward pass (`loss`). Not with held elements (NaN there),
+        # nor where user code may write the tensors the start is compared with.
+        self._loss_at_start = None if self.held or writable else float(self._contracted(start).item())
+        # The core calls `grad` twice at the start (`gradient_spread`): the first call runs the
+        # backward twice through its forward, as gradcheck does, and keeps the second for it.
+        self._second_at_start: dict[str, np.ndarray] | None = None
+        self._backward_twice = not (self.held or writable)
 
     @property
     def what(self) -> str:
@@ -465,8 +473,11 @@ class _Function:
 
     def contract(self, tensors: dict[str, torch.Tensor], cotangents: list[torch.Tensor] | None = None) -> torch.Tensor:
         """<v, output> as a 0-d tensor on the output's device (v: the fixed `cotangents`, or those given)."""
+        return self._contracted(self._outputs(tensors), cotangents)
+
+    def _contracted(self, outputs: list[torch.Tensor], cotangents: list[torch.Tensor] | None = None) -> torch.Tensor:
         total = None
-        for y, v in zip(self._outputs(tensors), self.cotangents if cotangents is None else cotangents):
+        for y, v in zip(outputs, self.cotangents if cotangents is None else cotangents):
             # Re <v, y>: for a complex output, Re sum(conj(v) y), whose gradient autograd gives (`_vjp`)
             term = torch.sum(torch.real(torch.conj(v) * y.to(v.dtype))) if v.is_complex() else torch.sum(y.to(v.dtype) * v)
             total = term if total is None else total + term.to(total.device)
@@ -475,25 +486,49 @@ class _Function:
     # -- what the core calls -----------------------------------------------------------------------
 
     def loss(self, values: dict[str, np.ndarray]) -> float:
+        if self._loss_at_start is not None and self._at_start(values):
+            value, self._loss_at_start = self._loss_at_start, None  # once: a second call there is a real one
+            return value
         with self.evaluation():
             return float(self.contract(self.tensors(values, requires_grad=self.autograd)).item())
 
+    def _at_start(self, values: dict[str, np.ndarray]) -> bool:
+        """Whether `values` are the starting point's, in the tensors' own dtypes."""
+        if any(_dtype_for(np.asarray(values[name]), t) != t.dtype for name, t in self.like.items()):
+            return False  # the float64 reference of lower-precision tensors
+        return all(torch.equal(_as_tensor(values[name], t), t.detach()) for name, t in self.like.items())
+
     def grad(self, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        second, self._second_at_start = self._second_at_start, None
+        if second is not None and self._at_start(values):
+            return second
+        twice, self._backward_twice = self._backward_twice and self._at_start(values), False
         tensors = self.tensors(values, requires_grad=True)
         recorder = _DtypesSeen()  # the forward's dtypes are its backward's (autograd keeps each op's)
         with torch.enable_grad(), self.fixed_rng(), recorder:
             total = self.contract(tensors)
         (self.reference_dtypes if _widened(tensors, self.like) else self.dtypes_seen).update(recorder.dtypes)
-        names = list(tensors)
-        if total.requires_grad:
+        inputs = list(tensors.values())
+        if not total.requires_grad:
+            return self._numpy_gradient(tensors, [None] * len(inputs))
+
+        def backward(retain: bool) -> Any:
             # An error in a custom backward is the user's function's, not a `grad` they never passed.
-            grads = _user_call(
-                lambda: torch.autograd.grad(total, [tensors[n] for n in names], allow_unused=True),
+            return _user_call(
+                lambda: torch.autograd.grad(total, inputs, allow_unused=True, retain_graph=retain),
                 self.backward_is[0], where=self.backward_is[1],
             )  # fmt: skip
-        else:
-            grads = (None,) * len(names)
-        gradient = {name: _to_numpy(g, tensors[name]) for name, g in zip(names, grads)}
+
+        gradient = self._numpy_gradient(tensors, backward(retain=twice))
+        if twice:
+            try:
+                self._second_at_start = self._numpy_gradient(tensors, backward(retain=False))
+            except (UserFunctionError, InvalidValue):
+                pass  # a backward that runs once per forward: the second call makes its own
+        return gradient
+
+    def _numpy_gradient(self, tensors: dict[str, torch.Tensor], grads: Sequence[torch.Tensor | None]) -> dict[str, np.ndarray]:
+        gradient = {name: _to_numpy(g, tensors[name]) for name, g in zip(tensors, grads)}
         for name, mask in self.held.items():  # not checked: the loss never moves them
             gradient[name] = np.where(mask.cpu().numpy(), 0, gradient[name]).astype(gradient[name].dtype)
         require_finite_gradient(gradient, self.argument, "autograd's backward")

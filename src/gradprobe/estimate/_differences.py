@@ -485,12 +485,12 @@ def rms(values: np.ndarray) -> float:
     values = np.asarray(values, dtype=float).ravel()
     if not values.size:
         return 0.0
-    largest = max(abs(float(values.max())), abs(float(values.min())))  # no copy of millions
-    if largest == 0 or not np.isfinite(largest):
-        return largest
     squares = dot(values, values)
     if SQUARES_RANGE[0] < squares < SQUARES_RANGE[1]:
         return math.sqrt(squares / values.size)
+    largest = max(abs(float(values.max())), abs(float(values.min())))  # no copy of millions
+    if largest == 0 or not np.isfinite(largest):
+        return largest
     scaled = values / largest
     return largest * float(np.sqrt(np.mean(np.square(scaled, out=scaled))))
 

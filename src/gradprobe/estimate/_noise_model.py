@@ -174,11 +174,9 @@ def _line(
     # this runs over every parameter of a model of millions, where fresh vectors cost page faults.
     direction = objective.work(k + 1, params.size)[k][: params.size]
     rng.random(out=direction)
-    upper = direction >= 0.5  # an eighth of the direction's bytes
     passes.multiply(direction, 2.0, out=direction)
-    passes.subtract(direction, 1.5, out=direction)
-    np.add(direction, upper, out=direction)
-    del upper
+    passes.subtract(direction, 1.5, out=direction)  # 2u - 1.5 >= -0.5 where u >= 1/2
+    passes.step_up(direction, -0.5, out=direction)
     passes.multiply(direction, fd.element_scales(params), out=direction)
     if within is not None:
         direction[: within.start] = 0.0

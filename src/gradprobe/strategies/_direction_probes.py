@@ -310,13 +310,13 @@ class DirectionalProber:
             typical, slope = fd.safe_norm(gw), float(gw.sum())
             sum_absolute = float(passes.absolute(gw, out=gw).sum())
             # The analytic side's rounding: max(|g_i|, the tensor's typical |g|) |w_i| per element
-            # (the same bits as max(|g_i w_i|, typical |w_i|): rounding keeps the order).
+            # (the same bits as max(|g_i w_i|, typical |w_i|): rounding keeps the order), signed
+            # as w_i: only its norm is taken.
             rounding, eps, fallback = 0.0, 0.0, 0.0
             for leaf, c, d in self.parts(a, b):
                 here = passes.absolute(self.analytic[c:d], out=products[c - a : d - a])
                 passes.maximum(here, self._leaf_typical[leaf], out=here)
                 passes.multiply(here, w[c - a : d - a], out=here)
-                here = passes.absolute(here, out=here)
                 if not typical:  # the unit for a block whose g . w is all zeros
                     fallback = math.hypot(fallback, (self._leaf_typical[leaf] or 1.0) * fd.safe_norm(w[c - a : d - a]))
                 rounding = math.hypot(rounding, fd.safe_norm(here))
