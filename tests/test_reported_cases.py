@@ -50,7 +50,9 @@ def test_a_bias_the_loss_does_not_depend_on_passes_with_a_meaningful_resolution(
     # Once: sample FAILed it "should be zero (1 of 32 probed wrong)"; directional PASSed "to within 3.8e+08".
     report = gp.check(centered_loss, centered_grad, CENTERED, strategy=strategy)
     b = report.tensors["b"]
-    assert report.status == "pass" and b.resolution < 1e-3 and b.difference < 1e-6, report
+    # A sample resolves a fraction of wrong elements (b: 32 of its 40 sampled), not an error size.
+    resolution = report.guarantee.resolution if strategy == "sample" else 1e-3
+    assert report.status == "pass" and b.resolution <= resolution < 0.25 and b.difference < 1e-6, report
     # With a real bug elsewhere (escalation probes b one by one), b still passes.
     buggy = gp.check(centered_loss, lambda p: centered_grad(p, 2.0), CENTERED, strategy=strategy)
     assert buggy.failing == ("W",), buggy
@@ -124,6 +126,19 @@ def test_a_float32_tensor_is_never_rounded_to_float32():
     bars, fail = np.full(3, 1e-12), np.ones(3, dtype=np.int8)
     assert diagnose("w", (3,), a, n, bars, bars, fail).kind == "rounded"  # a float64 tensor's
     assert diagnose("w", (3,), a, n, bars, bars, fail, dtype=np.float32).kind != "rounded"
+
+
+def test_a_cancellation_is_not_rounded_to_float32():
+    """A new user's case: at an exact least-squares fit, float64 gradient elements of 1e-14 (the
+    residuals cancel: few digits left, so float32 values by chance) against numerical ones 75% away
+    with bars as wide were called "rounded to float32 ... a float32 array or cast?". (That this
+    point FAILs at all is the README's "right at a minimum" limitation: 1 seed in 20.)"""
+    rng = np.random.default_rng(16)
+    A = rng.standard_normal((40, 6))
+    b = A @ rng.standard_normal(6) + 0.01 * rng.standard_normal(40)
+    x = np.linalg.lstsq(A, b, rcond=None)[0]
+    report = gp.check(lambda x: 0.5 * np.sum((A @ x - b) ** 2), lambda x: A.T @ (A @ x - b), x, seed=16)
+    assert all(t.diagnosis != "rounded to float32" for t in report.tensors.values()), report
 
 
 def test_the_worst_elements_of_a_failing_tensor_are_wrong_ones_first():
@@ -745,3 +760,86 @@ def test_a_max_pool_tied_at_the_point_is_left_to_the_kinks_not_to_the_rounding()
     tensor = report.tensors["params"]
     assert report.status == "inconclusive" and tensor.reason == "kink", report
     assert report.nearby is not None and report.nearby.status == "pass", report
+
+
+class _WrongInFloat32(torch.autograd.Function):
+    """The identity on logits whose backward multiplies by `factor` in float32 only."""
+
+    @staticmethod
+    def forward(ctx, z, factor):
+        ctx.factor = factor if z.dtype == torch.float32 else 1.0
+        return z.view_as(z)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * ctx.factor, None
+
+
+def _trained_classifier(seed: int):
+    """A float32 ReLU classifier trained with Adam until the softmax gives the right class about
+    1 - 1e-5 (cross-entropy 3e-5)."""
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Linear(10, 32), torch.nn.ReLU(), torch.nn.Linear(32, 4))
+    x, y = torch.randn(64, 10), torch.randint(0, 4, (64,))
+    optimizer = torch.optim.Adam(model.parameters(), 1e-2)
+    for _ in range(3000):
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        optimizer.step()
+    assert loss.item() < 1e-4
+    return model, x, y
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_float32_classifier_trained_to_a_small_loss_is_not_failed(seed, torch_one_thread):
+    """A new user's case: a float32 classifier trained until `p - 1` of its softmax keeps 2 or 3
+    digits in float32 was FAILed "in float32 only" (4 of 4 seeds): its float32 gradient is off by
+    0.5% of itself, rounding that a move of a few ulps leaves as it was. The rounding is now also
+    measured at moves of 1e-3 (`_analytic.LOCKED_MOVE`); a float32-only error of 2% still fails."""
+    cross_entropy = torch.nn.functional.cross_entropy
+    model, x, y = _trained_classifier(seed)
+    report = gp.torch.check_module(model, cross_entropy, x, y, seed=seed)
+    assert report.status != "fail", report
+    wrong = gp.torch.check_module(model, lambda out, y: cross_entropy(_WrongInFloat32.apply(out, 1.02), y), x, y, seed=seed)
+    last = wrong.tensors["2.weight"]
+    assert wrong.status == "fail" and last.status == "fail" and last.diagnosis.endswith("(1.02x), in float32 only"), wrong
+
+
+def _tanh_layer(shape=(40, 60)):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((8, shape[0]))
+    W = rng.standard_normal(shape) / 7
+
+    def loss(p):
+        return float(np.sum(np.tanh(X @ p["W"])) + np.sum(p["b"] ** 3))
+
+    def grad(p, doubled=None):
+        g = X.T @ (1 - np.tanh(X @ p["W"]) ** 2)
+        if doubled is not None:
+            g[doubled] *= 2
+        return {"W": g, "b": 3 * p["b"] ** 2}
+
+    return loss, grad, {"W": W, "b": rng.standard_normal(5)}
+
+
+def test_a_sampled_tensor_states_the_fraction_it_resolves_not_an_error_size():
+    """A new user's case: `strategy="sample"` passed a doubled element of a large weight (true: it
+    was not sampled) and printed the weight's resolution as 4.9e-06, an error size its sample never
+    bounded (the doubled element was 50 times larger)."""
+    loss, grad, point = _tanh_layer()
+    report = gp.check(loss, lambda p: grad(p, doubled=(17, 3)), point, strategy="sample", probes=32)
+    W = report.tensors["W"]
+    assert report.status == "pass" and W.coverage < 1, report
+    assert W.resolution == report.resolution == report.guarantee.resolution > 0.1, report
+    assert report.tensors["b"].resolution < 1e-6  # probed whole: an error size, in `guarantee.exact`
+
+
+def test_a_tensor_a_budget_left_half_checked_resolves_nothing():
+    """A new user's case: a `"full"` check stopped by its budget stated a resolution of 4.8e-10
+    for tensors of which 16 of 600 elements were checked, and for the report with one not checked."""
+    loss, grad, point = _tanh_layer()
+    report = gp.check(loss, grad, point, strategy="full", budget=300)
+    W = report.tensors["W"]
+    assert report.status == "inconclusive" and 0 < W.coverage < 1, report
+    assert W.resolution == report.resolution == np.inf, report

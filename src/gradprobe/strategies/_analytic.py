@@ -138,6 +138,9 @@ def gradient_rounding(
     eps = float(np.finfo(computed_in).eps)
     ulps = max(ROUNDING_ULPS * float(np.finfo(np.float32).eps), STORAGE_ULPS * eps)
     measured = _measured_rounding(grad, user_params, analytic, eps)
+    if eps <= float(np.finfo(np.float32).eps):
+        measured = np.maximum(measured, _locked_rounding(grad, params, user_params, analytic - precise))
+        measured = _at_least_typical(measured, user_params)
     allowance = np.zeros_like(precise)
     beyond = np.zeros(len(precise), dtype=bool)
     whole = fd.rms(precise[np.isfinite(precise)])
@@ -193,6 +196,38 @@ def _moved_gradients(grad: Callable[[Any], Any], user_params: Params, eps: float
     values = user_params.values
     ulps = rng.integers(1, ROUNDING_MOVE + 1, values.size) * rng.choice([-1.0, 1.0], values.size)
     return [analytic_gradient(grad, Params(user_params.build(values * (1.0 + sign * ulps * eps))))[0] for sign in (1.0, -1.0)]
+
+
+#: ...and so does up to `ROUNDING_MARGIN` times the rounding seen farther away, at moves of this
+#: fraction of each parameter: a float32 gradient that is a small difference of terms near 1 (a
+#: classifier trained until its softmax gives the right class 1 - 1e-5: `p - 1` keeps 2 or 3
+#: digits) rounds by 0.5% of itself, and a move of a few ulps leaves every term's rounding as it
+#: was. At this distance the exact gradient moves too, so the float64 reference is taken there
+#: as well (`_locked_rounding`).
+LOCKED_MOVE = 2.0**-10
+
+
+def _locked_rounding(grad: Callable[[Any], Any], params: Params, user_params: Params, difference: np.ndarray) -> np.ndarray:
+    """Per element, how much the float32 `grad`'s difference from the float64 reference changes
+    between the point and two points `LOCKED_MOVE` of each parameter away, one move and its
+    opposite: half the second difference, in which a difference that is smooth in the parameters
+    (a float32-only factor, its change along the move) cancels and rounding does not. Both
+    gradients at the same float32 points: kinks crossed move both alike. 0 where `grad` fails there."""
+    rng = np.random.default_rng(1)
+    values = user_params.values
+    move = LOCKED_MOVE * rng.uniform(0.5, 1.0, values.size) * rng.choice([-1.0, 1.0], values.size)
+    moved = []
+    for sign in (1.0, -1.0):
+        point = Params(user_params.build(values * (1.0 + sign * move)))  # rounded to the user's dtypes
+        try:
+            low, _ = analytic_gradient(grad, point)
+            high, _ = analytic_gradient(grad, Params(params.build(point.values)))
+        except GradprobeError:
+            return np.zeros_like(difference)
+        moved.append(low - high)
+    with np.errstate(invalid="ignore", over="ignore"):
+        second = np.abs(moved[0] + moved[1] - 2.0 * difference) / 2.0
+    return np.where(np.isfinite(second), second, 0.0)
 
 
 def _measured_rounding(grad: Callable[[Any], Any], user_params: Params, analytic: np.ndarray, eps: float) -> np.ndarray:

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 
@@ -186,6 +187,14 @@ def _coordinate_report(
     tensors = element_tensor_reports(context, probed, planned, ledger.not_covered, sampled=strategy == "sample")
     guarantee = None
     difference, resolution = elements_summary(context, probed)
+    # The elements a tensor covered only in part resolve nothing about the others: a sampled
+    # tensor that passes resolves a fraction of wrong elements, any other none.
+    for name, t in tensors.items():
+        if t.coverage < 1.0:
+            sampled = strategy == "sample" and t.status != "inconclusive"
+            tensors[name] = replace(t, resolution=sample_resolution(t.probes, options.confidence) if sampled else math.inf)
+    if any(t.coverage < 1.0 for t in tensors.values()) and strategy != "sample":
+        resolution = math.inf
     if strategy == "sample":
         decided = [t for t in tensors.values() if t.status != "inconclusive"]
         # A tensor small enough to be probed whole was checked element by element: no sampling bound.
