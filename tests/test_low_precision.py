@@ -99,16 +99,17 @@ def test_correct_networks_under_autocast_pass_and_say_which_rounding_was_allowed
     assert any("computed in bfloat16" in note and "bfloat16's (eps 7.8e-03)" in note for note in report.notes)
 
 
-def test_autocast_needs_its_own_rounding_allowance(monkeypatch):
-    # Judged as a float32 gradient (its parameters' dtype), a correct autocast one fails.
+def test_autocast_rounding_is_measured_even_where_the_adapter_does_not_say(monkeypatch):
+    # Judged as a float32 gradient (its parameters' dtype), a correct autocast one once failed. Its
+    # bfloat16 rounding is measured now (at moves of 1e-3, `_analytic.LOCKED_MOVE`), into the bars
+    # and the stated resolution: a pass that claims no more than bfloat16 shows.
     model, loss, X, y = mlp(1)
     from gradprobe.adapters.torch import _Function  # private: `gp.torch` shows only the public names
 
     monkeypatch.setattr(_Function, "computed_in", property(lambda self: None))
     with torch.autocast("cpu", dtype=torch.bfloat16):
         report = gp.torch.check_module(model, loss, X, y)
-    assert report.status == "fail"
-    assert any((t.diagnosis or "").endswith("in float32 only") for t in report.tensors.values() if t.status == "fail")
+    assert report.status == "pass" and report.resolution > 1e-3, report
 
 
 def test_the_float64_reference_stays_float64_under_autocast():

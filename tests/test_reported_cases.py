@@ -796,14 +796,17 @@ def test_a_float32_classifier_trained_to_a_small_loss_is_not_failed(seed, torch_
     """A new user's case: a float32 classifier trained until `p - 1` of its softmax keeps 2 or 3
     digits in float32 was FAILed "in float32 only" (4 of 4 seeds): its float32 gradient is off by
     0.5% of itself, rounding that a move of a few ulps leaves as it was. The rounding is now also
-    measured at moves of 1e-3 (`_analytic.LOCKED_MOVE`); a float32-only error of 2% still fails."""
+    measured at moves of 1e-3 (`_analytic.LOCKED_MOVE`); a float32-only error of 2% still fails.
+    (A second new user's trained attention block and GELU classifiers failed at one element each
+    until that measure was raised to 4 times its tensor's median, `_analytic.LOCKED_TYPICAL`.)"""
     cross_entropy = torch.nn.functional.cross_entropy
     model, x, y = _trained_classifier(seed)
     report = gp.torch.check_module(model, cross_entropy, x, y, seed=seed)
     assert report.status != "fail", report
     wrong = gp.torch.check_module(model, lambda out, y: cross_entropy(_WrongInFloat32.apply(out, 1.02), y), x, y, seed=seed)
     last = wrong.tensors["2.weight"]
-    assert wrong.status == "fail" and last.status == "fail" and last.diagnosis.endswith("(1.02x), in float32 only"), wrong
+    assert wrong.status == "fail" and last.status == "fail" and "1.02x" in last.diagnosis, wrong
+    assert last.diagnosis.endswith("in float32 only"), wrong
 
 
 def _tanh_layer(shape=(40, 60)):
@@ -843,3 +846,40 @@ def test_a_tensor_a_budget_left_half_checked_resolves_nothing():
     W = report.tensors["W"]
     assert report.status == "inconclusive" and 0 < W.coverage < 1, report
     assert W.resolution == report.resolution == np.inf, report
+
+
+class _LinearKeepingItsBatch(torch.autograd.Function):
+    """x @ W.T + b for a float32 batch x the caller closes over: the backward mixes the saved float32
+    x with float64 gradients, which raises in the float64 reference's run."""
+
+    @staticmethod
+    def forward(ctx, x, W, b, factor):
+        ctx.save_for_backward(x, W)
+        ctx.factor = factor
+        return x @ W.T + b
+
+    @staticmethod
+    def backward(ctx, g):
+        x, W = ctx.saved_tensors
+        rows, x2 = g.reshape(-1, g.shape[-1]), x.reshape(-1, x.shape[-1])
+        return g @ W, ctx.factor * (rows.T @ x2), rows.sum(0), None
+
+
+def test_a_backward_that_cannot_run_in_float64_keeps_its_rounding_allowance():
+    """A new user's case: a correct custom Function whose backward uses the float32 batch it saved
+    raised in float64; the float32 gradient was then judged with no rounding allowance (bars of
+    1e-8 against float32's 1e-5) and FAILed "recheck its formula", with no note."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(12, 5, 8, generator=generator)
+    y = torch.randint(0, 3, (12,), generator=generator)
+    W, b = (0.3 * torch.randn(8, 8, generator=generator)).requires_grad_(), torch.zeros(8).requires_grad_()
+    Wo = (0.3 * torch.randn(3, 8, generator=generator)).requires_grad_()
+
+    def classify(W, b, Wo, factor=1.0):
+        hidden = torch.tanh(_LinearKeepingItsBatch.apply(x, W, b, factor))
+        return torch.nn.functional.cross_entropy(hidden.mean(1) @ Wo.T, y)
+
+    report = gp.torch.check(classify, W, b, Wo)
+    assert report.status == "pass" and any("could not run in float64" in note for note in report.notes), report
+    wrong = gp.torch.check(lambda W, b, Wo: classify(W, b, Wo, 1.05), W, b, Wo)
+    assert wrong.failing == ("W",) and "1.05x" in wrong.tensors["W"].diagnosis, wrong

@@ -144,7 +144,7 @@ _FIXED = {
     "transposed": "transposed",
     "nondeterministic": "non-deterministic loss",
     "no_derivative": "no derivative at this precision",
-    "reference": "the float64 reference is another function",
+    "reference": "the float64 reference differs from the loss in its own precision",
 }
 
 
@@ -268,7 +268,7 @@ _HINTS = {
         "{name}'s gradient disagrees along random directions, but no single element stands out: the errors are "
         "small and spread, or the loss is not smooth here. Try strategy='full' on a smaller model."
     ),
-    "reference": "{name}'s float64 copy computes something else than its own precision does (see the note): the disagreement proves nothing.",
+    "reference": "{name}'s loss in float64 and in its own precision differ by more than rounding usually does (see the note): its disagreement in the low precision only proves nothing.",
 }
 
 

@@ -240,7 +240,8 @@ class TensorReport:
         "loss_nonfinite", "no_derivative", "nondeterministic", "reference"; None without a diagnosis.
     worst : the elements with the largest disagreement, worst first.
     reason : why the tensor is inconclusive ("kink", "noise", "nonfinite", "budget", or "reference":
-        it disagreed in its low precision only, and the float64 reference is another function),
+        it disagreed in its low precision only, and the float64 reference differs from the loss in
+        its own precision),
         else None.
     kinks : indices of elements at non-differentiable points (not counted as failures).
     counts : how many elements had each outcome ("pass", "fail", "kink", "noise", "nonfinite").

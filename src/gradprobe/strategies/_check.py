@@ -26,7 +26,7 @@ from ..judge._verdict import overall_status
 from ..params._complex import refuse_complex_step
 from ..params._params import Params
 from ..report._types import Finding, Report
-from ._analytic import analytic_gradient, gradient_rounding, gradient_spread, own_rounding
+from ._analytic import ROUNDING_ULPS, analytic_gradient, gradient_rounding, gradient_spread, own_rounding
 from ._context import CheckContext
 from ._coordinates import run_coordinates, run_full
 from ._cost import choose_strategy, expected_evaluations, noise_plan, require_affordable, runs_unbounded
@@ -207,7 +207,7 @@ def _check_at(
 
 
 #: Relative difference between the loss in its own precision and in float64, at the point, above
-#: which the float64 copy is taken for another function (correct float32 forwards differ by ~1e-6):
+#: which the float64 copy is not taken for the function the low precision computes (correct float32 forwards differ by ~1e-6):
 #: at least this, and at least `OTHER_FUNCTION_ULPS` ulps of the dtype the gradient computed in
 #: (a bfloat16 forward is off by a few of its ulps, 7.8e-3 each).
 OTHER_FUNCTION, OTHER_FUNCTION_ULPS = 1e-3, 64
@@ -239,8 +239,8 @@ def _same_function(report: Report, loss: Callable[[Any], Any], context: CheckCon
         guarantee = replace(guarantee, undecided=(*guarantee.undecided, *names))
     note = (
         f"the loss at your point is {native:.6e} in its own precision but {context.f0:.6e} in float64: the float64 "
-        "copy computes another function (random draws that depend on the dtype, or the loss's own rounding: a "
-        "cancellation?), so the disagreement of "
+        "copy differs by more than 1e-3 of it (random draws that depend on the dtype, or the loss's own rounding in "
+        "its precision: a cancellation, a point near a minimum?), so the disagreement of "
         f"{', '.join(t.name for t in suspect)} with it, seen in the low precision only, proves nothing; check with "
         "shadow=False."
     )
@@ -270,6 +270,12 @@ def _set_up(
     low_precision = gradient_rounding(grad, objective.params, user_params, analytic)
     if low_precision is not None:
         spread = spread + low_precision.allowance
+        if low_precision.unavailable:
+            notes.append(
+                f"`grad` could not run in float64 ({low_precision.unavailable}), so the {low_precision.computed_in} gradient is "
+                f"compared with the float64 loss's derivatives directly: up to {ROUNDING_ULPS} ulps of float32 of each element "
+                "(or its tensor's RMS) count as its rounding, and an error only at low precision smaller than that is not seen."
+            )
     elif strategy != "directional":  # elements judged one by one: two calls of `grad` are cheap beside them
         spread = spread + own_rounding(grad, user_params, analytic)
     rng = np.random.default_rng(options.seed)
@@ -291,7 +297,7 @@ def _set_up(
         progress=progress,
         oracle=oracle,
         reference="forward" if oracle is not None else reference,
-        precise=None if low_precision is None else low_precision.precise,
+        precise=None if low_precision is None or low_precision.unavailable else low_precision.precise,
         low_precision=low_precision,
     )
 

@@ -191,8 +191,8 @@ def _coordinate_report(
     # tensor that passes resolves a fraction of wrong elements, any other none.
     for name, t in tensors.items():
         if t.coverage < 1.0:
-            sampled = strategy == "sample" and t.status != "inconclusive"
-            tensors[name] = replace(t, resolution=sample_resolution(t.probes, options.confidence) if sampled else math.inf)
+            passed_sample = strategy == "sample" and t.status != "inconclusive"
+            tensors[name] = replace(t, resolution=sample_resolution(t.probes, options.confidence) if passed_sample else math.inf)
     if any(t.coverage < 1.0 for t in tensors.values()) and strategy != "sample":
         resolution = math.inf
     if strategy == "sample":
