@@ -187,13 +187,14 @@ def _hint(f: Finding, name: str) -> str:
         )
     if f.kind == "kinks" and f.count == f.judged:
         return (
-            f"{name} sits on a non-differentiable point at every element (relu inputs at exactly 0?), or the loss "
-            "rounds in steps there (residuals near zero, each a difference of large terms): check at a random point "
-            "instead."
+            f"{name} looks non-differentiable at every element at the steps used: a kink at the point (relu inputs at "
+            "exactly 0?), or a loss that rounds in steps there (residuals near zero, each a difference of large terms; "
+            "a model trained to a tiny loss): check at a random point instead."
         )
     if f.kind == "kinks":
         return (
-            f"{name} sits on non-differentiable points at {f.count} element(s){_paren(f.where)}, where any value "
+            f"{name} looks non-differentiable at {f.count} element(s){_paren(f.where)} at the steps used (a kink "
+            "within the step, such as a relu input near 0, or a loss that rounds in steps there), where any value "
             "between the one-sided slopes is valid, so an error there up to half their jump could hide: check at a "
             "random point instead."
         )
