@@ -101,7 +101,7 @@ def test_correct_networks_under_autocast_pass_and_say_which_rounding_was_allowed
 
 def test_autocast_rounding_is_measured_even_where_the_adapter_does_not_say(monkeypatch):
     # Judged as a float32 gradient (its parameters' dtype), a correct autocast one once failed. Its
-    # bfloat16 rounding is measured now (at moves of 1e-3, `_analytic.LOCKED_MOVE`), into the bars
+    # bfloat16 rounding is measured now (at moves of 1e-3 and 8e-3, `_analytic.LOCKED_MOVES`), into the bars
     # and the stated resolution: a pass that claims no more than bfloat16 shows.
     model, loss, X, y = mlp(1)
     from gradprobe.adapters.torch import _Function  # private: `gp.torch` shows only the public names

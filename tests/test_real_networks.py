@@ -74,7 +74,18 @@ def layer_inputs():
     return x, W
 
 
-@pytest.mark.parametrize("layer", [ScaledInFloat32, CancelsInFloat32], ids=["factor-in-float32", "cancellation"])
+def test_a_cancellation_that_rounds_like_float32_is_stated_in_the_resolution():
+    # Adding and removing 1e5 loses 3 digits erratically, as float32 rounding does: it is measured
+    # as rounding (`_analytic.LOCKED_MOVES`; a float32 classifier trained to a small loss computes
+    # `p - 1` of its softmax no better, and was FAILed), so the tensor passes only at a resolution
+    # that covers the digits lost, never below them.
+    report = gp.torch.check(CancelsInFloat32.apply, *layer_inputs())
+    tensor = report.tensors["input1"]
+    assert report.status != "fail" or report.failing == ("input1",), report
+    assert tensor.status == "fail" or tensor.resolution > 2 * tensor.difference, report
+
+
+@pytest.mark.parametrize("layer", [ScaledInFloat32], ids=["factor-in-float32"])
 def test_a_backward_wrong_only_in_float32_fails_under_the_float64_reference(layer):
     report = gp.torch.check(layer.apply, *layer_inputs())
     assert report.reference == "float64" and report.failing == ("input1",), report
@@ -409,7 +420,7 @@ def test_a_float64_copy_drawing_other_random_numbers_is_not_trusted_for_a_float3
     report = gp.torch.check(lambda x: x * torch.rand(x.shape, dtype=x.dtype), x)
     tensor = report.tensors["x"]
     assert report.status == "inconclusive" and tensor.reason == "reference", report
-    assert tensor.resolution == float("inf") and any("copy differs by more than 1e-3" in note for note in report.notes)
+    assert tensor.resolution == float("inf") and any("proves nothing" in note for note in report.notes)
     # The same draws in both dtypes: no doubt, and a float32-only error still fails.
     draws = torch.rand(20)
     assert gp.torch.check(lambda x: x * draws, x).status == "pass"
