@@ -227,9 +227,10 @@ LOCKED_TYPICAL = 4.0
 def _locked_rounding(grad: Callable[[Any], Any], params: Params, user_params: Params, difference: np.ndarray) -> np.ndarray:
     """Per element, how much the float32 `grad`'s difference from the float64 reference changes
     between the point and two points `LOCKED_MOVES` of each parameter away, one move and its
-    opposite: half the second difference (the larger over the two sizes), in which a difference that is smooth in the parameters
-    (a float32-only factor, its change along the move) cancels and rounding does not. Both
-    gradients at the same float32 points: kinks crossed move both alike. 0 where `grad` fails there."""
+    opposite: half the second difference (the larger over the two sizes), in which a difference
+    that is smooth in the parameters (a float32-only factor, its change along the move) cancels and
+    rounding does not. Both gradients at the same float32 points: kinks crossed move both alike.
+    What was measured before `grad` fails at a point."""
     rng = np.random.default_rng(1)
     values = user_params.values
     shape = rng.uniform(0.5, 1.0, values.size) * rng.choice([-1.0, 1.0], values.size)

@@ -26,7 +26,9 @@ from ..judge._verdict import overall_status
 from ..params._complex import refuse_complex_step
 from ..params._params import Params
 from ..report._types import Finding, Report
-from ._analytic import ROUNDING_MARGIN, ROUNDING_ULPS, STORAGE_ULPS, analytic_gradient, gradient_rounding, gradient_spread, own_rounding
+from ._analytic import (
+    ROUNDING_MARGIN, ROUNDING_ULPS, STORAGE_ULPS, analytic_gradient, gradient_rounding, gradient_spread, own_rounding,
+)
 from ._context import CheckContext
 from ._coordinates import run_coordinates, run_full
 from ._cost import choose_strategy, expected_evaluations, noise_plan, require_affordable, runs_unbounded
@@ -208,8 +210,8 @@ def _check_at(
 
 #: Relative difference between the loss in its own precision and in float64, at the point, above
 #: which the float64 copy is not taken for the function the low precision computes (correct
-#: float32 forwards differ by ~1e-6): at least this, and at least `OTHER_FUNCTION_ULPS` ulps of the dtype the gradient computed in
-#: (a bfloat16 forward is off by a few of its ulps, 7.8e-3 each).
+#: float32 forwards differ by ~1e-6): at least this, and at least `OTHER_FUNCTION_ULPS` ulps of the
+#: dtype the gradient computed in (a bfloat16 forward is off by a few of its ulps, 7.8e-3 each).
 OTHER_FUNCTION, OTHER_FUNCTION_ULPS = 1e-3, 64
 
 
@@ -217,11 +219,12 @@ def _same_function(report: Report, loss: Callable[[Any], Any], context: CheckCon
     """A failure "in float32 only" says the backward is wrong at low precision, which holds only if
     the float64 reference is the same function. An operation whose random draws depend on the dtype
     (`fractional_max_pool3d`) makes the float64 copy another one: then the failing tensors are
-    inconclusive (reason "reference"). So are tensors whose disagreement is no larger than
-    `ROUNDING_MARGIN` times the loss's own relative rounding in its precision: a float32 classifier
-    trained to a loss of 1e-5 computes `p - 1` of its softmax, and its loss, to 3 digits, and its
-    correct gradient is 0.1% to 0.6% off, rounding that does not change over any move small enough
-    to compare the gradients (seen on 4 of 4 such models). Costs one evaluation, only on that path."""
+    inconclusive (reason "reference"). So are tensors whose relative difference is at most
+    `ROUNDING_MARGIN` times the loss's own relative rounding there, where that rounding is beyond
+    `OTHER_FUNCTION_ULPS` ulps of the dtype: a loss that is itself a cancellation (a float32
+    classifier trained to a loss of 1e-5 computes it, and `p - 1` of its softmax, to 3 or 4
+    digits), whose gradient rounds alike (a new user's GELU classifier was FAILed at one element,
+    0.5% off). Costs one evaluation, only on that path."""
     suspect = [t for t in report.tensors.values() if t.status == "fail" and t.finding is not None and t.finding.dtype]
     if report.reference != "float64" or not suspect or not context.affords(1):
         return report
