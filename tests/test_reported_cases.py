@@ -846,3 +846,45 @@ def test_a_backward_that_cannot_run_in_float64_keeps_its_rounding_allowance():
     assert report.status == "pass" and any("could not run in float64" in note for note in report.notes), report
     wrong = gp.torch.check(lambda W, b, Wo: classify(W, b, Wo, 1.05), W, b, Wo)
     assert wrong.failing == ("W",) and "1.05x" in wrong.tensors["W"].diagnosis, wrong
+
+
+def _tanh_layer(shape=(40, 60)):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((8, shape[0]))
+    W = rng.standard_normal(shape) / 7
+
+    def loss(p):
+        return float(np.sum(np.tanh(X @ p["W"])) + np.sum(p["b"] ** 3))
+
+    def grad(p, doubled=None):
+        g = X.T @ (1 - np.tanh(X @ p["W"]) ** 2)
+        if doubled is not None:
+            g[doubled] *= 2
+        return {"W": g, "b": 3 * p["b"] ** 2}
+
+    return loss, grad, {"W": W, "b": rng.standard_normal(5)}
+
+
+def test_a_sampled_tensor_states_the_fraction_it_resolves_not_an_error_size():
+    """A new user's case: `strategy="sample"` passed a doubled element of a large weight (true: it
+    was not sampled) and printed the weight's resolution as 4.9e-06, an error size its sample never
+    bounded (the doubled element was 50 times larger)."""
+    loss, grad, point = _tanh_layer()
+    report = gp.check(loss, lambda p: grad(p, doubled=(17, 3)), point, strategy="sample", probes=32)
+    W = report.tensors["W"]
+    assert report.status == "pass" and W.coverage < 1, report
+    assert W.resolution == report.resolution == report.guarantee.resolution > 0.1, report
+    assert report.tensors["b"].resolution < 1e-6  # probed whole: an error size, in `guarantee.exact`
+
+
+def test_a_tensor_a_budget_left_half_checked_resolves_nothing():
+    """A new user's case: a `"full"` check stopped by its budget stated a resolution of 4.8e-10
+    for tensors of which 16 of 600 elements were checked, and for the report with one not checked."""
+    loss, grad, point = _tanh_layer()
+    report = gp.check(loss, grad, point, strategy="full", budget=300)
+    W = report.tensors["W"]
+    assert report.status == "inconclusive" and 0 < W.coverage < 1, report
+    assert W.resolution == report.resolution == np.inf, report
+    # A sample cut short likewise (a second new user: "resolution 4.7e-06" beside every tensor inf).
+    sampled = gp.check(loss, grad, point, strategy="sample", probes=32, budget=80)
+    assert sampled.status == "inconclusive" and sampled.resolution == np.inf, sampled

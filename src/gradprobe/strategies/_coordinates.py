@@ -208,8 +208,10 @@ def _coordinate_report(
             undecided=tuple(name for name, t in tensors.items() if t.status == "inconclusive"),
             exact=exact,
         )
-        if sampled:  # what a sample resolves is a fraction of wrong elements, not an error size
-            resolution = guarantee.resolution
+        if sampled or any(t.coverage < 1.0 for t in tensors.values()):
+            # What a sample resolves is a fraction of wrong elements, not an error size; and the
+            # report's is its worst tensor's, a tensor left undecided (inf) included.
+            resolution = max(t.resolution for t in tensors.values())
     ledger.end_phase("coordinates")
     return assemble_report(
         context, strategy=strategy, tensors=tensors, difference=difference, resolution=resolution, ignored=ignored,
