@@ -273,7 +273,7 @@ def test_a_tensor_wrong_at_every_element_is_never_right_except_at_them():
     a = n + np.array([0.3, -0.1, 0.7, 0.2, -0.4])
     tiny, fail = np.full(5, 1e-9), np.full(5, FAIL, dtype=np.int8)
     d = diagnose("b", (5,), a, n, tiny, tiny, fail)
-    assert "right except" not in d.hint and "every element" in d.hint and d.summary == "5 of 5 wrong"
+    assert "numerical gradient except" not in d.hint and "every element" in d.hint and d.summary == "5 of 5 wrong"
 
 
 def test_the_table_keeps_a_diagnosis_and_its_kink_count_apart():
@@ -435,7 +435,7 @@ def test_under_random_directions_a_small_tensor_wrong_everywhere_is_never_right_
     report = gp.check(loss, grad, params, strategy="directional")
     tensor = report.tensors["c"]
     assert report.failing == ("c",) and tensor.diagnosis.startswith("0.03125x (= 1/32)"), report
-    assert "right except" not in tensor.hint
+    assert "numerical gradient except" not in tensor.hint
 
 
 def test_a_taylor_slope_that_reads_right_under_a_fail_says_why():

@@ -60,7 +60,7 @@ def hint(f: Finding, name: str) -> str:
             "and sampling went (the tensor was not probed whole): look for an indexing or slicing slip there."
         )
     if f.scope == "throughout" and f.kind == "formula":
-        return f"{name} is wrong across the tensor with no constant factor: recheck its formula."
+        return f"{name} is wrong across the tensor, and no constant factor fits within the error bars: recheck its formula."
     if f.scope == "throughout" and f.kind == "elements":
         if f.count == 0:  # the sampled elements all agree: too many wrong ones to follow, too few to hit
             return (
@@ -168,8 +168,8 @@ def _located_hint(f: Finding, name: str) -> str:
         )
     which = _which(f)
     if f.count == 1:
-        return f"{name} is right except at {f.where or 'one element'}{which}: look for an indexing or boundary slip there."
-    return f"{name} is right except at {f.count} elements{_paren(f.where)}{which}: look for an indexing or boundary slip."
+        return f"{name} agrees with the numerical gradient except at {f.where or 'one element'}{which}: look for an indexing or boundary slip there."
+    return f"{name} agrees with the numerical gradient except at {f.count} elements{_paren(f.where)}{which}: look for an indexing or boundary slip."
 
 
 def _hint(f: Finding, name: str) -> str:
@@ -179,7 +179,7 @@ def _hint(f: Finding, name: str) -> str:
     if f.kind == "elements":
         return _elements_hint(f, name)
     if f.kind == "formula":
-        return f"{name} is wrong at {_most(f)} with no constant factor, transpose or pattern: recheck its formula."
+        return f"{name} is wrong at {_most(f)}, and no constant factor, transpose or pattern fits within the error bars: recheck its formula."
     if f.kind == "loss_nonfinite":
         return (
             f"the loss becomes NaN or inf within a step of {name}{_paren(f.where)}: check at a point well inside its "
@@ -288,7 +288,7 @@ def _elements_hint(f: Finding, name: str) -> str:
     if minority(f):
         which = _which(f)
         return (
-            f"{name} is right except at {f.count} element(s){_paren(f.where)}{which}: look for an indexing, slicing "
+            f"{name} agrees with the numerical gradient except at {f.count} element(s){_paren(f.where)}{which}: look for an indexing, slicing "
             "or boundary slip."
         )
     most = _most(f)
