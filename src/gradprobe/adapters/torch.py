@@ -486,9 +486,10 @@ class _Function:
     # -- what the core calls -----------------------------------------------------------------------
 
     def loss(self, values: dict[str, np.ndarray]) -> float:
-        if self._loss_at_start is not None and self._at_start(values):
-            value, self._loss_at_start = self._loss_at_start, None  # once: a second call there is a real one
-            return value
+        # Tried on the first call only (the core's, at the start): no comparison on later ones.
+        first, self._loss_at_start = self._loss_at_start, None
+        if first is not None and self._at_start(values):
+            return first
         with self.evaluation():
             return float(self.contract(self.tensors(values, requires_grad=self.autograd)).item())
 

@@ -193,8 +193,9 @@ def _coordinate_report(
         if t.coverage < 1.0:
             passed_sample = strategy == "sample" and t.status != "inconclusive"
             tensors[name] = replace(t, resolution=sample_resolution(t.probes, options.confidence) if passed_sample else math.inf)
-    if any(t.coverage < 1.0 for t in tensors.values()) and strategy != "sample":
-        resolution = math.inf
+    if any(t.coverage < 1.0 for t in tensors.values()):
+        # Then the report's is its worst tensor's, a tensor left undecided (inf) included.
+        resolution = max(t.resolution for t in tensors.values())
     if strategy == "sample":
         decided = [t for t in tensors.values() if t.status != "inconclusive"]
         # A tensor small enough to be probed whole was checked element by element: no sampling bound.
@@ -208,10 +209,6 @@ def _coordinate_report(
             undecided=tuple(name for name, t in tensors.items() if t.status == "inconclusive"),
             exact=exact,
         )
-        if sampled or any(t.coverage < 1.0 for t in tensors.values()):
-            # What a sample resolves is a fraction of wrong elements, not an error size; and the
-            # report's is its worst tensor's, a tensor left undecided (inf) included.
-            resolution = max(t.resolution for t in tensors.values())
     ledger.end_phase("coordinates")
     return assemble_report(
         context, strategy=strategy, tensors=tensors, difference=difference, resolution=resolution, ignored=ignored,
