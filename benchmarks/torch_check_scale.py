@@ -6,7 +6,9 @@ function of its six tensors, checked by `gp.torch.check(fn, *tensors)` and by
 with its per-point passes kept in numpy (gradprobe/_passes.py: `on_torch_threads` made a no-op), to
 show what running them on torch's threads buys; and once with `vectorized=True`, its points batched
 through vmap as every check's were before (a directional check now evaluates one point per call).
-Medians of `--repeats` runs. `--widths` picks the hidden widths (980: 1,001,568 parameters; 296:
+Medians of `--repeats` runs, run k with seed k (every side with the same one): the seed decides
+how many evaluations a directional check takes (12 or 14 on this MLP: its ladder stops after two
+levels or three), so one seed would time one draw's luck. `--widths` picks the hidden widths (980: 1,001,568 parameters; 296:
 100,056; 80: 9,768; 18: 1,088).
 
 With --numpy-loss: `gp.check` of the same MLP written in numpy (scale.NumpyModel: its matrix
@@ -59,24 +61,27 @@ def main() -> None:
         for threads in args.threads:
             torch.set_num_threads(threads)
             times: dict[str, list[float]] = {"torch": [], "numpy": [], "vmap": [], "gradcheck": []}
+            evaluations: set[int] = set()
+            statuses: set[str] = set()
             sides = [("torch", _passes.on_torch_threads, {}), ("numpy", contextlib.nullcontext, {}),
                      ("vmap", _passes.on_torch_threads, {"vectorized": True})]  # fmt: skip
             for repeat in range(args.repeats):
                 for side, context, options in sides[:: 1 if repeat % 2 else -1]:  # each side first half the time
                     gp_torch.passes.on_torch_threads = context
                     start = time.perf_counter()
-                    report = gp.torch.check(fn, *tensors, progress=False, **options)
+                    report = gp.torch.check(fn, *tensors, progress=False, seed=repeat, **options)
                     times[side].append(time.perf_counter() - start)
                     if side == "torch":
-                        default = report
+                        evaluations.add(report.nfev)
+                        statuses.add(report.status)
                 start = time.perf_counter()
                 torch.autograd.gradcheck(fn, tuple(tensors), fast_mode=True)
                 times["gradcheck"].append(time.perf_counter() - start)
             gp_torch.passes.on_torch_threads = sides[0][1]
             ms = {k: 1e3 * float(np.median(v)) for k, v in times.items()}
             print(f"| {sum(t.numel() for t in tensors):,} | {threads} | {ms['torch']:.1f} ms | {ms['numpy']:.1f} ms | "
-                  f"{ms['vmap']:.1f} ms | {ms['gradcheck']:.1f} ms | {ms['torch'] / ms['gradcheck']:.2f}x | {default.nfev} | "
-                  f"{default.status} |", flush=True)
+                  f"{ms['vmap']:.1f} ms | {ms['gradcheck']:.1f} ms | {ms['torch'] / ms['gradcheck']:.2f}x | "
+                  f"{', '.join(str(n) for n in sorted(evaluations))} | {', '.join(sorted(statuses))} |", flush=True)
 
 
 def numpy_loss(args: argparse.Namespace) -> None:

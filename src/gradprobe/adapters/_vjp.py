@@ -31,11 +31,11 @@ import numpy as np
 from ..strategies._check import check
 from .._errors import InvalidArgument, InvalidValue
 from ..params._matching import flatten_gradient, nonfinite_elements
+from ..params._params import Params, all_finite
 from ..estimate._calling import call_user as _call
 from ..estimate._executor import ships_tasks
 from ..estimate._objective import require_callable
 from ..params._complex import PART_DTYPES
-from ..params._params import Params
 from ..report._types import Report
 
 # Keeps the cotangent's random stream apart from the check's own (both derive from `seed`).
@@ -414,11 +414,8 @@ def require_finite_gradient(gradient: dict[str, np.ndarray], argument: str, back
     """Raise naming the user's function (`argument`), the tensor and its elements when the gradient
     a framework computed through it (by its `backward`) holds NaN or inf."""
     for name, values in gradient.items():
-        with np.errstate(over="ignore", invalid="ignore"):
-            if np.isfinite(np.sum(values)):  # every element is then finite: one pass that writes nothing
-                continue
-        flat = np.asarray(values, dtype=np.complex128 if np.iscomplexobj(values) else np.float64).ravel()
-        if not np.all(np.isfinite(flat)):
+        if not all_finite(values):
+            flat = np.asarray(values, dtype=np.complex128 if np.iscomplexobj(values) else np.float64).ravel()
             raise InvalidValue(
                 f"{backward} of `{argument}` gives NaN or inf for `{name}` {nonfinite_elements(flat, np.shape(values))}; "
                 "fix the backward's formula (a custom rule's division by zero, log(0) or overflow) first.",

@@ -16,7 +16,7 @@ import numpy as np
 from .. import _passes as passes
 from .._errors import InvalidArgument, InvalidValue
 from ._complex import gradient_parts
-from ._params import Leaf, Params, _framework_hint
+from ._params import Leaf, Params, _framework_hint, all_finite
 
 
 def _gradient_keys(key: Any) -> tuple[Any, ...]:
@@ -119,7 +119,7 @@ def _leaf_gradient(value: Any, leaf: Leaf, argument: str) -> np.ndarray:
             argument=argument,
         )
     values = np.asarray(array, dtype=np.complex128 if leaf.complex else np.float64).ravel()
-    if not np.all(np.isfinite(values)):
+    if not all_finite(values):
         raise InvalidValue(
             f"`{argument}` returned NaN or inf for `{leaf.name}` {nonfinite_elements(values, shape)}; fix the "
             "gradient's formula (or its overflow) first.",
