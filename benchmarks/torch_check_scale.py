@@ -8,7 +8,8 @@ show what running them on torch's threads buys; and once with `vectorized=True`,
 through vmap as every check's were before (a directional check now evaluates one point per call).
 Medians of `--repeats` runs, run k with seed k (every side with the same one): the seed decides
 how many evaluations a directional check takes (12 or 14 on this MLP: its ladder stops after two
-levels or three), so one seed would time one draw's luck. `--widths` picks the hidden widths (980: 1,001,568 parameters; 296:
+levels or three), so one seed would time one draw's luck; the evaluations column counts the runs
+that took each number. `--widths` picks the hidden widths (980: 1,001,568 parameters; 296:
 100,056; 80: 9,768; 18: 1,088).
 
 With --numpy-loss: `gp.check` of the same MLP written in numpy (scale.NumpyModel: its matrix
@@ -24,6 +25,7 @@ them in numpy.
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import time
 
@@ -61,7 +63,7 @@ def main() -> None:
         for threads in args.threads:
             torch.set_num_threads(threads)
             times: dict[str, list[float]] = {"torch": [], "numpy": [], "vmap": [], "gradcheck": []}
-            evaluations: set[int] = set()
+            evaluations: collections.Counter[int] = collections.Counter()
             statuses: set[str] = set()
             sides = [("torch", _passes.on_torch_threads, {}), ("numpy", contextlib.nullcontext, {}),
                      ("vmap", _passes.on_torch_threads, {"vectorized": True})]  # fmt: skip
@@ -72,7 +74,7 @@ def main() -> None:
                     report = gp.torch.check(fn, *tensors, progress=False, seed=repeat, **options)
                     times[side].append(time.perf_counter() - start)
                     if side == "torch":
-                        evaluations.add(report.nfev)
+                        evaluations[report.nfev] += 1
                         statuses.add(report.status)
                 start = time.perf_counter()
                 torch.autograd.gradcheck(fn, tuple(tensors), fast_mode=True)
@@ -81,7 +83,7 @@ def main() -> None:
             ms = {k: 1e3 * float(np.median(v)) for k, v in times.items()}
             print(f"| {sum(t.numel() for t in tensors):,} | {threads} | {ms['torch']:.1f} ms | {ms['numpy']:.1f} ms | "
                   f"{ms['vmap']:.1f} ms | {ms['gradcheck']:.1f} ms | {ms['torch'] / ms['gradcheck']:.2f}x | "
-                  f"{', '.join(str(n) for n in sorted(evaluations))} | {', '.join(sorted(statuses))} |", flush=True)
+                  f"{', '.join(f'{n} ({count}x)' for n, count in sorted(evaluations.items()))} | {', '.join(sorted(statuses))} |", flush=True)
 
 
 def numpy_loss(args: argparse.Namespace) -> None:

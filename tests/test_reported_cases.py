@@ -888,3 +888,34 @@ def test_a_tensor_a_budget_left_half_checked_resolves_nothing():
     # A sample cut short likewise (a second new user: "resolution 4.7e-06" beside every tensor inf).
     sampled = gp.check(loss, grad, point, strategy="sample", probes=32, budget=80)
     assert sampled.status == "inconclusive" and sampled.resolution == np.inf, sampled
+
+
+def _rosenbrock(x):
+    return float(np.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2))
+
+
+def _rosenbrock_gradient(x):
+    g, t = np.zeros_like(x), x[1:] - x[:-1] ** 2
+    g[:-1] += -400.0 * x[:-1] * t - 2.0 * (1.0 - x[:-1])
+    g[1:] += 200.0 * t
+    return g
+
+
+@pytest.mark.parametrize(("size", "distance", "seed"), [(5, 1e-8, 5013), (100, 1e-7, 100020), (100, 1e-7, 100033), (100, 1e-7, 100037)])
+def test_rosenbrock_near_its_minimum_passes_its_exact_gradient(size, distance, seed):
+    """The README's "right at a minimum" false FAIL: 1e-8 from (1, ..., 1) the loss's rounding
+    (of x**2 in x[i+1] - x[i]**2) grows with the distance from the minimum, so at the probes' steps
+    it is ~25x what the noise tables measured at the point, and the float64 gradient itself is off
+    by ~2e-14 (eps * f'' ~ 2e-13 scale) against a floor of 16 ulps of its ~1e-5 value. Once
+    "1 of 5 wrong (element 1)": gap 3.2e-14 = 1.55e-14 (analytic) + 1.69e-14 (numeric), bar 2.1e-14."""
+    u = np.random.default_rng(seed).standard_normal(size)
+    x = 1.0 + distance * u / np.linalg.norm(u)
+    report = gp.check(_rosenbrock, _rosenbrock_gradient, x)
+    assert report.status == "pass", report
+
+    def planted(p):
+        g = _rosenbrock_gradient(p)
+        g[0] *= 1.01
+        return g
+
+    assert gp.check(_rosenbrock, planted, 1.0 + 1e-4 * u / np.linalg.norm(u)).status == "fail"

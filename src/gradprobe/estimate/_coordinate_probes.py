@@ -15,7 +15,7 @@ import numpy as np
 from .._errors import InvalidArgument, UserFunctionError
 from . import _differences as fd
 from . import _screening as screening
-from ._ladder import Ladder, coordinate_points, min_steps
+from ._ladder import Ladder, coordinate_points, min_steps, parameter_spacing
 from ._noise import noise_from_samples
 from ._noise_model import NoiseModel
 from ._objective import Objective
@@ -191,7 +191,7 @@ class CoordinateEstimator:
         deepest = np.clip(np.floor(np.log2(ratio)).astype(int) + 1, 2, fd.MAX_LEVELS)
         ladder = Ladder(
             evaluate_level, self.method, self.f0, steps[indices], self.start_sigma,
-            deepest=deepest, adjust=widen, rounding=self.rounding,
+            deepest=deepest, adjust=widen, rounding=self.rounding, spacing=parameter_spacing(params, indices),
             first_order=True,
         )  # fmt: skip
         # Three levels everywhere first: their fourth-order combinations measure the loss's noise

@@ -203,6 +203,7 @@ def finite_differences(
     *,
     rounding: float = 0.0,
     first_order: bool = False,
+    spacing: np.ndarray | float = 0.0,
 ) -> Estimates:
     """Estimates with error bars from the ladder each probe has so far.
 
@@ -226,6 +227,15 @@ def finite_differences(
         Relative rounding of a loss value (half the loss's machine epsilon): each probe's noise is
         at least this much of the largest value it saw, which matters when the loss grows by
         orders of magnitude over the step (a loss that is zero at the point, say).
+    spacing : (n,) array or float
+        Per probe, how finely its parameter can be resolved (one ulp of its scale, see
+        `_ladder.parameter_spacing`). A derivative computed in floating point is a sum of terms
+        that near a minimum cancel: ``x[i+1] - x[i]**2`` of a Rosenbrock function at ``x = 1``
+        carries the rounding of ``x**2``, so both the analytic value and the loss's changes are
+        off by up to the curvature times that spacing, ``|f''| spacing``, whatever the step (and
+        the loss's rounding noise grows with the distance from the point, beyond what the noise
+        tables measured there). Added to the error bar; away from a minimum it is about one ulp
+        of the derivative.
     first_order : bool
         Whether to look for central differences converging linearly in the step (a loss smooth
         to first order only at the point) and widen those bars. For coordinate probes: along a
@@ -265,8 +275,13 @@ def finite_differences(
         # Rounded points sit at unequal distances a, b either side (by up to an ulp): each secant
         # slope is then off by f'' (a - b) / 2, which no finer step removes. Where the curvature is
         # large and the derivative tiny (near a minimum) that is more than the bars above.
-        lopsided = _lopsided(values[:, window] - f0, unit_moved, width, top)
+        gaps = _slope_gaps(values[:, window] - f0, unit_moved, top)
+        lopsided = np.abs(gaps * (unit_moved[:, 0::2] + unit_moved[:, 1::2]) / width)
         asymmetry = lopsided @ np.abs(c)
+        # How far the parameter's own rounding moves the derivative (`spacing`): the curvature
+        # 2 K / (a + b) at the window's coarsest level, times that spacing.
+        curvature = np.nan_to_num(2 * gaps[:, 0] / (top * width[:, 0]), nan=0.0, posinf=0.0, neginf=0.0)
+        conditioning = np.abs(curvature) * np.asarray(spacing, dtype=float)
         if m == 3:
             # Where the curvature is mild the two coarser levels alone give half the round-off;
             # the third level still guards them against kinks. Keep whichever bar is smaller.
@@ -331,7 +346,7 @@ def finite_differences(
         # The largest estimate: at a kink within the step some of them under-state the jump.
         jump = np.take_along_axis(jumps, np.argmax(np.abs(jumps), axis=1)[:, None], axis=1)[:, 0]
         finite = np.isfinite(numeric) & ~np.isnan(truncation) & ~np.isnan(roundoff)
-        error = ERROR_BAR_FACTOR * (truncation + roundoff + asymmetry)  # inf where sigma / step overflows (subnormal steps)
+        error = ERROR_BAR_FACTOR * (truncation + roundoff + asymmetry + conditioning)  # inf where sigma / step overflows (subnormal steps)
         # Two levels never settle a Richardson estimate: a single jump estimate can miss several
         # small kinks inside the step (a first-layer weight moves every sample's pre-activation).
         settled = finite & ~rough & (truncation <= roundoff) & (m >= window_levels(method))
@@ -372,14 +387,10 @@ def _linear_convergence(odd: np.ndarray, per_step: np.ndarray, width: np.ndarray
     return clear & (ratio > 0) & (ratio < LINEAR_RATIO)
 
 
-def _lopsided(residual: np.ndarray, unit_moved: np.ndarray, width: np.ndarray, top: np.ndarray) -> np.ndarray:
-    """Per level, how far unequal rounded steps either side move the secant slope: the loss's
-    curvature there, ``2 K / (a + b)`` from the difference K of its one-sided slopes (`gap` of
-    `_jump_estimates`), times ``(a - b) / 2``; in slope units of the window's step."""
-    d_plus, d_minus = unit_moved[:, 0::2], unit_moved[:, 1::2]
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        gap = (residual[:, 0::2] / d_plus - residual[:, 1::2] / d_minus) / top[:, None]
-        return np.abs(gap * (d_plus + d_minus) / width)
+def _slope_gaps(residual: np.ndarray, unit_moved: np.ndarray, top: np.ndarray) -> np.ndarray:
+    """Per level, how much the one-sided slopes differ: ``K = f'' (a + b) / 2`` on a smooth loss,
+    for the rounded steps a, b either side."""
+    return (residual[:, 0::2] / unit_moved[:, 0::2] - residual[:, 1::2] / unit_moved[:, 1::2]) / top[:, None]
 
 
 def _jump_estimates(

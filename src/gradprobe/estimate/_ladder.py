@@ -61,6 +61,18 @@ def coordinate_points(
     return points, moved - x[:, None]
 
 
+def parameter_spacing(params: Params, indices: np.ndarray) -> np.ndarray:
+    """Per parameter of `indices`, one ulp of its scale (`element_scales`) in its dtype: how finely
+    the values the loss and the gradient are computed from can resolve it (`finite_differences`'s
+    `spacing`)."""
+    scales = fd.element_scales(params)[indices]
+    spacing = np.empty(len(indices))
+    for leaf in params.leaves:
+        inside = (indices >= leaf.offset) & (indices < leaf.offset + leaf.size)
+        spacing[inside] = np.spacing(scales[inside].astype(leaf.dtype)).astype(float)
+    return spacing
+
+
 def min_steps(params: Params) -> np.ndarray:
     """Per parameter, the smallest step a ladder level may take (`MIN_STEP_ULPS` ulps)."""
     smallest = np.empty(params.size)
@@ -96,6 +108,8 @@ class Ladder:
         Relative rounding of a loss value (see `finite_differences`).
     first_order : bool, optional
         Widen the bars of linearly converging probes (see `finite_differences`).
+    spacing : (n,) array, optional
+        Each probe's parameter resolution (see `finite_differences`); zero by default.
 
     Attributes
     ----------
@@ -123,9 +137,11 @@ class Ladder:
         decided: Callable[[fd.Estimates, np.ndarray], np.ndarray] = lambda e, which: e.decided,
         rounding: float = 0.0,
         first_order: bool = False,
+        spacing: np.ndarray | None = None,
     ) -> None:
         self.evaluate_level, self.method, self.f0, self.sigma = evaluate_level, method, f0, sigma
         self.decided, self.rounding, self.first_order = decided, rounding, first_order
+        self.spacing = np.zeros(len(steps)) if spacing is None else np.asarray(spacing, dtype=float)
         self.steps, self.deepest, self.adjust = np.asarray(steps, dtype=float), np.asarray(deepest), adjust
         n = len(self.steps)
         self.max_levels = max(fd.MAX_LEVELS, int(np.max(self.deepest, initial=0)))
@@ -189,7 +205,7 @@ class Ladder:
                 fd.finite_differences(
                     self.method, self.f0, self.values[active, used], self.predicted[active, used],
                     self.displacement[active, used], self.steps[active], self.sigma,
-                    rounding=self.rounding, first_order=self.first_order,
+                    rounding=self.rounding, first_order=self.first_order, spacing=self.spacing[active],
                 ),
                 active,
             )  # fmt: skip
