@@ -23,10 +23,13 @@ that need them (`_probes.Ladder`). The estimate comes from the last three levels
   the two sides, and the checker halves the step until the kink is outside it, or the same jump
   shows in three successive windows (*at the point*), or the probe is at its finest level.
 
-The error bar is `ERROR_BAR_FACTOR` times truncation plus round-off. All quantities come from the loss's
-values over the displacements that the rounded points really have; the gradient under test enters
-only as the analytic value the estimate is compared with, so two checks of different gradients at
-one point see exactly the same numerical side.
+The error bar is `ERROR_BAR_FACTOR` times truncation plus round-off, plus two terms that show near a
+minimum, where a tiny derivative meets a large curvature: what unequal rounded steps either side add
+(*lopsidedness*), and how far the parameter's own rounding moves the derivative (*conditioning*, see
+`finite_differences`' `spacing`). All quantities come from the loss's values over the
+displacements that the rounded points really have; the gradient under test enters only as the
+analytic value the estimate is compared with, so two checks of different gradients at one point
+see exactly the same numerical side.
 """
 
 from __future__ import annotations
@@ -234,8 +237,9 @@ def finite_differences(
         carries the rounding of ``x**2``, so both the analytic value and the loss's changes are
         off by up to the curvature times that spacing, ``|f''| spacing``, whatever the step (and
         the loss's rounding noise grows with the distance from the point, beyond what the noise
-        tables measured there). Added to the error bar; away from a minimum it is about one ulp
-        of the derivative.
+        tables measured there). Added to the error bar; away from a minimum, where the
+        curvature is about the derivative over the parameter's scale, it is about an ulp of the
+        derivative.
     first_order : bool
         Whether to look for central differences converging linearly in the step (a loss smooth
         to first order only at the point) and widen those bars. For coordinate probes: along a
