@@ -919,3 +919,25 @@ def test_rosenbrock_near_its_minimum_passes_its_exact_gradient(size, distance, s
         return g
 
     assert gp.check(_rosenbrock, planted, 1.0 + 1e-4 * u / np.linalg.norm(u)).status == "fail"
+
+
+@pytest.mark.parametrize("seed", [2, 3, 7, 11])
+def test_a_least_squares_gradient_at_its_solution_is_not_failed_for_its_rounding(seed):
+    """A new user's case: the exact least-squares gradient `G @ w - c` at the lstsq solution is
+    rounding residue (1e-15, ulps of c), whose second differences under moves of a few ulps are as
+    large as the gradient itself; `own_rounding` took them all for kinks crossed and dropped them:
+    "1 of 6 wrong (element 4)", analytic 2.2e-15 against numeric 9.2e-16 +- 1.1e-15."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((50, 5)) + 1.0
+    y = X @ rng.standard_normal(5) + 0.3 + 0.1 * rng.standard_normal(50)
+    A = np.hstack([X, np.ones((50, 1))])
+    G, c = A.T @ A / 50, A.T @ y / 50
+
+    def loss(p):
+        return 0.5 / 50 * np.sum((A @ p - y) ** 2)
+
+    solution = np.linalg.lstsq(A, y, rcond=None)[0]
+    assert gp.check(loss, lambda p: G @ p - c, solution).status != "fail"
+    near = solution + 1e-6 * rng.standard_normal(6)
+    doubled = gp.check(loss, lambda p: (G @ p - c) * np.where(np.arange(6) == 4, 2.0, 1.0), near)
+    assert doubled.status == "fail" and doubled.tensors["params"].worst[0].index == (4,), doubled

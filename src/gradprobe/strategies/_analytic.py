@@ -277,8 +277,9 @@ def _at_least_typical(spread: np.ndarray, user_params: Params, factor: float = 1
     return spread
 
 
-#: A second difference above this fraction of an element (or of its tensor's RMS) is a kink crossed.
-KINKED = 1e-2
+#: A second difference above this fraction of an element (or of its tensor's RMS), and above
+#: `KINK_OUTLIER` times its tensor's median, is a kink crossed.
+KINKED, KINK_OUTLIER = 1e-2, 16.0
 
 
 def own_rounding(grad: Callable[[Any], Any], user_params: Params, analytic: np.ndarray) -> np.ndarray:
@@ -296,7 +297,11 @@ def own_rounding(grad: Callable[[Any], Any], user_params: Params, analytic: np.n
         second = np.abs(up + down - 2.0 * analytic) / 2.0
         # A move across a kink (a tie in a max-pool flips its routing) changes an element by a
         # good part of itself: that is the kinks' business (their own verdict, and the nearby
-        # point), not rounding, which stays far below.
-        second = np.where(np.isfinite(second) & (second <= KINKED * scale), second, 0.0)
+        # point), not rounding, which stays far below, and alike over the tensor. At a minimum the
+        # gradient is itself rounding residue, as large as every element's second difference:
+        # rounding there, not kinks (a least-squares gradient `G @ w - c` at its solution was FAILed).
+        typical = np.concatenate([np.full(leaf.size, np.median(second[leaf.slice])) for leaf in user_params.leaves])
+        kinked = (second > KINKED * scale) & (second > KINK_OUTLIER * typical)
+        second = np.where(np.isfinite(second) & ~kinked, second, 0.0)
     return ROUNDING_MARGIN * _at_least_typical(second, user_params) / fd.ERROR_BAR_FACTOR
 
