@@ -81,8 +81,8 @@ def test_every_sentence_agrees_with_its_codes_and_values(case):
     d = diagnose("w", shape, analytic, numeric, bars, bars, codes, 32, evidence=evidence, reason="noise")
     text = f"{d.summary} | {d.hint}"
 
-    if "numerical gradient except at" in d.hint:
-        named = int(re.search(r"numerical gradient except at (\d+) element", d.hint).group(1))
+    if "disagrees with the numerical gradient at" in d.hint:
+        named = int(re.search(r"numerical gradient at (\d+) element", d.hint).group(1))
         assert named == wrong and named < size, text
     if (counted := re.match(r"(\d+) of (\d+) wrong", d.summary)) is not None:
         assert (int(counted.group(1)), int(counted.group(2))) == (wrong, size), text
@@ -298,13 +298,13 @@ def test_every_sentence_of_every_finding_says_its_facts(case):
     # Counts: "k of n" is always count of judged.
     for pair in _numbers(summary) + _numbers(hint):
         assert pair == f"{f.count} of {f.judged}", text
-    # "Right except at": only for a minority of elements, all of the tensor judged, with their count.
-    if "numerical gradient except at" in hint:
+    # "Disagrees ... at": only for a minority of elements, all of the tensor judged, with their count.
+    if "disagrees with the numerical gradient at" in hint:
         assert f.scope in ("tensor", "located") and f.count < f.judged and f.judged == int(np.prod(shape)), text
-        said = re.search(r"numerical gradient except at (\d+) element", hint)
+        said = re.search(r"numerical gradient at (\d+) element", hint)
         assert said is None or int(said.group(1)) == f.count, text
     if f.kind == "elements" and f.scope == "tensor":
-        assert ("numerical gradient except at" in hint) == (minority(f) and not f.dtype and not f.against), text
+        assert ("disagrees with the numerical gradient at" in hint) == (minority(f) and not f.dtype and not f.against), text
     # Scope: what was not probed whole is said of what was.
     assert ("throughout" in summary) == (f.scope == "throughout" and f.kind not in ("zeros", "elements")), text
     if f.scope == "sampled" or (f.scope == "throughout" and f.count is not None):
@@ -364,4 +364,4 @@ def test_every_sentence_of_every_finding_says_its_facts(case):
 def test_one_located_element_with_the_wrong_sign_reads_plainly():
     finding = Finding(kind="elements", scope="located", count=1, judged=12, where="element 3", factor=-1.0)
     tensor = TensorReport(name="w", shape=(12,), status="fail", difference=0.5, resolution=1e-3, finding=finding)
-    assert tensor.hint == "w agrees with the numerical gradient except at element 3, with the wrong sign: look for an indexing or boundary slip there."
+    assert tensor.hint == "w disagrees with the numerical gradient at element 3, with the wrong sign: look for an indexing or boundary slip there."

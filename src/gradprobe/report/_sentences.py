@@ -168,8 +168,8 @@ def _located_hint(f: Finding, name: str) -> str:
         )
     which = _which(f)
     if f.count == 1:
-        return f"{name} agrees with the numerical gradient except at {f.where or 'one element'}{which}: look for an indexing or boundary slip there."
-    return f"{name} agrees with the numerical gradient except at {f.count} elements{_paren(f.where)}{which}: look for an indexing or boundary slip."
+        return f"{name} disagrees with the numerical gradient at {f.where or 'one element'}{which}: look for an indexing or boundary slip there."
+    return f"{name} disagrees with the numerical gradient at {f.count} elements{_paren(f.where)}{which}: look for an indexing or boundary slip."
 
 
 def _hint(f: Finding, name: str) -> str:
@@ -233,9 +233,10 @@ _LAYOUT_HINTS = {
 _HINTS = {
     "zeros": "{name}'s gradient is all zeros: is it detached, never accumulated, or overwritten by a fresh buffer?",
     "should_be_zero": (
-        "the loss does not change with {name} (its numerical gradient is zero within the error bars), but its "
+        "the loss is flat along {name} here (its numerical gradient is zero within the error bars), but its "
         "gradient is not: a term that cancels in the loss (a bias before a normalisation, a mean that is "
-        "subtracted) or a gradient meant for another parameter?"
+        "subtracted) or a gradient meant for another parameter? At a minimum, where every right gradient is "
+        "zero, any wrong term shows so."
     ),
     "rounded": (
         "{name}'s gradient is the numerical one rounded to float32 (every wrong element is a float32 value "
@@ -288,7 +289,7 @@ def _elements_hint(f: Finding, name: str) -> str:
     if minority(f):
         which = _which(f)
         return (
-            f"{name} agrees with the numerical gradient except at {f.count} element(s){_paren(f.where)}{which}: look for an indexing, slicing "
+            f"{name} disagrees with the numerical gradient at {f.count} element(s){_paren(f.where)}{which}: look for an indexing, slicing "
             "or boundary slip."
         )
     most = _most(f)
