@@ -522,3 +522,28 @@ def test_forward_oracle_needs_forward_mode():
 def test_forward_oracle_on_a_module():
     report = gp.torch.check_module(MLP().eval().double(), torch.nn.MSELoss(), *(t.double() for t in batch()), oracle="forward")
     assert report.ok and report.method == "forward"
+
+
+def test_a_ragged_target_does_not_hide_a_bug_in_the_other_input():
+    """`hinge_embedding_loss` with its target exactly at +-1 switches branch at any move of the
+    target. Measuring `grad`'s own rounding moved the target too, so the input's whole gradient
+    switched with it; once those second differences were no longer all taken for kinks, they
+    widened the input's bars to 10x its gradient and a planted 1.01x was "too noisy" (PyTorch's
+    operator set: 6 samples). The target is held while `grad`'s rounding is measured."""
+
+    class Scaled(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, a):
+            return a.view_as(a)
+
+        @staticmethod
+        def backward(ctx, g):
+            return g * 1.01
+
+    torch.manual_seed(0)
+    x = torch.randn(5, dtype=torch.float64, requires_grad=True)
+    target = torch.tensor([1.0, -1.0, 1.0, -1.0, 1.0], dtype=torch.float64, requires_grad=True)
+    right = gp.torch.check(lambda a, b: torch.nn.functional.hinge_embedding_loss(a, b), x, target)
+    assert right.tensors["a"].status == "pass" and right.tensors["b"].reason == "noise", right
+    wrong = gp.torch.check(lambda a, b: torch.nn.functional.hinge_embedding_loss(Scaled.apply(a), b), x, target)
+    assert wrong.tensors["a"].status == "fail", wrong

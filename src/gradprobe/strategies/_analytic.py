@@ -282,15 +282,17 @@ def _at_least_typical(spread: np.ndarray, user_params: Params, factor: float = 1
 KINKED, KINK_OUTLIER = 1e-2, 16.0
 
 
-def own_rounding(grad: Callable[[Any], Any], user_params: Params, analytic: np.ndarray) -> np.ndarray:
+def own_rounding(grad: Callable[[Any], Any], user_params: Params, analytic: np.ndarray, held: tuple[str, ...] = ()) -> np.ndarray:
     """`grad`'s rounding at its own precision, for the error bars (the judge assumes 16 ulps of an
     element or its tensor's RMS, `judge._verdict.ANALYTIC_ULPS`): a gradient that is a small
     difference of large terms (a least-squares fit near an exact one: its residuals cancel) rounds
     far beyond that, and was FAILed. Measured as half the second difference of `grad` at the two
     points of `_moved_gradients`, in which the exact gradient's change (the Hessian times the
     move) cancels and a wrong formula's does too; `ROUNDING_MARGIN` times it, entering the bars
-    once (spread is scaled by ERROR_BAR_FACTOR)."""
-    eps = np.concatenate([np.full(leaf.size, float(np.finfo(leaf.dtype).eps)) for leaf in user_params.leaves])
+    once (spread is scaled by ERROR_BAR_FACTOR). The tensors `held` (those the loss is ragged along:
+    a target at a branch point, whose every move switches the branch for the whole gradient) keep
+    their values."""
+    eps = np.concatenate([np.full(leaf.size, 0.0 if leaf.name in held else float(np.finfo(leaf.dtype).eps)) for leaf in user_params.leaves])
     up, down = _moved_gradients(grad, user_params, eps)
     scale = np.concatenate([np.maximum(np.abs(analytic[leaf.slice]), fd.rms(analytic[leaf.slice])) for leaf in user_params.leaves])
     with np.errstate(invalid="ignore", over="ignore"):

@@ -289,11 +289,11 @@ def _set_up(
                 f"of float32, or {STORAGE_ULPS} of bfloat16 or float16, of each element or its tensor's RMS) counts as "
                 "rounding, and an error only at low precision smaller than that is not seen."
             )
-    elif strategy != "directional":  # elements judged one by one: two calls of `grad` are cheap beside them
-        spread = spread + own_rounding(grad, user_params, analytic)
     rng = np.random.default_rng(options.seed)
     noise = NoiseModel(notes)
     noise.measure(objective, analytic, f0, rng, noise_plan(strategy), per_tensor=not options.budget.bounded)
+    if low_precision is None and strategy != "directional":  # elements judged one by one: two calls of `grad` are cheap beside them
+        spread = spread + own_rounding(grad, user_params, analytic, held=noise.ragged_tensors)
     judged_at = user_params if low_precision is None else low_precision.judged_at
     judge = ElementJudge(objective.params, judged_at, analytic, options.rtol, noise.ragged_tensors)
     return CheckContext(
