@@ -302,8 +302,8 @@ def own_rounding(grad: Callable[[Any], Any], user_params: Params, analytic: np.n
         # point), not rounding, which stays far below, and alike over the tensor. At a minimum the
         # gradient is itself rounding residue, as large as every element's second difference:
         # rounding there, not kinks (a least-squares gradient `G @ w - c` at its solution was FAILed).
+        second = np.where(np.isfinite(second), second, 0.0)
         typical = np.concatenate([np.full(leaf.size, np.median(second[leaf.slice])) for leaf in user_params.leaves])
-        kinked = (second > KINKED * scale) & (second > KINK_OUTLIER * typical)
-        second = np.where(np.isfinite(second) & ~kinked, second, 0.0)
+        second = np.where((second > KINKED * scale) & (second > KINK_OUTLIER * typical), 0.0, second)
     return ROUNDING_MARGIN * _at_least_typical(second, user_params) / fd.ERROR_BAR_FACTOR
 
