@@ -62,3 +62,20 @@ def test_directional_with_thresholds_near_the_float_range():
     report = gp.check(loss, grad, params, strategy="directional")
     assert report.status != "fail"
     assert report.guarantee is not None
+
+
+def test_directional_on_a_loss_flat_at_every_step_does_not_divide_by_its_zero_resolution():
+    # Fuzz run 7: tanh at -1e30 and 1.7e29 (float32) is flat to the last bit, its gradient exactly 0 at
+    # both; the tensor's resolution came out 0 and stating it on the whole gradient's scale divided by it.
+    x = np.array([-1.0375671e30, 1.6849001e29], dtype=np.float32)
+
+    def loss(p):
+        return float(np.sum(np.tanh(np.asarray(p, dtype=float))))
+
+    def grad(p):
+        return 1 - np.tanh(np.asarray(p, dtype=float)) ** 2
+
+    report = gp.check(loss, grad, x, method="central", strategy="directional")
+    assert report.status != "fail", report
+    wrong = gp.check(loss, lambda p: grad(p) + 1.0, x, method="central", strategy="directional")
+    assert wrong.status == "fail", wrong

@@ -185,7 +185,7 @@ def run_directional(context: CheckContext, ignored: tuple[str, ...]) -> Report:
             # gradient is rounding residue; a gradient of zeros, whose every error is 100% of the true
             # one): relative to its own norm its resolution says nothing, so it is stated on that size,
             # as strategy="full" states it. Its thresholds and rounding limit in the same unit.
-            flat_scale = judged / tensor_resolution
+            flat_scale = judged / tensor_resolution if tensor_resolution else 1.0  # 0 when the loss is flat at every step
             thresholds[leaf.name] = tuple(t * flat_scale for t in conclusive)
             if leaf.name in rounding:
                 rounding[leaf.name] *= flat_scale
