@@ -271,10 +271,12 @@ def _at_least_typical(spread: np.ndarray, user_params: Params, factor: float = 1
     others, its own rounding 1e-7), while every element of the tensor rounds alike. The median, not
     the RMS: a few elements whose moves cross a kink (a relu's input, in bfloat16) would excuse an
     error of half the gradient everywhere else."""
-    for leaf in user_params.leaves:
-        part = spread[leaf.slice]
-        np.maximum(part, factor * float(np.median(part)), out=part)
-    return spread
+    return np.maximum(spread, factor * _medians(spread, user_params), out=spread)
+
+
+def _medians(values: np.ndarray, user_params: Params) -> np.ndarray:
+    """Per element, the median of `values` over its tensor."""
+    return np.concatenate([np.full(leaf.size, np.median(values[leaf.slice])) for leaf in user_params.leaves])
 
 
 #: A second difference above this fraction of an element (or of its tensor's RMS), and above
@@ -303,7 +305,6 @@ def own_rounding(grad: Callable[[Any], Any], user_params: Params, analytic: np.n
         # gradient is itself rounding residue, as large as every element's second difference:
         # rounding there, not kinks (a least-squares gradient `G @ w - c` at its solution was FAILed).
         second = np.where(np.isfinite(second), second, 0.0)
-        typical = np.concatenate([np.full(leaf.size, np.median(second[leaf.slice])) for leaf in user_params.leaves])
-        second = np.where((second > KINKED * scale) & (second > KINK_OUTLIER * typical), 0.0, second)
+        second = np.where((second > KINKED * scale) & (second > KINK_OUTLIER * _medians(second, user_params)), 0.0, second)
     return ROUNDING_MARGIN * _at_least_typical(second, user_params) / fd.ERROR_BAR_FACTOR
 
