@@ -121,6 +121,11 @@ def test_jax_custom_jvp_rules_in_forward_mode():
     assert gp.jax.check(softplus(1.0), x, mode="both").status == "pass"
     wrong = gp.jax.check(softplus(0.5), x, mode="forward")
     assert wrong.failing == ("x",) and wrong.tensors["x"].diagnosis == "0.50x" and wrong.mode == "forward"
+    # float32 primals get float64 unit tangents in the float64 run: once they stayed float32, the
+    # run raised, and a note blamed `fn` for it and left a 1.0005x rule to float32's allowance (a PASS).
+    slight = gp.jax.check(softplus(1.0005), x, mode="forward")
+    assert slight.failing == ("x",) and slight.tensors["x"].diagnosis == "1.0005x", slight
+    assert not any("could not run in float64" in note for note in slight.notes), slight.notes
     with pytest.raises(gp.InvalidArgument, match=r"own forward-mode rules \(f\)"):
         gp.jax.check(softplus(0.5), x, oracle="forward")  # once a false PASS: the rule was its own reference
     # JAX's own custom_jvp rules (relu, logaddexp) are no reason to refuse the oracle.

@@ -397,9 +397,11 @@ class _Function:
     def _tangent_outputs(self, tangents: Sequence[Any], primals: Sequence[Any] | None = None) -> list[Any]:
         return jax.jvp(self._outputs, (list(self.leaves if primals is None else primals),), (list(tangents),))[1]
 
-    def _one_hot(self, indices: np.ndarray) -> list[np.ndarray]:
+    @staticmethod
+    def _one_hot(primals: Sequence[Any], indices: np.ndarray) -> list[np.ndarray]:
+        """Unit tangents in the primals' own dtypes (float64 ones in the float64 run of float32 leaves)."""
         tangents, offset = [], 0
-        for leaf in self.leaves:
+        for leaf in primals:
             size = int(np.prod(leaf.shape, dtype=np.int64))
             batch = np.zeros((len(indices), size), dtype=leaf.dtype)
             rows = np.flatnonzero((indices >= offset) & (indices < offset + size))
@@ -419,7 +421,7 @@ class _Function:
         flat `indices`: ``jax.jvp`` batched with vmap where it works, else one at a time."""
         out_size = sum(int(np.prod(s, dtype=np.int64)) for s in self.shapes)
         per_batch = max(1, _BATCH_NUMBERS // max(out_size + self._size(), 1))
-        tangents = self._one_hot(indices)
+        tangents = self._one_hot(primals, indices)
         if self.batched_jvp is not False:
             try:
                 batched = jax.vmap(lambda tangent: self._tangent_outputs(tangent, primals))
