@@ -252,7 +252,7 @@ def check_hvp(grad: Callable[[Any], Any], hvp: Callable[[Any, Any], Any], params
     >>> gp.check_hvp(grad, lambda x, v: 12 * x**2 * v, np.array([0.5, -1.0, 2.0])).status
     'pass'
     >>> gp.check_hvp(grad, lambda x, v: 12 * x * v, np.array([0.5, -1.0, 2.0])).failing  # x for x**2
-    ('x',)
+    ('params',)
     """
     require_callable(grad, "grad")
     require_callable(hvp, "hvp", "lambda params, v: ...")
@@ -274,12 +274,13 @@ def _check_vjp(
     `describe` says in a note which cotangent the check went through."""
     f_name, vjp_name, x_name = names
     start = Params(x, argument=x_name, root="x")
-    # A bare array or float is checked as {"x": x}, so that the report calls it `x`.
+    # A bare array or float is checked as {x_name: x}, so that the report calls it as the user did
+    # (`x` for check_vjp, `params` for check_hvp, as gp.check does).
     bare = len(start.leaves) == 1 and not start.leaves[0].path
-    params = {"x": x} if bare else x
+    params = {x_name: x} if bare else x
 
     def unwrap(point: Any) -> Any:
-        return point["x"] if bare else point
+        return point[x_name] if bare else point
 
     output = _call(f, f_name, start.copy())
     leaves = _output_leaves(output, f_name)
@@ -310,7 +311,7 @@ def _check_vjp(
         # A fresh cotangent each call: a vjp that scales `v` in place must not change the next one.
         tree = _call(vjp, vjp_name, unwrap(point), _rebuild_like(output, cotangents, dtypes))
         flatten_gradient(start, tree, argument=vjp_name)  # errors name `vjp`, not gp.check's `grad`
-        return {"x": tree} if bare else tree
+        return {x_name: tree} if bare else tree
 
     if describe is describe_outputs:  # a complex output's note says how it is made real
         describe = functools.partial(describe_outputs, complex_outputs=complex_outputs)

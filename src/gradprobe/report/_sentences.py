@@ -208,7 +208,8 @@ def _hint(f: Finding, name: str) -> str:
             f"every element of {name} agrees within its error bar, but together the error bars could hide more "
             "than a tenth of its gradient: the loss's noise or rounding is large beside its changes here (near a "
             "minimum the gradient is tiny). Check farther from a minimum; make the loss deterministic, or evaluate it "
-            "in float64 (shadow=True), if it is not."
+            "in float64, if it is not (a float64 run reads 'reference float64', and a note says why where it could "
+            "not run)."
         )
     layout = _LAYOUT_HINTS.get(f.kind)
     if layout is not None:
@@ -263,8 +264,8 @@ _HINTS = {
     "noise": (
         "the loss's noise, rounding or jumps hide {name}'s gradient at {f.count} element(s): check farther from "
         "a minimum (where the gradient is tiny beside the loss's rounding), make the loss deterministic or "
-        "evaluate it in float64 (shadow=True) if it is not, or, for a staircase (floor, round), check it away "
-        "from its jumps."
+        "evaluate it in float64 if it is not (a float64 run reads 'reference float64', and a note says why where "
+        "it could not run), or, for a staircase (floor, round), check it away from its jumps."
     ),
     "not_localized": (
         "{name}'s gradient disagrees along random directions, but no single element stands out: the errors are "
