@@ -5,7 +5,7 @@ import pytest
 
 import gradprobe as gp
 from gradprobe.judge._diagnosis import diagnose
-from gradprobe.judge._verdict import FAIL, KINK, NONFINITE, PASS
+from gradprobe.judge._verdict import FAIL, KINK, NOISE, NONFINITE, PASS
 from gradprobe.examples import deeplearning_ai as dla
 
 RNG = np.random.default_rng(0)
@@ -181,6 +181,22 @@ def test_dead_units_do_not_hide_a_factor():
     codes = np.array([PASS, PASS, PASS, FAIL, FAIL], dtype=np.int8)
     d = diagnose("W2", (5,), 2 * numeric, numeric, error, floor, codes)
     assert (d.summary, d.scale) == ("2.00x", pytest.approx(2.0))
+
+
+def test_undecided_elements_off_by_the_same_factor_make_it_the_tensors():
+    # Near a minimum, elements too noisy at the finest step (rough) but 2x their numerical value well
+    # beyond their bars are no evidence of a right part: "2.00x", not "3 of 8 wrong ... a slip".
+    numeric = np.array([1.0, -2.0, 0.5, 3.0, -1.5, 0.8, 2.2, -0.7])
+    error, floor = 0.02 * np.abs(numeric), np.zeros(8)
+    codes = np.array([FAIL] * 3 + [NOISE] * 5, dtype=np.int8)
+    assert diagnose("W", (8,), 2 * numeric, numeric, error, floor, codes).summary == "2.00x"
+    # The same undecided elements agreeing with their numerical values, under bars wide enough to
+    # fit 2x as well: the three wrong ones are named, no factor is claimed for the tensor.
+    analytic = numeric.copy()
+    analytic[:3] *= 2
+    wide = np.where(codes == NOISE, 0.4 * np.abs(numeric), error)
+    d = diagnose("W", (8,), analytic, numeric, wide, floor, codes)
+    assert d.summary.startswith("3 of 8 wrong (elements 0, 1, 2"), d.summary
 
 
 def test_kink_elements_are_left_out_of_the_factor():
