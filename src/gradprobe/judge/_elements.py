@@ -15,7 +15,7 @@ import numpy as np
 
 from ..estimate import _differences as fd
 from ..params._params import Leaf, Params
-from ._verdict import NOISE, NONFINITE, analytic_floor, judge, undetectable
+from ._verdict import ANALYTIC_ULPS, FLAT_ULPS, NOISE, NONFINITE, analytic_floor, judge, undetectable
 
 _REQUIRED = tuple(f.name for f in fields(fd.Estimates) if f.default is MISSING)
 
@@ -158,6 +158,7 @@ class ElementJudge:
                 analytic = analytic[seen] if np.any(seen) else analytic
                 sizes = [float(np.median(np.abs(numeric[seen])))] if np.any(seen) else []
             typical[leaf.slice] = max([float(np.median(np.abs(analytic))), *sizes])
+        ulps = np.full(self.params.size, float(ANALYTIC_ULPS))
         if whole:
             # A tensor the loss does not depend on (a bias before batch norm) has nothing of its own
             # to measure against: its zeros are resolved, and its analytic rounding excused, on the
@@ -166,7 +167,8 @@ class ElementJudge:
             for leaf in self.flat_leaves(estimates):
                 scale[leaf.slice] = np.maximum(scale[leaf.slice], overall)
                 typical[leaf.slice] = max(typical[leaf.offset], overall)
-        floor = analytic_floor(self.analytic[indices], typical[indices], self.eps[indices], self.rtol)
+                ulps[leaf.slice] = FLAT_ULPS
+        floor = analytic_floor(self.analytic[indices], typical[indices], self.eps[indices], self.rtol, ulps[indices])
         judgement = judge(estimates, scale[indices], floor)
         # Where the loss has no derivative, nothing the finite differences say can be trusted.
         unresolved = self.ragged[indices] & (judgement.codes != NONFINITE)
@@ -180,7 +182,7 @@ class ElementJudge:
         indices = results.indices
         own = fd.rms(self.analytic[indices])
         size = np.full(len(indices), max(own, overall))
-        floor = analytic_floor(self.analytic[indices], size, self.eps[indices], self.rtol)
+        floor = analytic_floor(self.analytic[indices], size, self.eps[indices], self.rtol, FLAT_ULPS)
         codes = judge(results.estimates, size, floor).codes
         codes = np.where(self.ragged[indices] & (codes != NONFINITE), NOISE, codes).astype(np.int8)
         return ElementResults(indices, results.estimates, codes, floor)
