@@ -199,6 +199,18 @@ def test_undecided_elements_off_by_the_same_factor_make_it_the_tensors():
     assert d.summary.startswith("3 of 8 wrong (elements 0, 1, 2"), d.summary
 
 
+def test_a_factor_below_one_fits_within_the_elements_own_bars():
+    # A float32 bias gradient taken as a mean over 16 where a sum is meant: a / n = 1/16 up to the
+    # float32 rounding of a, which the bars hold. Scaling the bars by 1/16 as well once lost it:
+    # "no constant factor, transpose or pattern fits within the error bars".
+    rng = np.random.default_rng(3)
+    numeric = rng.uniform(1e-4, 1e-3, 8) * rng.choice([-1.0, 1.0], 8)
+    error, floor = np.full(8, 1e-10), np.full(8, 1e-12)
+    analytic = numeric / 16 + rng.uniform(-0.8e-10, 0.8e-10, 8)
+    codes = np.full(8, FAIL, dtype=np.int8)
+    assert diagnose("b", (8,), analytic, numeric, error, floor, codes, batch_size=16).summary == "0.0625x (= 1/m, m=16)"
+
+
 def test_kink_elements_are_left_out_of_the_factor():
     numeric, error, floor = _flat([1.0, 2.0, 0.5, 3.0])
     analytic = 2 * numeric
