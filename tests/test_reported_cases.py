@@ -1007,3 +1007,51 @@ def test_a_least_squares_gradient_at_its_solution_is_not_failed_for_its_rounding
     near = solution + 1e-6 * rng.standard_normal(6)
     doubled = gp.check(loss, lambda p: (G @ p - c) * np.where(np.arange(6) == 4, 2.0, 1.0), near)
     assert doubled.status == "fail" and doubled.tensors["params"].worst[0].index == (4,), doubled
+
+
+@pytest.mark.parametrize(("dtype", "shadow"), [("float64", None), ("float32", False)])
+def test_a_classifier_whose_loss_rounds_to_zero_is_not_failed(dtype, shadow):
+    """Once every margin is large, cross-entropy computes exactly 0.0 (``log(1 + 1e-20)`` rounds to
+    0, in float64 too) while the right gradient is 1e-22: the loss took its value at the point at
+    almost every probe, the noise tables measured none, and every tensor was FAILed "should be
+    zero" against bars of 1e-35. Now the finest steps' plateau bounds the bars by the smallest
+    change the coarser ones showed: undecided, never failed."""
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.Tanh(), torch.nn.Linear(16, 3)).to(getattr(torch, dtype))
+    x = torch.randn(8, 4, dtype=getattr(torch, dtype))
+    with torch.no_grad():
+        logits = model(x)
+        y = logits.argmax(1)
+        top2 = logits.topk(2, dim=1).values
+        scale = 80.0 / float((top2[:, 0] - top2[:, 1]).min())  # every margin at least 80
+        model[2].weight *= scale
+        model[2].bias *= scale
+        assert torch.nn.functional.cross_entropy(model(x), y).item() == 0.0
+    report = gp.torch.check_module(model, torch.nn.CrossEntropyLoss(), x, y, shadow=shadow)
+    assert report.status == "inconclusive", report
+
+
+def test_a_relu_mask_bug_at_a_dead_unit_still_fails():
+    """The plateau rule's scope: one dead relu unit's weights leave the loss flat at fine steps and
+    moving at coarse ones (the unit wakes), as on a plateau; the loss moves at most other points,
+    so its bars stay, and a mask off by 2e-3 that lets the dead unit's gradient through fails there."""
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((20, 4)), rng.standard_normal(20)
+    W1, b1, W2 = rng.standard_normal((4, 6)), 0.1 * rng.standard_normal(6), rng.standard_normal(6)
+    b1[2] = -1e-3 - np.max(X @ W1[:, 2])  # unit 2 dead over the batch, barely
+
+    def loss(p):
+        return 0.5 * np.mean((np.maximum(X @ p["W1"] + p["b1"], 0) @ p["W2"] - y) ** 2)
+
+    def grad(p, edge=0.0):
+        z = X @ p["W1"] + p["b1"]
+        h = np.maximum(z, 0)
+        r = (h @ p["W2"] - y) / len(y)
+        dz = np.outer(r, p["W2"]) * (z > edge)
+        return {"W1": X.T @ dz, "b1": dz.sum(0), "W2": h.T @ r}
+
+    params = {"W1": W1, "b1": b1, "W2": W2}
+    assert gp.check(loss, grad, params).status == "pass"
+    report = gp.check(loss, lambda p: grad(p, edge=-2e-3), params)
+    assert report.failing == ("W1", "b1") and report.tensors["b1"].diagnosis == "1 of 6 wrong (element 2)", report

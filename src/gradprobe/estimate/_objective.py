@@ -184,6 +184,10 @@ class Objective:
         # the caller's confirms, once per check, so that every path spends the same evaluations.
         self.domain = OutsideDomain()
         self.on_worker = False
+        # How many finite values the loss returned, and how many of them were its first (the
+        # point's) to the bit: see `on_a_plateau`.
+        self.first_value: float | None = None
+        self.finite_values = self.same_values = 0
         # An evaluation budget (None: none). The confirmation's two calls are made only while it
         # affords them; without them, a raise is taken as the domain's edge (the note says where).
         self.evaluation_limit: int | None = None
@@ -253,7 +257,25 @@ class Objective:
                 "checked where the loss is finite.",
                 argument=self.argument,
             )
+        self._seen(np.array([value]))
         return value
+
+    def _seen(self, values: np.ndarray) -> None:
+        if values.dtype.kind == "c":  # complex steps: their imaginary parts carry the derivative
+            return
+        finite = values[np.isfinite(values)]
+        if finite.size and self.first_value is None:
+            self.first_value = float(finite[0])
+        self.finite_values += finite.size
+        self.same_values += int(np.count_nonzero(finite == self.first_value))
+
+    def on_a_plateau(self) -> bool:
+        """Whether the loss is exactly 0.0 at the point and returned that, to the bit, at most of
+        the points evaluated so far: a loss that rounds to 0 at the steps used (a classifier's,
+        once every margin is large), whose rounding is its terms' (``log(1 + y)``: an ulp of 1),
+        not an ulp of 0, and shows as no noise at all. (A staircase such as ``round(x, 3)`` is
+        flat between its jumps too, but its value at the point tells its rounding.)"""
+        return self.first_value == 0.0 and self.same_values > self.finite_values / 2
 
     def evaluate(self, points: Sequence[Point], *, dtype: Any = None) -> np.ndarray:
         """The loss at each point; non-finite values come back as NaN/inf, not as errors.
@@ -270,6 +292,7 @@ class Objective:
             results = self._evaluate_serially(points, dtype)
         if not self.on_worker and (self.evaluation_limit is None or self.nfev + CONFIRMATION_EVALUATIONS <= self.evaluation_limit):
             self.domain.confirm(lambda k: self._call_again(None if k is None else points[k], dtype))
+        self._seen(results)
         return results
 
     def _call_again(self, point: Point | None, dtype: Any) -> Any:
