@@ -1030,6 +1030,9 @@ def test_a_classifier_whose_loss_rounds_to_zero_is_not_failed(dtype, shadow):
         assert torch.nn.functional.cross_entropy(model(x), y).item() == 0.0
     report = gp.torch.check_module(model, torch.nn.CrossEntropyLoss(), x, y, shadow=shadow)
     assert report.status == "inconclusive", report
+    # Random directions alike (the same loss, judged by strategy="directional").
+    report = gp.torch.check_module(model, torch.nn.CrossEntropyLoss(), x, y, shadow=shadow, strategy="directional")
+    assert report.status == "inconclusive", report
 
 
 def test_a_relu_mask_bug_at_a_dead_unit_still_fails():

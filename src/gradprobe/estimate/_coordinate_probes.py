@@ -165,28 +165,8 @@ class CoordinateEstimator:
         estimates, levels = ladder.estimates, ladder.levels
         assert estimates is not None
         if self.objective.on_a_plateau():
-            estimates = replace(estimates, error=estimates.error + self._plateau_error(ladder))
+            estimates = replace(estimates, error=estimates.error + ladder.plateau_error(self.objective.smallest_change))
         return self._check_noise(estimates, ladder.sigma, estimates.settled | (levels >= ladder.deepest) & ~estimates.is_rough)
-
-    def _plateau_error(self, ladder: Ladder) -> np.ndarray:
-        """Per probe, the error bar a plateau leaves its estimate: where the loss is 0.0 and kept
-        that value at most points of the check (`Objective.on_a_plateau`) and at every point of a
-        probe's finest window, while coarser steps moved it, it rounds to 0 at the finest steps, by
-        up to the smallest change the probe showed. A classifier whose every margin is large computes its loss
-        as exactly 0.0 (``log(1 + 1e-20)`` rounds to 0, in float64 too) while its right gradient is
-        1e-22: with no noise measured, that was FAILed "should be zero". A probe that never saw the
-        loss move (a parameter the loss does not depend on) keeps its bar, and so does every probe
-        of a loss that moves at most points (one dead relu unit's weights, flat at fine steps)."""
-        change = np.abs(ladder.values - ladder.f0)
-        seen = np.isfinite(change)
-        columns = np.arange(change.shape[1])[None, :]
-        first = 2 * np.maximum(ladder.levels - fd.window_levels(self.method), 0)[:, None]
-        window = (columns >= first) & (columns < 2 * ladder.levels[:, None]) & seen
-        still = window.any(axis=1) & ~np.any(window & (change != 0), axis=1)
-        height = np.min(np.where(seen & (change > 0), change, np.inf), axis=1)
-        finest = ladder.steps * 2.0 ** -np.maximum(ladder.levels - 1, 0)
-        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-            return np.where(still & np.isfinite(height), fd.ERROR_BAR_FACTOR * height / finest, 0.0)
 
     def _descended(self, indices: np.ndarray, steps: np.ndarray) -> Ladder:
         params, analytic, spread = self.params, self.analytic, self.spread

@@ -177,6 +177,27 @@ class Ladder:
         self.cleared[which] = 0
         self.clean_streak[which] = 0
 
+    def plateau_error(self, smallest_change: float) -> np.ndarray:
+        """Per probe, the error bar a plateau leaves its estimate, for a loss of 0.0 that kept that
+        value at most points of the check (`Objective.on_a_plateau`): where a probe's finest window
+        saw no change, the loss rounds to 0 at the finest steps, by up to the smallest change the
+        probe showed at coarser steps, or if it showed none, the smallest the check saw anywhere
+        (`smallest_change`; infinite when none: nothing bounds it). A classifier whose every
+        margin is large computes its loss as exactly 0.0 (``log(1 + 1e-20)`` rounds to 0, in
+        float64 too) while its right gradient is 1e-22: with no noise measured, that was FAILed
+        "should be zero"."""
+        change = np.abs(self.values - self.f0)
+        seen = np.isfinite(change)
+        columns = np.arange(change.shape[1])[None, :]
+        first = 2 * np.maximum(self.levels - fd.window_levels(self.method), 0)[:, None]
+        window = (columns >= first) & (columns < 2 * self.levels[:, None]) & seen
+        still = window.any(axis=1) & ~np.any(window & (change != 0), axis=1)
+        height = np.min(np.where(seen & (change > 0), change, np.inf), axis=1)
+        height = np.where(np.isfinite(height), height, smallest_change)
+        finest = self.steps * 2.0 ** -np.maximum(self.levels - 1, 0)
+        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+            return np.where(still, fd.ERROR_BAR_FACTOR * height / finest, 0.0)
+
     def flat(self) -> np.ndarray:
         """Positions of the probes whose every value so far equals the loss at the point exactly."""
         seen = np.isfinite(self.values)
@@ -237,10 +258,14 @@ def run_ladder(
     deepest: np.ndarray,
     decided: Callable[[fd.Estimates, np.ndarray], np.ndarray],
     adjust: Callable[[fd.Estimates, np.ndarray], fd.Estimates] = lambda e, which: e,
+    plateau: float | None = None,
 ) -> tuple[fd.Estimates, np.ndarray]:
-    """Descend every probe's ladder until `decided` (see `Ladder`); returns the estimates and the
-    number of levels each probe used."""
+    """Descend every probe's ladder until `decided` (see `Ladder`); returns the estimates (with
+    `Ladder.plateau_error(plateau)` in their bars, given a loss on a plateau's smallest change) and
+    the number of levels each probe used."""
     ladder = Ladder(evaluate_level, method, f0, steps, sigma, deepest=deepest, adjust=adjust, decided=decided)
     ladder.descend(np.arange(len(ladder.steps)))
     assert ladder.estimates is not None
+    if plateau is not None:
+        return replace(ladder.estimates, error=ladder.estimates.error + ladder.plateau_error(plateau)), ladder.levels
     return ladder.estimates, ladder.levels

@@ -3,6 +3,7 @@ counted. What the loss's exceptions become is `_calling`'s policy, on every path
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -188,6 +189,7 @@ class Objective:
         # point's) to the bit: see `on_a_plateau`.
         self.first_value: float | None = None
         self.finite_values = self.same_values = 0
+        self.smallest_change = math.inf  # the smallest nonzero change from the first value seen
         # An evaluation budget (None: none). The confirmation's two calls are made only while it
         # affords them; without them, a raise is taken as the domain's edge (the note says where).
         self.evaluation_limit: int | None = None
@@ -268,6 +270,9 @@ class Objective:
             self.first_value = float(finite[0])
         self.finite_values += finite.size
         self.same_values += int(np.count_nonzero(finite == self.first_value))
+        change = np.abs(finite - self.first_value)
+        if np.any(change > 0):
+            self.smallest_change = min(self.smallest_change, float(np.min(change[change > 0])))
 
     def on_a_plateau(self) -> bool:
         """Whether the loss is exactly 0.0 at the point and returned that, to the bit, at most of

@@ -287,7 +287,8 @@ class DirectionalProber:
         # Each level halves the step; stop before the typical element moves by under 16 ulps.
         deepest = np.array([self._deepest(a, b, math.ldexp(math.sqrt(ww), e)) for (a, b), ww, e in zip(blocks, lengths, exponents)])
         estimates, _ = run_ladder(
-            evaluate_level, self.method, self.f0, steps, self.sigma, deepest=deepest, decided=decided, adjust=widen  # type: ignore[arg-type]
+            evaluate_level, self.method, self.f0, steps, self.sigma, deepest=deepest, decided=decided, adjust=widen,  # type: ignore[arg-type]
+            plateau=self.objective.smallest_change if self.objective.on_a_plateau() else None,
         )
         return estimates
 
