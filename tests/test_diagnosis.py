@@ -211,6 +211,19 @@ def test_a_factor_below_one_fits_within_the_elements_own_bars():
     assert diagnose("b", (8,), analytic, numeric, error, floor, codes, batch_size=16).summary == "0.0625x (= 1/m, m=16)"
 
 
+def test_a_slip_is_not_said_where_the_rest_of_the_tensor_is_undecided():
+    # An indexing slip leaves the rest of the tensor right; with more of it undecided than passed,
+    # that was not shown: the wrong elements are named, the hint asks for the formula.
+    numeric = np.array([1.0, -2.0, 0.5, 3.0, -1.5, 0.8])
+    error, floor = 0.01 * np.abs(numeric), np.zeros(6)
+    analytic = numeric * np.array([1.7, 1.0, 1.0, 1.0, 1.0, 1.0])
+    codes = np.array([FAIL, NOISE, NOISE, KINK, PASS, PASS], dtype=np.int8)
+    d = diagnose("W", (6,), analytic, numeric, error, floor, codes)
+    assert "slip" not in d.hint and "recheck its formula" in d.hint, d.hint
+    codes = np.array([FAIL, PASS, PASS, PASS, NOISE, PASS], dtype=np.int8)
+    assert "slip" in diagnose("W", (6,), analytic, numeric, error, floor, codes).hint
+
+
 def test_kink_elements_are_left_out_of_the_factor():
     numeric, error, floor = _flat([1.0, 2.0, 0.5, 3.0])
     analytic = 2 * numeric

@@ -1058,3 +1058,49 @@ def test_a_relu_mask_bug_at_a_dead_unit_still_fails():
     assert gp.check(loss, grad, params).status == "pass"
     report = gp.check(loss, lambda p: grad(p, edge=-2e-3), params)
     assert report.failing == ("W1", "b1") and report.tensors["b1"].diagnosis == "1 of 6 wrong (element 2)", report
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_gradient_returned_as_zeros_fails_where_the_probes_stay_rough(seed):
+    """A new user's logistic regression with large weights (|w| ~ 30-60) and `grad` returning zeros
+    for w: its probes, descended because they disagreed, stayed rough at their finest step from the
+    loss's higher derivatives alone (jumps of 2e-9 of the slope), and every element read "too
+    noisy", though its numerical value, -0.075 +- 1e-12, is as clear as can be."""
+    rng = np.random.default_rng(seed)
+    X, truth = rng.standard_normal((40, 5)), rng.standard_normal(5)
+    y = np.sign(X @ truth + 0.5 * rng.standard_normal(40))
+
+    def loss(p):
+        return float(np.mean(np.logaddexp(0, -y * (X @ p["w"] + p["b"]))))
+
+    def grad(p):
+        s = -y * np.exp(-np.logaddexp(0, y * (X @ p["w"] + p["b"])))
+        return {"w": X.T @ s / 40, "b": np.array([s.sum() / 40])}
+
+    params = {"w": 30 * truth, "b": np.array([0.1])}
+    assert gp.check(loss, grad, params).status == "pass"
+    zeros = gp.check(loss, lambda p: {"w": np.zeros(5), "b": grad(p)["b"]}, params)
+    assert zeros.failing == ("w",) and zeros.tensors["w"].diagnosis == "all zeros", zeros
+
+
+@pytest.mark.parametrize("margin", [32.0, 34.0, 36.0])
+def test_a_logistic_loss_at_the_floor_of_its_rounding_is_not_failed(margin):
+    """A new user's logistic regression, `mean(log(1 + exp(-m)))` over 40 separable samples scaled
+    to margins of 32-36: the loss is 4e-17 to 3e-16 (a few of its terms round to an ulp of 1), not
+    0.0, kept at most points probed; its exact gradient (1e-16) was FAILed "should be zero" at both
+    tensors against bars of 1e-28."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 5))
+    truth = rng.standard_normal(5)
+    y = np.sign(X @ truth)
+
+    def loss(p):
+        return float(np.mean(np.log(1 + np.exp(-y * (X @ p["w"] + p["b"])))))
+
+    def grad(p):
+        s = -y * np.exp(-np.logaddexp(0, y * (X @ p["w"] + p["b"])))
+        return {"w": X.T @ s / 40, "b": np.array([s.sum() / 40])}
+
+    params = {"w": margin * truth / np.min(np.abs(X @ truth)), "b": np.array([0.0])}
+    assert 0 < loss(params) < 1e-15
+    assert gp.check(loss, grad, params).status != "fail"

@@ -182,7 +182,7 @@ class Ladder:
         value at most points of the check (`Objective.on_a_plateau`): where a probe's finest window
         saw no change, the loss rounds to 0 at the finest steps, by up to the smallest change the
         probe showed at coarser steps, or if it showed none, the smallest the check saw anywhere
-        (`smallest_change`; infinite when none: nothing bounds it). A classifier whose every
+        (`smallest_change`). A classifier whose every
         margin is large computes its loss as exactly 0.0 (``log(1 + 1e-20)`` rounds to 0, in
         float64 too) while its right gradient is 1e-22: with no noise measured, that was FAILed
         "should be zero"."""

@@ -152,6 +152,11 @@ def to_scalar(value: Any, argument: str, *, allow_complex: bool = False) -> comp
     return float(number)
 
 
+#: A loss whose value is at most this many of its smallest changes is at the floor of its rounding
+#: (a classifier at margins of 33: 21 of them; `round(x, 3)` summed over three values: 353).
+PLATEAU_FLOOR = 64.0
+
+
 class Objective:
     """The user's loss over flat parameter vectors.
 
@@ -275,12 +280,17 @@ class Objective:
             self.smallest_change = min(self.smallest_change, float(np.min(change[change > 0])))
 
     def on_a_plateau(self) -> bool:
-        """Whether the loss is exactly 0.0 at the point and returned that, to the bit, at most of
-        the points evaluated so far: a loss that rounds to 0 at the steps used (a classifier's,
-        once every margin is large), whose rounding is its terms' (``log(1 + y)``: an ulp of 1),
-        not an ulp of 0, and shows as no noise at all. (A staircase such as ``round(x, 3)`` is
-        flat between its jumps too, but its value at the point tells its rounding.)"""
-        return self.first_value == 0.0 and self.same_values > self.finite_values / 2
+        """Whether the loss returned its value at the point, to the bit, at most of the points
+        evaluated so far, and that value is at most `PLATEAU_FLOOR` of its smallest changes: a loss
+        at the floor of its own rounding (a classifier's, once every margin is large: 0.0, or 4e-17
+        where a few of its ``log(1 + exp(-m))`` terms round to an ulp of 1), whose rounding is its
+        terms', not an ulp of its value, and shows as no noise at all. (A staircase such as
+        ``round(x, 3)`` is flat between its jumps too, but its value is many jumps high.)"""
+        if self.first_value is None or self.same_values <= self.finite_values / 2:
+            return False
+        if math.isinf(self.smallest_change):  # it never changed: constant, unless it is 0.0, which rounding makes
+            return self.first_value == 0.0
+        return abs(self.first_value) <= PLATEAU_FLOOR * self.smallest_change
 
     def evaluate(self, points: Sequence[Point], *, dtype: Any = None) -> np.ndarray:
         """The loss at each point; non-finite values come back as NaN/inf, not as errors.

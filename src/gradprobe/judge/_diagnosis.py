@@ -25,7 +25,7 @@ from ..params._complex import element_positions
 from ..report._sentences import EXACT, minority
 from ..report._types import NAMED_INDICES, Finding
 from ._hypotheses import Evidence, fits, layouts
-from ._verdict import FAIL, KINK, NOISE, NONFINITE
+from ._verdict import FAIL, KINK, NOISE, NONFINITE, PASS
 
 #: Elements named one by one at most; more are summarised by their rows or columns.
 NAMED = 5
@@ -182,7 +182,10 @@ def diagnose(
     has_factor = subset is not None and abs(subset - 1) > EXACT
     facts = elements(grid.shape, grid.elements(positions[flat_wrong]), judged, factor=subset if has_factor else None,
                      batch_size=batch_size)  # fmt: skip
-    if not minority(facts) and not has_factor:
+    # A slip leaves the rest of the tensor right: not shown where more of it is undecided than
+    # passed (a hinge loss on its plateau, its mask forgotten: "2 of 4 wrong ... a slip").
+    undecided = np.count_nonzero((codes == NOISE) | (codes == KINK)) > np.count_nonzero(codes == PASS)
+    if not minority(facts) and not has_factor or undecided:
         facts = replace(facts, kind="formula", where="", indices=(), factor=None)
     return Diagnosis(name, facts)
 

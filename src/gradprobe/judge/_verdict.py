@@ -39,6 +39,11 @@ UNRESOLVED = 0.1
 #: Rounding of the analytic gradient itself: this many ulps of its value (or of its tensor's
 #: typical size) can never count as a disagreement.
 ANALYTIC_ULPS = 16
+#: A probe still rough at its finest step fails where its jump is at most `ROUGH_SMOOTH` of its
+#: estimate (smooth to six digits: what is rough is the higher derivatives at that step, not a kink
+#: or aliasing) and the analytic value is off the estimate by `ROUGH_FAIL` times the jump and the
+#: error bar together; else it is undecided.
+ROUGH_FAIL, ROUGH_SMOOTH = 10.0, 1e-6
 #: The same for a flat tensor (the loss does not depend on it: a bias before a normalisation, the
 #: key bias of an attention layer), on the whole gradient's scale: its gradient is the residue of
 #: terms that cancel over the batch (and the sequence), whose rounding grows with their number,
@@ -95,7 +100,13 @@ def judge(estimates: Estimates, scale: np.ndarray, floor: np.ndarray) -> Judgeme
     # windows; a kink somewhere inside the finest step if one was seen on the way down; else a
     # loss too ragged to differentiate at any step tried (noise, dense kinks).
     at_point = estimates.is_rough if estimates.at_point is None else estimates.at_point
-    inside = np.where(kinked & between, KINK, NOISE)
+    # Off its estimate by `ROUGH_FAIL` times the jump and the bar together, where the jump is a
+    # millionth of the slope, a value is no derivative any kink or noise the probe saw allows: a
+    # logistic regression's gradient returned as zeros, whose probes stayed rough from higher
+    # derivatives alone (a jump of 2e-9 of the slope), read "too noisy" at every element.
+    with np.errstate(invalid="ignore"):
+        clearly_off = (gap > ROUGH_FAIL * (jump + err + floor)) & (jump <= ROUGH_SMOOTH * np.abs(n))
+    inside = np.where(kinked & between, KINK, np.where(clearly_off, FAIL, NOISE))
     # At a kink at the point any routing of the derivative can be what the backward computes: for a
     # sum of tied terms (a max-pool tied over a batch) a valid value can lie outside the one-sided
     # slopes along one coordinate. So a kink never fails an element: it stays undecided here.
