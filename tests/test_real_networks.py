@@ -438,6 +438,15 @@ def test_an_input_viewing_a_larger_storage_keeps_its_layout(dtype):
     assert torch.equal(base, torch.arange(20.0, dtype=dtype)) and x.grad is None
 
 
+def _train(model, loss_fn, inputs, targets, steps):
+    """`steps` of Adam (learning rate 1e-2) on one batch: a model near its minimum."""
+    optimizer = torch.optim.Adam(model.parameters(), 1e-2)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        loss_fn(model(inputs), targets).backward()
+        optimizer.step()
+
+
 class _CausalLM(torch.nn.Module):
     """A weight-tied causal language model with hand-written attention (a new user's)."""
 
@@ -471,11 +480,7 @@ def test_an_attention_key_bias_whose_gradient_is_rounding_residue_passes_after_t
     def loss_fn(logits, t):
         return torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, 11), t[:, 1:].reshape(-1))
 
-    optimizer = torch.optim.Adam(model.parameters(), 1e-2)
-    for _ in range(2000):
-        optimizer.zero_grad()
-        loss_fn(model(tokens), tokens).backward()
-        optimizer.step()
+    _train(model, loss_fn, tokens, tokens, steps=2000)
     report = gp.torch.check_module(model, loss_fn, tokens, tokens)
     assert report.tensors["k.bias"].status == "pass" and report.status == "pass", report
 
@@ -506,10 +511,6 @@ def test_a_float64_transformer_trained_near_its_minimum_passes():
     model = _Block().double()
     x, y = torch.randn(6, 5, 8, dtype=torch.float64), torch.randint(0, 3, (6,))
     loss_fn = torch.nn.CrossEntropyLoss()
-    optimizer = torch.optim.Adam(model.parameters(), 1e-2)
-    for _ in range(1000):
-        optimizer.zero_grad()
-        loss_fn(model(x), y).backward()
-        optimizer.step()
+    _train(model, loss_fn, x, y, steps=1000)
     report = gp.torch.check_module(model, loss_fn, x, y)
     assert report.status == "pass", report
