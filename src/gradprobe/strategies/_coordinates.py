@@ -79,10 +79,11 @@ class CoordinateProber:
             return ElementResults.empty()
         fresh = np.array(sorted({int(i) for i in self._with_partners(indices)} - self._where.keys()), dtype=np.int64)
         if len(fresh):
-            estimates = self.context.estimator.estimate(fresh, self.steps)
+
             def judged(estimates: fd.Estimates) -> tuple[np.ndarray, np.ndarray]:
                 return self.context.judge.codes(estimates, indices=fresh, scale_from=self._scale_from)
 
+            estimates = self.context.estimator.estimate(fresh, self.steps)
             codes, floor = judged(estimates)
             closer = _closer_at_jumps(self.context, estimates, fresh, codes)
             closer = _confirmed(self.context, closer, fresh, self.steps, judged)
