@@ -185,7 +185,10 @@ class Ladder:
         (`smallest_change`). A classifier whose every
         margin is large computes its loss as exactly 0.0 (``log(1 + 1e-20)`` rounds to 0, in
         float64 too) while its right gradient is 1e-22: with no noise measured, that was FAILed
-        "should be zero"."""
+        "should be zero". Only where the analytic value is not zero: a zero one on a plateau is
+        what a loss truly flat there (a relu whose inputs are all negative, a hinge loss whose
+        margins are met, an op whose output is zero) has, and passed before as it does now."""
+        assert self.estimates is not None
         change = np.abs(self.values - self.f0)
         seen = np.isfinite(change)
         columns = np.arange(change.shape[1])[None, :]
@@ -195,6 +198,7 @@ class Ladder:
         height = np.min(np.where(seen & (change > 0), change, np.inf), axis=1)
         height = np.where(np.isfinite(height), height, smallest_change)
         finest = self.steps * 2.0 ** -np.maximum(self.levels - 1, 0)
+        still &= self.estimates.analytic != 0
         with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
             return np.where(still, fd.ERROR_BAR_FACTOR * height / finest, 0.0)
 
