@@ -519,3 +519,19 @@ def _taylor_slope_of(loss, grad, x):
     noise.measure(objective, analytic, f0, np.random.default_rng(0), FULL_NOISE)
     eps = float(np.finfo(np.float64).eps)
     return taylor_slope(objective, analytic, f0, noise.sigma, eps, np.linspace(1, 2, x.size), np.arange(x.size))
+
+
+def test_the_plateau_count_starts_at_the_first_finite_value():
+    # A worker's first points can all be off the loss's domain (NaN): nothing is counted until a
+    # finite value comes, and a loss at the floor of its rounding reads as on a plateau.
+    from gradprobe.estimate._objective import Objective
+    from gradprobe.params._params import Params
+
+    objective = Objective(lambda p: 0.0, Params(np.ones(2)))
+    objective._seen(np.array([np.nan]))
+    assert objective.first_value is None and not objective.on_a_plateau()
+    objective._seen(np.array([4e-17, 4e-17, 4e-17, 1e-17]))
+    assert (objective.finite_values, objective.same_values, objective.smallest_change) == (4, 3, 3e-17)
+    assert objective.on_a_plateau()
+    objective._seen(np.array([0.25, 0.5, 1.0, 2.0]))  # the loss moves at most points now
+    assert not objective.on_a_plateau()

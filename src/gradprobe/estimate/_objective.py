@@ -268,11 +268,14 @@ class Objective:
         return value
 
     def _seen(self, values: np.ndarray) -> None:
+        """Count the loss's finite values, those equal to the first, and its smallest change."""
         if values.dtype.kind == "c":  # complex steps: their imaginary parts carry the derivative
             return
         finite = values[np.isfinite(values)]
         if finite.size and self.first_value is None:
             self.first_value = float(finite[0])
+        if self.first_value is None:  # nothing finite yet (a worker's first points, all off the domain)
+            return
         self.finite_values += finite.size
         self.same_values += int(np.count_nonzero(finite == self.first_value))
         change = np.abs(finite - self.first_value)
